@@ -1,0 +1,50 @@
+"""Reads other apps and the API layer need; every org lookup is scoped to the caller."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from accounts.models import Organization, OrganizationMember, PlanSubscription, User
+from portal.errors import PortalError
+
+
+def user_memberships(*, user: User) -> QuerySet[OrganizationMember]:
+    return OrganizationMember.objects.filter(user=user).select_related("org").order_by("created_at", "id")
+
+
+def get_membership_or_404(*, user: User, org_id: object) -> OrganizationMember:
+    """The caller's membership in `org_id`; another org (or a malformed id) is 404, never 403."""
+    try:
+        org_uuid = uuid.UUID(str(org_id))
+    except ValueError:
+        raise PortalError("not_found", "Organization not found.") from None
+    membership = (
+        OrganizationMember.objects.select_related("org", "user").filter(user=user, org_id=org_uuid).first()
+    )
+    if membership is None:
+        raise PortalError("not_found", "Organization not found.")
+    return membership
+
+
+def personal_membership(*, user: User) -> OrganizationMember:
+    membership = (
+        OrganizationMember.objects.select_related("org", "user")
+        .filter(user=user, org__personal_for=user)
+        .first()
+    )
+    if membership is None:
+        raise PortalError("not_found", "You have no personal organization.")
+    return membership
+
+
+def active_subscription(*, org: Organization) -> PlanSubscription:
+    sub = (
+        PlanSubscription.objects.select_related("plan")
+        .filter(org=org, status=PlanSubscription.Status.ACTIVE)
+        .first()
+    )
+    if sub is None:
+        raise PortalError("internal_error", "The organization has no active plan.")
+    return sub

@@ -1,0 +1,167 @@
+"""Account rules: provisioning, profile edits, plan periods and entitlements, audit."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+
+from accounts.models import (
+    AuditEvent,
+    Organization,
+    OrganizationMember,
+    Plan,
+    PlanSubscription,
+    User,
+)
+from portal.errors import PortalError
+
+PERIOD_LENGTH = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified identity from a dashboard bearer token."""
+
+    provider: str
+    subject: str
+    email: str = ""
+    name: str = ""
+
+
+def period_containing(*, now: datetime) -> tuple[datetime, datetime]:
+    """The weekly allowance period [start, end) holding `now`: Monday 00:00 UTC onwards."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = day - timedelta(days=day.weekday())
+    return start, start + PERIOD_LENGTH
+
+
+def default_plan() -> Plan:
+    plan = Plan.objects.filter(is_default=True).order_by("id").first()
+    if plan is None:
+        plan = Plan.objects.filter(code="free").first()
+    if plan is None:
+        raise PortalError("internal_error", "No default plan is configured.")
+    return plan
+
+
+def _slug_for(identity: Identity) -> str:
+    base = (identity.email.split("@")[0] if identity.email else identity.subject).lower()
+    base = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:40] or "org"
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+def user_get_or_provision(*, identity: Identity, now: datetime) -> User:
+    """The user for `identity`, created with a personal org on the default plan on first sight.
+
+    Safe under concurrent first requests: the unique (provider, subject) constraint
+    lets exactly one creator win; the others read the winner's row.
+    """
+    user = User.objects.filter(auth_provider=identity.provider, subject=identity.subject).first()
+    if user is not None:
+        if _snapshot_changed(user, identity):
+            _refresh_snapshot(user=user, identity=identity, now=now)
+        return user
+    try:
+        with transaction.atomic():
+            user = User.objects.create(
+                auth_provider=identity.provider,
+                subject=identity.subject,
+                email=identity.email,
+                display_name=identity.name,
+                created_at=now,
+                updated_at=now,
+            )
+            _create_personal_org(user=user, now=now)
+            return user
+    except IntegrityError:
+        return User.objects.get(auth_provider=identity.provider, subject=identity.subject)
+
+
+def _snapshot_changed(user: User, identity: Identity) -> bool:
+    return bool(identity.email) and identity.email != user.email
+
+
+def _refresh_snapshot(*, user: User, identity: Identity, now: datetime) -> None:
+    User.objects.filter(pk=user.pk).update(email=identity.email, updated_at=now)
+    user.email = identity.email
+
+
+def _create_personal_org(*, user: User, now: datetime) -> Organization:
+    label = user.display_name or user.email or "Personal"
+    org = Organization.objects.create(
+        name=f"{label}'s organization"[:200],
+        slug=_slug_for(Identity(user.auth_provider, user.subject, user.email)),
+        personal_for=user,
+        created_at=now,
+        updated_at=now,
+    )
+    OrganizationMember.objects.create(org=org, user=user, role=OrganizationMember.Role.OWNER, created_at=now)
+    start, end = period_containing(now=now)
+    PlanSubscription.objects.create(
+        org=org,
+        plan=default_plan(),
+        current_period_start=start,
+        current_period_end=end,
+        created_at=now,
+    )
+    return org
+
+
+def user_update_profile(*, user: User, display_name: str, now: datetime) -> User:
+    user.display_name = display_name
+    user.updated_at = now
+    user.save(update_fields=["display_name", "updated_at"])
+    return user
+
+
+def plan_allows_model(*, plan: Plan, model_name: str, allowed_names: frozenset[str] | None = None) -> bool:
+    """Whether `plan` is entitled to the canonical model `model_name`."""
+    if plan.all_models:
+        return True
+    if allowed_names is None:
+        allowed_names = plan_model_names(plan=plan)
+    return model_name in allowed_names
+
+
+def plan_model_names(*, plan: Plan) -> frozenset[str]:
+    return frozenset(plan.model_policies.values_list("model_name", flat=True))
+
+
+def audit_record(
+    *,
+    actor: object,
+    action: str,
+    target_type: str,
+    target_id: object,
+    org: Organization | None = None,
+    reason: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+    now: datetime,
+) -> AuditEvent:
+    """Write one audit row. `actor` is a portal User, a staff `auth.User`, or None for the system."""
+    if isinstance(actor, User):
+        actor_type, actor_id, label = "user", str(actor.pk), str(actor)
+    elif actor is None:
+        actor_type, actor_id, label = "system", "", "system"
+    else:
+        actor_type = "staff"
+        actor_id = str(getattr(actor, "pk", ""))
+        label = getattr(actor, "get_username", lambda: str(actor))()
+    return AuditEvent.objects.create(
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_label=label,
+        org=org,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        reason=reason,
+        before=before,
+        after=after,
+        created_at=now,
+    )

@@ -1,0 +1,226 @@
+"""Settings, read from the environment (and an optional `.env` file).
+
+Every value has a safe embedded default so the Portal runs on a fresh machine with
+no services (SQLite under var/, an in-process fast-state stand-in, eager Celery,
+the dev token signer, local keys). With DEBUG off, secrets must be set: the
+process refuses to start and says which one is missing.
+"""
+
+import sys
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+_env_file = env.str("PORTAL_ENV_FILE", default=str(BASE_DIR / ".env"))
+if Path(_env_file).is_file():
+    environ.Env.read_env(_env_file, overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+TESTING = env.bool("PORTAL_TESTING", default="pytest" in sys.modules)
+
+_missing: list[str] = []
+
+
+def _secret(name: str, dev_default: str) -> str:
+    """A secret: required in production, a fixed dev value when DEBUG is on."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEBUG or TESTING:
+        return dev_default
+    _missing.append(name)
+    return ""
+
+
+SECRET_KEY = _secret("SECRET_KEY", "dev-insecure-secret-key-do-not-use-in-production")
+API_KEY_PEPPER = _secret("API_KEY_PEPPER", "dev-insecure-api-key-pepper")
+ROUTER_KEY_ENCRYPTION_KEY = env.str("ROUTER_KEY_ENCRYPTION_KEY", default="")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_extensions",
+    "portal",
+    "accounts",
+    "apikeys",
+    "pools",
+    "metering",
+    "gateway",
+]
+
+MIDDLEWARE = [
+    "portal.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+ASGI_APPLICATION = "portal.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Durable state -------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    VAR_DIR.mkdir(exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "portal.sqlite3",
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Fast state (Redis) ----------------------------------------------------------
+# Empty means the in-process stand-in (fakeredis): one process only.
+REDIS_URL = env.str("REDIS_URL", default="")
+FAST_STATE_PREFIX = env.str("FAST_STATE_PREFIX", default="portal:")
+
+# --- Celery ----------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+
+# --- Dashboard authentication -----------------------------------------------------
+AUTH_PROVIDER = env.str("AUTH_PROVIDER", default="dev")
+if AUTH_PROVIDER not in {"clerk", "supabase", "dev"}:
+    raise ImproperlyConfigured(f"AUTH_PROVIDER must be clerk, supabase or dev, not {AUTH_PROVIDER!r}")
+if AUTH_PROVIDER == "dev" and not (DEBUG or TESTING):
+    raise ImproperlyConfigured(
+        "AUTH_PROVIDER=dev signs its own tokens and is for development only; "
+        "set AUTH_PROVIDER=clerk or supabase in production (or DEBUG=true locally)."
+    )
+
+CLERK_ISSUER = env.str("CLERK_ISSUER", default="")
+CLERK_JWKS_URL = env.str("CLERK_JWKS_URL", default="")
+CLERK_AUTHORIZED_PARTIES = env.list("CLERK_AUTHORIZED_PARTIES", default=[])
+
+SUPABASE_URL = env.str("SUPABASE_URL", default="").rstrip("/")
+SUPABASE_JWT_SECRET = env.str("SUPABASE_JWT_SECRET", default="")
+SUPABASE_JWT_AUDIENCE = env.str("SUPABASE_JWT_AUDIENCE", default="authenticated")
+SUPABASE_ISSUER = env.str("SUPABASE_ISSUER", default=f"{SUPABASE_URL}/auth/v1" if SUPABASE_URL else "")
+SUPABASE_JWKS_URL = env.str(
+    "SUPABASE_JWKS_URL",
+    default=f"{SUPABASE_URL}/auth/v1/.well-known/jwks.json" if SUPABASE_URL else "",
+)
+
+if AUTH_PROVIDER == "clerk":
+    if not CLERK_ISSUER:
+        _missing.append("CLERK_ISSUER")
+    if not CLERK_JWKS_URL and CLERK_ISSUER:
+        CLERK_JWKS_URL = CLERK_ISSUER.rstrip("/") + "/.well-known/jwks.json"
+if AUTH_PROVIDER == "supabase" and not SUPABASE_URL:
+    _missing.append("SUPABASE_URL")
+
+DEV_AUTH_SECRET = env.str("DEV_AUTH_SECRET", default=f"dev-auth:{SECRET_KEY}")
+DEV_AUTH_ISSUER = "portal-dev"
+DEV_AUTH_AUDIENCE = "portal"
+JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=30)
+JWKS_CACHE_SECONDS = env.int("JWKS_CACHE_SECONDS", default=600)
+JWKS_HTTP_TIMEOUT = env.float("JWKS_HTTP_TIMEOUT", default=3.0)
+
+# --- API keys ----------------------------------------------------------------------
+KEY_PROVIDER = env.str("KEY_PROVIDER", default="local")
+if KEY_PROVIDER not in {"local", "unkey"}:
+    raise ImproperlyConfigured(f"KEY_PROVIDER must be local or unkey, not {KEY_PROVIDER!r}")
+UNKEY_ROOT_KEY = env.str("UNKEY_ROOT_KEY", default="")
+UNKEY_API_ID = env.str("UNKEY_API_ID", default="")
+if KEY_PROVIDER == "unkey":
+    for name, value in (("UNKEY_ROOT_KEY", UNKEY_ROOT_KEY), ("UNKEY_API_ID", UNKEY_API_ID)):
+        if not value:
+            _missing.append(name)
+
+if _missing:
+    raise ImproperlyConfigured(
+        "Missing required settings: "
+        + ", ".join(sorted(set(_missing)))
+        + ". Set them in the environment or .env (see .env.example); "
+        "DEBUG=true uses development defaults."
+    )
+
+# --- DRF and the API schema ------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "portal.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "portal.errors.drf_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Cortensor Portal API",
+    "DESCRIPTION": "Dashboard API for the Cortensor Portal web app.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- The rest of Django ------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_576)
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
