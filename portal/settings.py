@@ -202,6 +202,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ApiKeyStatusEnum": "apikeys.models.ApiKey.Status",
+        "UserStatusEnum": "accounts.models.User.Status",
+        "OrganizationStatusEnum": "accounts.models.Organization.Status",
+    },
 }
 
 # --- The rest of Django ------------------------------------------------------------

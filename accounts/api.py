@@ -1,0 +1,43 @@
+"""Dashboard endpoints for the caller and their organizations."""
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors, services
+from portal.pagination import paginate
+from accounts.serializers import MembershipOrgSerializer, UserSerializer, UserUpdateSerializer
+
+
+class MeView(APIView):
+    @extend_schema(responses=UserSerializer, operation_id="me_retrieve")
+    def get(self, request):
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(request=UserUpdateSerializer, responses=UserSerializer, operation_id="me_update")
+    def patch(self, request):
+        data = UserUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_update_profile(
+            user=request.user, display_name=data.validated_data["display_name"], now=timezone.now()
+        )
+        return Response(UserSerializer(user).data)
+
+
+class OrgListView(APIView):
+    @extend_schema(responses=MembershipOrgSerializer(many=True), operation_id="orgs_list")
+    def get(self, request):
+        return paginate(
+            request=request,
+            view=self,
+            queryset=selectors.user_memberships(user=request.user),
+            serialize=lambda rows: MembershipOrgSerializer(rows, many=True).data,
+        )
+
+
+class OrgDetailView(APIView):
+    @extend_schema(responses=MembershipOrgSerializer, operation_id="orgs_retrieve")
+    def get(self, request, org_id):
+        membership = selectors.get_membership_or_404(user=request.user, org_id=org_id)
+        return Response(MembershipOrgSerializer(membership).data)

@@ -1,0 +1,235 @@
+"""API key lifecycle: create, rename/update, revoke, rotate, disable, enable."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from accounts.models import Organization, User
+from accounts.selectors import active_subscription
+from accounts.services import audit_record
+from apikeys import authcache
+from apikeys.models import ApiKey
+from apikeys.providers import get_provider
+from portal.errors import PortalError
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just created or rotated; `plaintext` exists only here, once."""
+
+    key: ApiKey
+    plaintext: str
+
+
+def _snapshot(key: ApiKey) -> dict:
+    return {
+        "name": key.name,
+        "status": key.status,
+        "prefix": key.prefix,
+        "last_four": key.last_four,
+        "allowed_models": key.allowed_models,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }
+
+
+def active_key_count(*, org: Organization, now: datetime) -> int:
+    return (
+        ApiKey.objects.filter(org=org, status=ApiKey.Status.ACTIVE)
+        .exclude(expires_at__lte=now)
+        .count()
+    )
+
+
+def _issue(
+    *,
+    org: Organization,
+    created_by: User | None,
+    name: str,
+    allowed_models: list[str] | None,
+    expires_at: datetime | None,
+    plan_code: str,
+    now: datetime,
+) -> IssuedKey:
+    key_id = uuid.uuid4()
+    issued = get_provider().issue(key_id=str(key_id), org_id=str(org.pk), plan_code=plan_code)
+    key = ApiKey.objects.create(
+        id=key_id,
+        org=org,
+        created_by=created_by,
+        name=name,
+        provider=get_provider().name,
+        external_id=issued.external_id,
+        key_hash=issued.key_hash,
+        prefix=issued.prefix,
+        last_four=issued.last_four,
+        allowed_models=allowed_models or None,
+        expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
+    )
+    return IssuedKey(key=key, plaintext=issued.plaintext)
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    org: Organization,
+    created_by: User | None,
+    name: str,
+    now: datetime,
+    allowed_models: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    """Issue a key for `org`, within the plan's active-key cap. The plaintext is returned once."""
+    # Lock the org row so concurrent creates cannot both slip under the cap.
+    Organization.objects.select_for_update().filter(pk=org.pk).first()
+    if expires_at is not None and expires_at <= now:
+        raise PortalError("invalid_request_error", "expires_at must be in the future.", param="expires_at")
+    plan = active_subscription(org=org).plan
+    if active_key_count(org=org, now=now) >= plan.max_active_keys:
+        raise PortalError(
+            "key_limit_reached",
+            f"The {plan.name} plan allows {plan.max_active_keys} active keys; revoke one first.",
+        )
+    issued = _issue(
+        org=org,
+        created_by=created_by,
+        name=name,
+        allowed_models=allowed_models,
+        expires_at=expires_at,
+        plan_code=plan.code,
+        now=now,
+    )
+    audit_record(
+        actor=created_by,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=issued.key.pk,
+        org=org,
+        after=_snapshot(issued.key),
+        now=now,
+    )
+    return issued
+
+
+@transaction.atomic
+def api_key_update(
+    *,
+    key: ApiKey,
+    actor: object,
+    now: datetime,
+    name: str | None = None,
+    allowed_models: list[str] | None = None,
+    clear_allowed_models: bool = False,
+) -> ApiKey:
+    """Rename a key or change its model restriction."""
+    before = _snapshot(key)
+    if name is not None:
+        key.name = name
+    if clear_allowed_models:
+        key.allowed_models = None
+    elif allowed_models is not None:
+        key.allowed_models = allowed_models or None
+    key.updated_at = now
+    key.save(update_fields=["name", "allowed_models", "updated_at"])
+    if before["allowed_models"] != key.allowed_models:
+        authcache.invalidate_on_commit(key.key_hash)
+    audit_record(
+        actor=actor,
+        action="api_key.update",
+        target_type="api_key",
+        target_id=key.pk,
+        org=key.org,
+        before=before,
+        after=_snapshot(key),
+        now=now,
+    )
+    return key
+
+
+def _set_status(*, key: ApiKey, status: str, actor: object, reason: str, action: str, now: datetime) -> ApiKey:
+    locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if locked.status == status or locked.status == ApiKey.Status.REVOKED:
+        return locked  # idempotent; a revoked key never comes back
+    before = _snapshot(locked)
+    locked.status = status
+    locked.updated_at = now
+    fields = ["status", "updated_at"]
+    if status == ApiKey.Status.REVOKED:
+        locked.revoked_at = now
+        fields.append("revoked_at")
+    locked.save(update_fields=fields)
+    if status == ApiKey.Status.REVOKED and locked.external_id:
+        get_provider().revoke(external_id=locked.external_id)
+    authcache.invalidate_on_commit(locked.key_hash)
+    audit_record(
+        actor=actor,
+        action=action,
+        target_type="api_key",
+        target_id=locked.pk,
+        org=locked.org,
+        reason=reason,
+        before=before,
+        after=_snapshot(locked),
+        now=now,
+    )
+    return locked
+
+
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, actor: object, now: datetime, reason: str = "") -> ApiKey:
+    """Revoke at once and for good; revoking twice is a no-op."""
+    return _set_status(
+        key=key, status=ApiKey.Status.REVOKED, actor=actor, reason=reason, action="api_key.revoke", now=now
+    )
+
+
+@transaction.atomic
+def api_key_disable(*, key: ApiKey, actor: object, now: datetime, reason: str = "") -> ApiKey:
+    return _set_status(
+        key=key, status=ApiKey.Status.DISABLED, actor=actor, reason=reason, action="api_key.disable", now=now
+    )
+
+
+@transaction.atomic
+def api_key_enable(*, key: ApiKey, actor: object, now: datetime, reason: str = "") -> ApiKey:
+    return _set_status(
+        key=key, status=ApiKey.Status.ACTIVE, actor=actor, reason=reason, action="api_key.enable", now=now
+    )
+
+
+@transaction.atomic
+def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedKey:
+    """A new secret with the same settings; the old key is revoked in the same transaction."""
+    locked = ApiKey.objects.select_for_update().select_related("org").get(pk=key.pk)
+    if locked.status != ApiKey.Status.ACTIVE:
+        raise PortalError("invalid_request_error", "Only an active key can be rotated.", param="key_id")
+    plan = active_subscription(org=locked.org).plan
+    issued = _issue(
+        org=locked.org,
+        created_by=actor,
+        name=locked.name,
+        allowed_models=locked.allowed_models,
+        expires_at=locked.expires_at,
+        plan_code=plan.code,
+        now=now,
+    )
+    _set_status(
+        key=locked, status=ApiKey.Status.REVOKED, actor=actor, reason="rotated", action="api_key.revoke", now=now
+    )
+    ApiKey.objects.filter(pk=locked.pk).update(replaced_by=issued.key)
+    audit_record(
+        actor=actor,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=issued.key.pk,
+        org=locked.org,
+        reason=f"rotation of {locked.pk}",
+        after=_snapshot(issued.key),
+        now=now,
+    )
+    return issued
