@@ -117,7 +117,10 @@ def _first_validation_error(detail, path: str = "") -> tuple[str | None, str]:
 def drf_exception_handler(exc, context) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every API failure in the stable shape."""
     if isinstance(exc, PortalError):
-        return Response(exc.body(), status=exc.status, headers=exc.headers)
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        return Response(exc.body(), status=exc.status, headers=headers)
 
     from django.core.exceptions import PermissionDenied
     from django.http import Http404
