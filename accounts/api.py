@@ -6,8 +6,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from portal.pagination import paginate
-from accounts.serializers import MembershipOrgSerializer, UserSerializer, UserUpdateSerializer
+from portal.pagination import Pagination, paginate
+from accounts.serializers import (
+    MembershipOrgSerializer,
+    OrganizationSerializer,
+    UserSerializer,
+    UserUpdateSerializer,
+)
 
 
 class MeView(APIView):
@@ -26,7 +31,10 @@ class MeView(APIView):
 
 
 class OrgListView(APIView):
-    @extend_schema(responses=MembershipOrgSerializer(many=True), operation_id="orgs_list")
+    pagination_class = Pagination  # documents GET as the paginated page `paginate` returns
+
+    # MembershipOrgSerializer declares no fields; the body is an OrganizationSerializer.
+    @extend_schema(responses=OrganizationSerializer(many=True), operation_id="orgs_list")
     def get(self, request):
         return paginate(
             request=request,
@@ -37,7 +45,7 @@ class OrgListView(APIView):
 
 
 class OrgDetailView(APIView):
-    @extend_schema(responses=MembershipOrgSerializer, operation_id="orgs_retrieve")
+    @extend_schema(responses=OrganizationSerializer, operation_id="orgs_retrieve")
     def get(self, request, org_id):
         membership = selectors.get_membership_or_404(user=request.user, org_id=org_id)
         return Response(MembershipOrgSerializer(membership).data)

@@ -165,3 +165,35 @@ def audit_record(
         after=after,
         created_at=now,
     )
+
+
+@transaction.atomic
+def org_change_plan(*, org: Organization, plan: Plan, actor: object, now: datetime, reason: str = "") -> PlanSubscription:
+    """Move `org` to `plan`; the gateway applies the new limits on the next request."""
+    from accounts.invalidation import org_changed_on_commit
+
+    sub = PlanSubscription.objects.select_for_update().filter(org=org, status=PlanSubscription.Status.ACTIVE).first()
+    before = {"plan": sub.plan.code if sub else None}
+    if sub is not None and sub.plan_id == plan.pk:
+        return sub
+    if sub is not None:
+        sub.plan = plan
+        sub.save(update_fields=["plan"])
+    else:
+        start, end = period_containing(now=now)
+        sub = PlanSubscription.objects.create(
+            org=org, plan=plan, current_period_start=start, current_period_end=end, created_at=now
+        )
+    org_changed_on_commit(org.pk)
+    audit_record(
+        actor=actor,
+        action="org.change_plan",
+        target_type="organization",
+        target_id=org.pk,
+        org=org,
+        reason=reason,
+        before=before,
+        after={"plan": plan.code},
+        now=now,
+    )
+    return sub

@@ -15,7 +15,7 @@ from apikeys.serializers import (
     IssuedKeySerializer,
 )
 from portal.errors import PortalError
-from portal.pagination import paginate
+from portal.pagination import Pagination, paginate
 
 
 def require_key_manager(membership: OrganizationMember) -> None:
@@ -55,6 +55,8 @@ def revoke_key(*, request, membership: OrganizationMember, key_id: str) -> Respo
 
 
 class KeyListView(APIView):
+    pagination_class = Pagination  # documents GET as the paginated page `list_keys` returns
+
     @extend_schema(responses=ApiKeySerializer(many=True), operation_id="keys_list")
     def get(self, request, org_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
@@ -90,7 +92,7 @@ class KeyDetailView(APIView):
         )
         return Response(ApiKeySerializer(key).data)
 
-    @extend_schema(responses=ApiKeySerializer, operation_id="keys_revoke")
+    @extend_schema(responses={200: ApiKeySerializer}, operation_id="keys_revoke")
     def delete(self, request, org_id, key_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
         return revoke_key(request=request, membership=membership, key_id=key_id)
@@ -109,6 +111,8 @@ class KeyRotateView(APIView):
 class PortalKeyListView(APIView):
     """Web-app compatibility: the caller's personal org's keys."""
 
+    pagination_class = Pagination
+
     @extend_schema(responses=ApiKeySerializer(many=True), operation_id="portal_keys_list")
     def get(self, request):
         return list_keys(request=request, view=self, membership=personal_membership(user=request.user))
@@ -121,6 +125,6 @@ class PortalKeyListView(APIView):
 
 
 class PortalKeyDetailView(APIView):
-    @extend_schema(responses=ApiKeySerializer, operation_id="portal_keys_revoke")
+    @extend_schema(responses={200: ApiKeySerializer}, operation_id="portal_keys_revoke")
     def delete(self, request, key_id):
         return revoke_key(request=request, membership=personal_membership(user=request.user), key_id=key_id)

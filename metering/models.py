@@ -27,3 +27,34 @@ class UsageEvent(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class RequestLog(models.Model):
+    """One row per gateway request: who, what, where it went and how it ended. No prompt text."""
+
+    request_id = models.CharField(max_length=40, unique=True)
+    org = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    endpoint = models.CharField(max_length=40)
+    model_name = models.CharField(max_length=100, blank=True, default="")
+    route_id = models.BigIntegerField(null=True, blank=True)
+    router_id = models.BigIntegerField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=60, blank=True, default="")
+    latency_ms = models.PositiveIntegerField()
+    ttfb_ms = models.PositiveIntegerField(null=True, blank=True)
+    streamed = models.BooleanField(default=False)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "request_logs"
+        indexes = [
+            models.Index(fields=["org", "created_at"], name="request_logs_org_time_idx"),
+            models.Index(fields=["created_at"], name="request_logs_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id

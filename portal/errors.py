@@ -116,6 +116,11 @@ def _first_validation_error(detail, path: str = "") -> tuple[str | None, str]:
 
 def drf_exception_handler(exc, context) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every API failure in the stable shape."""
+    from django.core.exceptions import RequestDataTooBig
+
+    if isinstance(exc, RequestDataTooBig):
+        # DRF reads the body inside the view, so the middleware's process_exception never sees this.
+        exc = PortalError("request_too_large")
     if isinstance(exc, PortalError):
         headers = dict(exc.headers)
         if exc.status == 401:

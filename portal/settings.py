@@ -175,6 +175,20 @@ if KEY_PROVIDER == "unkey":
         if not value:
             _missing.append(name)
 
+# --- Gateway -------------------------------------------------------------------------
+GATEWAY_INFLIGHT_TTL_MS = env.int("GATEWAY_INFLIGHT_TTL_MS", default=600_000)
+GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=1024)
+GATEWAY_MAX_TRIES = env.int("GATEWAY_MAX_TRIES", default=3)
+GATEWAY_ENFORCEMENT = env.bool("GATEWAY_ENFORCEMENT", default=True)
+AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)
+BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
+BREAKER_COOLDOWN_MS = env.int("BREAKER_COOLDOWN_MS", default=30_000)
+BREAKER_PROBE_TTL_MS = env.int("BREAKER_PROBE_TTL_MS", default=10_000)
+ROUTER_CONNECT_TIMEOUT = env.float("ROUTER_CONNECT_TIMEOUT", default=2.0)
+ROUTER_READ_TIMEOUT = env.float("ROUTER_READ_TIMEOUT", default=120.0)
+ROUTER_FIRST_BYTE_TIMEOUT = env.float("ROUTER_FIRST_BYTE_TIMEOUT", default=30.0)
+ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=256)
+
 if _missing:
     raise ImproperlyConfigured(
         "Missing required settings: "

@@ -13,6 +13,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", include("gateway.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("portal/", include(portal_key_urls)),

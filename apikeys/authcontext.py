@@ -1,0 +1,85 @@
+"""The auth context the gateway caches per key: everything admission needs, no Postgres.
+
+Built from Postgres on a cache miss and stored as compact JSON under
+`authctx:<key hash>`; unknown hashes are cached as `none` for a short while.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from django.conf import settings
+
+from accounts.invalidation import read_generations
+from accounts.models import PlanSubscription
+from accounts.services import period_containing, plan_model_names
+from apikeys import authcache
+from apikeys.models import ApiKey
+from portal import faststate
+
+NEGATIVE_TTL_SECONDS = 60
+
+
+def _ms(value: datetime | None) -> int:
+    return int(value.timestamp() * 1000) if value else 0
+
+
+def build_auth_context(*, key_hash: str, now: datetime) -> str | None:
+    """The context JSON for the key with this hash, or None for no such key."""
+    kg = authcache.read_key_generation(key_hash)
+    key = ApiKey.objects.select_related("org").filter(key_hash=key_hash).first()
+    if key is None:
+        return None
+    sub = (
+        PlanSubscription.objects.select_related("plan")
+        .filter(org_id=key.org_id, status=PlanSubscription.Status.ACTIVE)
+        .first()
+    )
+    if sub is None:
+        return None
+    plan = sub.plan
+    # Generations are read before the rows above are trusted: a change that lands
+    # after this read sets a new generation and the context is rebuilt next time.
+    og, pg = read_generations(org_id=key.org_id, plan_id=plan.pk)
+    start, end = sub.current_period_start, sub.current_period_end
+    if not start <= now < end:
+        start, end = period_containing(now=now)
+    ctx = {
+        "k": str(key.pk),
+        "o": str(key.org_id),
+        "ks": key.status,
+        "kx": _ms(key.expires_at),
+        "am": key.allowed_models or None,
+        "os": key.org.status,
+        "kg": kg,
+        "og": og,
+        "pg": pg,
+        "ps": _ms(start),
+        "pe": _ms(end),
+        "p": {
+            "id": plan.pk,
+            "code": plan.code,
+            "rpm": plan.requests_per_minute,
+            "tpm": plan.tokens_per_minute,
+            "cc": plan.concurrent_requests,
+            "wr": plan.window_requests,
+            "ws": plan.window_seconds,
+            "qr": plan.weekly_requests,
+            "qt": plan.weekly_tokens,
+            "all": plan.all_models,
+            "m": sorted(plan_model_names(plan=plan)) if not plan.all_models else [],
+        },
+    }
+    return json.dumps(ctx, separators=(",", ":"))
+
+
+def refresh_auth_context(*, key_hash: str, now: datetime) -> bool:
+    """Load the context from Postgres into fast state. False when the key does not exist."""
+    raw = build_auth_context(key_hash=key_hash, now=now)
+    client = faststate.get_client()
+    if raw is None:
+        client.set(authcache.auth_context_key(key_hash), "none", ex=NEGATIVE_TTL_SECONDS)
+        return False
+    client.set(authcache.auth_context_key(key_hash), raw, ex=settings.AUTH_CONTEXT_TTL_SECONDS)
+    return True

@@ -1,0 +1,102 @@
+"""Steps 2–8 of the flow: one admission script call on a warm cache.
+
+A cold auth context, a cold allowance counter or a catalog change costs one more
+round (and a Postgres read); every later request is back to one Redis call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from apikeys.authcontext import refresh_auth_context
+from gateway import limits
+from metering.selectors import org_usage_between
+from pools.catalog import Catalog, ModelEntry, current_catalog
+
+_MAX_ROUNDS = 4
+_seen_version: list[str | None] = [None]
+
+
+@dataclass(slots=True)
+class Admitted:
+    adm: limits.Admission
+    catalog: Catalog
+    entry: ModelEntry | None
+    now_ms: int
+
+
+def _model_arg(entry: ModelEntry | None) -> str:
+    if entry is None:
+        return ""
+    return entry.name if entry.status == "enabled" else "!" + entry.name
+
+
+def _seed_quota(ctx: dict, now: datetime, now_ms: int) -> None:
+    start = datetime.fromtimestamp(ctx["ps"] / 1000, tz=now.tzinfo)
+    end = datetime.fromtimestamp(ctx["pe"] / 1000, tz=now.tzinfo)
+
+    totals = org_usage_between(org=ctx["o"], start=start, end=end)
+    limits.quota_seed(
+        org_id=ctx["o"],
+        period_start_ms=ctx["ps"],
+        period_end_ms=ctx["pe"],
+        requests=totals.requests,
+        tokens=totals.tokens,
+        now_ms=now_ms,
+    )
+
+
+def admit(
+    *, key_hash: str, request_id: str, model: str, estimate: Callable[[ModelEntry | None], int], now: datetime
+) -> Admitted:
+    """Admit one request for `model` (a public name); the answer says yes, or why not.
+
+    `estimate(entry)` gives the request's worst-case tokens for the resolved model.
+    """
+    now_ms = int(now.timestamp() * 1000)
+    catalog = current_catalog(_seen_version[0])
+    for _ in range(_MAX_ROUNDS):
+        entry = catalog.resolve(model)
+        cands = limits.candidates(entry.routes) if entry is not None else []
+        est_tokens = estimate(entry)
+        adm = limits.admit(
+            key_hash=key_hash,
+            now_ms=now_ms,
+            request_id=request_id,
+            model=_model_arg(entry),
+            est_tokens=est_tokens,
+            cands=cands,
+        )
+        if adm.status == "miss":
+            refresh_auth_context(key_hash=key_hash, now=now)
+            continue
+        if adm.status == "quota_miss":
+            _seed_quota(adm.ctx, now, now_ms)
+            continue
+        if adm.catalog_version != catalog.version:
+            # The catalog changed since this process loaded it: release what was taken and
+            # decide again against the new one.
+            if adm.status == "ok":
+                release(adm=adm, request_id=request_id, est_tokens=est_tokens, now_ms=now_ms)
+            _seen_version[0] = adm.catalog_version
+            catalog = current_catalog(adm.catalog_version)
+            continue
+        return Admitted(adm=adm, catalog=catalog, entry=entry, now_ms=now_ms)
+    raise RuntimeError("admission did not settle; is the fast state flapping?")
+
+
+def release(*, adm: limits.Admission, request_id: str, est_tokens: int, now_ms: int) -> None:
+    """Undo an admission whose request never reached a router."""
+    limits.settle(
+        request_id=request_id,
+        ctx=adm.ctx,
+        router_id=adm.router_id or None,
+        router_outcome="",
+        admitted_s=now_ms // 1000,
+        est_tokens=est_tokens,
+        actual_tokens=0,
+        served=False,
+        now_ms=now_ms,
+    )

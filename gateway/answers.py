@@ -1,0 +1,112 @@
+"""HTTP answers of the /v1 API: errors in the OpenAI or Anthropic shape, rate-limit headers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from django.http import HttpResponse
+
+from gateway import anthropic
+from gateway.limits import Admission
+from portal.errors import CATALOG, PortalError
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's reset format: `1s`, `6m0s`, `1h2m3s`, `250ms`."""
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = math.ceil(ms / 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def rate_limit_headers(adm: Admission) -> dict[str, str]:
+    if not adm.rpm_limit:
+        return {}
+    return {
+        "x-ratelimit-limit-requests": str(adm.rpm_limit),
+        "x-ratelimit-remaining-requests": str(adm.rpm_remaining),
+        "x-ratelimit-reset-requests": _duration(adm.rpm_reset_ms),
+        "x-ratelimit-limit-tokens": str(adm.tpm_limit),
+        "x-ratelimit-remaining-tokens": str(adm.tpm_remaining),
+        "x-ratelimit-reset-tokens": _duration(adm.tpm_reset_ms),
+    }
+
+
+def json_response(body: dict, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        status=status,
+        content_type="application/json",
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def error_response(err: PortalError, *, style: str = "openai") -> HttpResponse:
+    headers = dict(err.headers)
+    if err.code == "insufficient_quota":
+        headers["x-should-retry"] = "false"
+    if style == "anthropic":
+        body = anthropic.error_body(
+            type_=anthropic.anthropic_error_type(err.code, err.status), message=err.message
+        )
+    else:
+        body = err.body()
+    return json_response(body, status=err.status, headers=headers)
+
+
+def retry_headers(retry_after_ms: int) -> dict[str, str]:
+    return {
+        "retry-after": str(max(1, math.ceil(retry_after_ms / 1000))),
+        "retry-after-ms": str(max(retry_after_ms, 0)),
+    }
+
+
+# Admission outcomes that refuse the request, with their stable code and message.
+REFUSALS: dict[str, tuple[str, str | None]] = {
+    "invalid": ("invalid_api_key", None),
+    "revoked": ("api_key_revoked", None),
+    "disabled": ("api_key_disabled", None),
+    "expired": ("api_key_expired", None),
+    "org_paused": ("account_paused", None),
+    "org_disabled": ("account_disabled", None),
+    "model_not_found": ("model_not_found", None),
+    "model_disabled": ("model_disabled", None),
+    "model_not_allowed": ("model_not_allowed", None),
+    "rate_requests": ("rate_limit_exceeded", "Rate limit reached for requests per minute."),
+    "rate_tokens": ("rate_limit_exceeded", "Rate limit reached for tokens per minute."),
+    "concurrency": ("rate_limit_exceeded", "Too many concurrent requests for this key or organization."),
+    "window": ("rate_limit_exceeded", "Request cap for the plan's short window reached."),
+    "quota_requests": ("insufficient_quota", "You used this period's request allowance."),
+    "quota_tokens": (
+        "insufficient_quota",
+        "This request's worst-case tokens exceed the remaining allowance; lower max_tokens or wait for the reset.",
+    ),
+    "no_router": ("no_healthy_router", None),
+}
+
+
+def refusal(adm: Admission, *, model: str) -> PortalError:
+    if adm.status == "paused":
+        return PortalError("access_paused", adm.pause_message or None)
+    code, message = REFUSALS[adm.status]
+    if code in ("model_not_found", "model_not_allowed", "model_disabled") and model:
+        message = {
+            "model_not_found": f"The model `{model}` does not exist or you do not have access to it.",
+            "model_not_allowed": f"This key or plan may not use the model `{model}`.",
+            "model_disabled": f"The model `{model}` is temporarily disabled.",
+        }[code]
+    headers = {}
+    if CATALOG[code].status == 429:
+        headers = {**rate_limit_headers(adm), **retry_headers(adm.retry_after_ms)}
+    return PortalError(code, message, param="model" if code.startswith("model") else None, headers=headers)

@@ -1,0 +1,74 @@
+"""The demo catalog and account that `manage.py seed_demo` creates (idempotent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from accounts.models import Plan
+from accounts.services import Identity, org_change_plan, user_get_or_provision
+from apikeys.models import ApiKey
+from apikeys.services import api_key_create, api_key_revoke
+from pools import services as pool_services
+from pools.models import Model, Route, Router, RouterPool
+
+DEFAULT_ROUTER_URLS = ("http://127.0.0.1:9101", "http://127.0.0.1:9102")
+DEMO_EMAIL = "demo@example.com"
+DEMO_KEY_NAME = "demo"
+
+# (public name, display name, pool, session id, template, prices in micro-USD per Mtok, aliases)
+CATALOG = [
+    ("gemma-4-26b", "Gemma 4 26B", "gemma4", 11, "gemma", (100_000, 400_000), ("default", "gemma4")),
+    ("oss-20b", "OSS 20B", "oss-20b", 21, "chatml", (50_000, 200_000), ()),
+    ("oss-120b", "OSS 120B", "oss-120b", 31, "chatml", (150_000, 600_000), ()),
+    ("qwen-3-32b", "Qwen 3 32B", "qwen", 41, "chatml", (80_000, 320_000), ("qwen",)),
+]
+
+
+@dataclass(frozen=True)
+class Demo:
+    org_id: str
+    api_key: str
+    models: list[str]
+
+
+def _ensure_catalog(*, router_urls: list[str], router_key: str) -> None:
+    for name, display, pool_name, session, template, (price_in, price_out), aliases in CATALOG:
+        pool = RouterPool.objects.filter(name=pool_name).first() or pool_services.pool_create(name=pool_name)
+        for index, url in enumerate(router_urls):
+            router_name = f"router-{index + 1}"
+            router = Router.objects.filter(pool=pool, name=router_name).first()
+            if router is None:
+                pool_services.router_create(pool=pool, name=router_name, base_url=url, api_key=router_key)
+            elif router.base_url != url:
+                Router.objects.filter(pk=router.pk).update(base_url=url)
+                pool_services.router_set_key(router=router, api_key=router_key)
+        Router.objects.filter(pool=pool).exclude(name__in=[f"router-{i + 1}" for i in range(len(router_urls))]).update(
+            enabled=False
+        )
+        model = Model.objects.filter(name=name).first() or pool_services.model_create(
+            name=name,
+            display_name=display,
+            input_price_per_mtok=price_in,
+            output_price_per_mtok=price_out,
+            aliases=aliases,
+        )
+        if not Route.objects.filter(model=model, pool=pool).exists():
+            pool_services.route_create(model=model, pool=pool, session_id=session, template=template)
+    from pools.catalog import catalog_bump_version
+
+    catalog_bump_version()
+
+
+def seed_demo(*, router_urls: list[str], router_key: str, now: datetime) -> Demo:
+    _ensure_catalog(router_urls=router_urls, router_key=router_key)
+    user = user_get_or_provision(
+        identity=Identity(provider="dev", subject=f"dev|{DEMO_EMAIL}", email=DEMO_EMAIL, name="Demo User"), now=now
+    )
+    org = user.personal_org
+    org_change_plan(org=org, plan=Plan.objects.get(code="pro"), actor=None, now=now, reason="demo")
+    for old in ApiKey.objects.filter(org=org, name=DEMO_KEY_NAME, status=ApiKey.Status.ACTIVE):
+        api_key_revoke(key=old, actor=None, now=now, reason="replaced by seed_demo")
+    issued = api_key_create(org=org, created_by=user, name=DEMO_KEY_NAME, now=now)
+    models = sorted(Model.objects.filter(status=Model.Status.ENABLED).values_list("name", flat=True))
+    return Demo(org_id=str(org.pk), api_key=issued.plaintext, models=models)

@@ -1,0 +1,315 @@
+"""The request flow of the hosted /v1 API, in DESIGN.md's order.
+
+1 request id (middleware) · 2–8 admission: key, status, limits, quota, entitlement,
+route, router (one Redis round trip) · 9–10 forward with failover · 11 normalize ·
+12 settle the reservation · 13 durable request log + usage event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from apikeys.material import hash_secret, looks_like_key
+from gateway import admission, answers, forward, limits, shaping
+from gateway.shapes import Answer, Shape
+from gateway.tokens import estimate_tokens, worst_case_tokens
+from gateway.validation import InferenceRequest, parse_json_body
+from metering.services import RequestRecord, request_record
+from pools.catalog import ModelEntry
+from pools.client import RouterError
+from portal.errors import PortalError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything one request accumulates on its way through the flow."""
+
+    request_id: str
+    endpoint: str
+    started: float
+    now: datetime
+    client_ip: str | None
+    model: str = ""
+    adm: limits.Admission | None = None  # set once admitted: a reservation to settle
+    ctx: dict | None = None  # the key's auth context, when the key was known
+    entry: ModelEntry | None = None
+    est_tokens: int = 0
+    prompt_tokens: int = 0
+    trail: forward.Trail = field(default_factory=forward.Trail)
+    status: int = 0
+    error_code: str = ""
+    ttfb_ms: int | None = None
+    streamed: bool = False
+    answer: Answer | None = None
+    estimated: bool = False
+    finished: bool = False
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def now_ms(self) -> int:
+        return int(self.now.timestamp() * 1000) + self.elapsed_ms()
+
+
+def api_key_from(request) -> str:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header[:7].lower() == "bearer ":
+        secret = header[7:].strip()
+    else:
+        secret = request.META.get("HTTP_X_API_KEY", "").strip()
+    if not secret:
+        raise PortalError(
+            "invalid_api_key",
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key'.",
+        )
+    if not looks_like_key(secret):
+        raise PortalError("invalid_api_key")
+    return secret
+
+
+def read_body(request) -> object:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        raise PortalError(
+            "request_too_large", f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        )
+    return parse_json_body(request.body)
+
+
+def _prompt_text(req: InferenceRequest) -> str:
+    if req.kind == "completion":
+        return req.prompt
+    return req.system + "".join(m["content"] for m in req.messages)
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def serve(request, shape: Shape) -> HttpResponse:
+    call = Call(
+        request_id=request.request_id,
+        endpoint=shape.endpoint,
+        started=time.perf_counter(),
+        now=timezone.now(),
+        client_ip=_client_ip(request),
+    )
+    try:
+        secret = api_key_from(request)
+        req = shape.parse(read_body(request))
+        call.model = req.model
+        call.prompt_tokens = estimate_tokens(_prompt_text(req))
+        if settings.GATEWAY_ENFORCEMENT:
+            _admit(call, key_hash=hash_secret(secret), req=req)
+        else:
+            _admit_unenforced(call, req=req)
+        if req.stream:
+            return _stream(call, shape, req)
+        return _whole(call, shape, req)
+    except PortalError as err:
+        call.status, call.error_code = err.status, err.code
+        _finish(call)
+        return answers.error_response(err, style=shape.style)
+    except Exception:
+        logger.exception("gateway failure", extra={"request_id": call.request_id})
+        call.status, call.error_code = 500, "internal_error"
+        _finish(call)
+        return answers.error_response(PortalError("internal_error"), style=shape.style)
+
+
+def _max_tokens(req: InferenceRequest, entry: ModelEntry) -> int:
+    return min(req.max_tokens or settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
+
+
+def _admit(call: Call, *, key_hash: str, req: InferenceRequest) -> None:
+    est = [0]
+
+    def estimate(entry: ModelEntry | None) -> int:
+        if entry is None:
+            return 0
+        est[0] = worst_case_tokens(req, call.prompt_tokens, settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
+        return est[0]
+
+    admitted = admission.admit(
+        key_hash=key_hash, request_id=call.request_id, model=req.model, estimate=estimate, now=call.now
+    )
+    call.ctx, call.entry, call.est_tokens = admitted.adm.ctx, admitted.entry, est[0]
+    if admitted.adm.status != "ok":
+        raise answers.refusal(admitted.adm, model=req.model)
+    call.adm = admitted.adm  # from here on the request holds a reservation to settle
+
+
+def _admit_unenforced(call: Call, *, req: InferenceRequest) -> None:
+    """Benchmark baseline (GATEWAY_ENFORCEMENT=false): route only, no checks or limits."""
+    import random
+
+    from pools.catalog import get_catalog
+
+    entry = get_catalog().resolve(req.model)
+    if entry is None:
+        raise PortalError("model_not_found")
+    routers = [r for route in entry.serving_routes() for r in route.routers]
+    if not routers:
+        raise PortalError("no_healthy_router")
+    call.entry = entry
+    call.trail.target = forward.locate(entry, random.choice(routers).id)
+
+
+def _headers(call: Call) -> dict[str, str]:
+    return answers.rate_limit_headers(call.adm) if call.adm is not None else {}
+
+
+def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
+    entry = call.entry
+    max_tokens = _max_tokens(req, entry)
+    router_body = forward.with_failover(
+        entry=entry,
+        first_router_id=call.adm.router_id if call.adm else call.trail.target.router.id,
+        request_id=call.request_id,
+        now_ms=call.now_ms,
+        trail=call.trail,
+        attempt=lambda target: forward.complete(
+            target=target, body=forward.router_body(req, target.route, max_tokens=max_tokens), request_id=call.request_id
+        ),
+    )
+    call.ttfb_ms = call.elapsed_ms()
+    text = shaping.extract_text(router_body)
+    call.answer = _answer(call, text=text, finish=shaping.extract_finish(router_body), usage=shaping.extract_usage(router_body))
+    body = shape.whole(
+        request_id=call.request_id, model=call.model, created=int(call.now.timestamp()), answer=call.answer, router_body=router_body
+    )
+    call.status = 200
+    headers = _headers(call)
+    _finish(call)
+    return answers.json_response(body, headers=headers)
+
+
+def _answer(call: Call, *, text: str, finish: str | None, usage: tuple[int, int] | None) -> Answer:
+    if usage is None:
+        call.estimated = True
+        usage = (call.prompt_tokens, estimate_tokens(text))
+    return Answer(text=text, finish=shaping.normalize_finish(finish) if finish else None, prompt_tokens=usage[0], completion_tokens=usage[1])
+
+
+def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
+    entry = call.entry
+    max_tokens = _max_tokens(req, entry)
+    first, chunks = forward.with_failover(
+        entry=entry,
+        first_router_id=call.adm.router_id if call.adm else call.trail.target.router.id,
+        request_id=call.request_id,
+        now_ms=call.now_ms,
+        trail=call.trail,
+        attempt=lambda target: forward.open_stream(
+            target=target, body=forward.router_body(req, target.route, max_tokens=max_tokens), request_id=call.request_id
+        ),
+    )
+    call.streamed = True
+    response = StreamingHttpResponse(_stream_body(call, shape, req, first, chunks), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    for name, value in _headers(call).items():
+        response[name] = value
+    return response
+
+
+def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks):
+    created = int(call.now.timestamp())
+    common = {"request_id": call.request_id, "model": call.model, "created": created}
+    served: list[str] = []
+    finish: str | None = None
+    usage: tuple[int, int] | None = None
+    call.status = 200
+    try:
+        yield from shape.opening(req=req, prompt_tokens=call.prompt_tokens, **common)
+        call.ttfb_ms = call.elapsed_ms()
+        chunk = first
+        while chunk is not None:
+            text = shaping.extract_text(chunk)
+            if text:
+                served.append(text)
+                yield shape.piece(text=text, **common)
+            finish = shaping.extract_finish(chunk) or finish
+            usage = shaping.extract_usage(chunk) or usage
+            chunk = next(chunks, None)
+        call.answer = _answer(call, text="".join(served), finish=finish, usage=usage)
+        yield from shape.closing(req=req, answer=call.answer, **common)
+    except RouterError:
+        call.trail.outcome, call.error_code = "fail", "upstream_error"
+        yield from shape.failure(
+            message="The model backend failed while streaming; the answer is incomplete.",
+            code="upstream_error",
+            type_="api_error",
+        )
+    except GeneratorExit:
+        call.error_code = "client_disconnected"
+        raise
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        if call.answer is None:
+            call.answer = _answer(call, text="".join(served), finish=finish, usage=None)
+        _finish(call)
+
+
+def _finish(call: Call) -> None:
+    """Settle the reservation and write the request durably; exactly once per request."""
+    if call.finished:
+        return
+    call.finished = True
+    answer = call.answer
+    served_tokens = (answer.prompt_tokens + answer.completion_tokens) if answer and (answer.completion_tokens or answer.text) else 0
+    try:
+        if call.adm is not None:
+            target = call.trail.target
+            limits.settle(
+                request_id=call.request_id,
+                ctx=call.adm.ctx,
+                router_id=target.router.id if target else None,
+                router_outcome=call.trail.outcome,
+                admitted_s=(int(call.now.timestamp() * 1000)) // 1000,
+                est_tokens=call.est_tokens,
+                actual_tokens=served_tokens,
+                served=served_tokens > 0,
+                now_ms=call.now_ms(),
+            )
+    except Exception:
+        logger.exception("settlement failed", extra={"request_id": call.request_id})
+    ctx = call.ctx
+    entry = call.entry
+    request_record(
+        record=RequestRecord(
+            request_id=call.request_id,
+            endpoint=call.endpoint,
+            status_code=call.status or 500,
+            latency_ms=call.elapsed_ms(),
+            created_at=call.now,
+            org_id=ctx["o"] if ctx else None,
+            api_key_id=ctx["k"] if ctx else None,
+            model_name=entry.name if entry else call.model[:100],
+            route_id=call.trail.target.route.id if call.trail.target else None,
+            router_id=call.trail.target.router.id if call.trail.target else None,
+            error_code=call.error_code,
+            ttfb_ms=call.ttfb_ms,
+            streamed=call.streamed,
+            client_ip=call.client_ip,
+            prompt_tokens=answer.prompt_tokens if served_tokens else 0,
+            completion_tokens=answer.completion_tokens if served_tokens else 0,
+            estimated=call.estimated,
+            input_per_mtok=entry.input_price_per_mtok if entry else 0,
+            output_per_mtok=entry.output_price_per_mtok if entry else 0,
+        )
+    )

@@ -1,0 +1,150 @@
+"""Steps 9–10: call a router, failing over to another while nothing reached the client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from gateway import limits
+from gateway.validation import InferenceRequest
+from gateway.templates import render_prompt
+from pools.catalog import ModelEntry, RouteEntry, RouterEntry
+from pools.client import RouterClient, RouterError
+from portal.errors import PortalError
+
+_client = RouterClient()
+
+
+@dataclass(slots=True)
+class Target:
+    route: RouteEntry
+    router: RouterEntry
+
+
+@dataclass(slots=True)
+class Trail:
+    """Where the request went; settlement reports the last router's outcome."""
+
+    target: Target | None = None
+    tried: set[int] = field(default_factory=set)
+    outcome: str = ""
+
+
+def locate(entry: ModelEntry, router_id: int) -> Target:
+    for route in entry.routes:
+        for router in route.routers:
+            if router.id == router_id:
+                return Target(route=route, router=router)
+    raise LookupError(router_id)
+
+
+def router_body(req: InferenceRequest, route: RouteEntry, *, max_tokens: int) -> dict:
+    """The body a route expects: a rendered prompt (cortensor) or the chat messages (openai)."""
+    if route.api_style == "openai":
+        messages = list(req.messages)
+        if req.system:
+            messages.insert(0, {"role": "system", "content": req.system})
+        if req.kind == "completion":
+            messages = [{"role": "user", "content": req.prompt}]
+        body = {"messages": messages, "max_tokens": max_tokens, "stream": req.stream}
+    else:
+        prompt = req.prompt if req.kind == "completion" else render_prompt(route.template, req.messages, req.system)
+        body = {"prompt": prompt, "max_tokens": max_tokens, "stream": req.stream, "timeout": int(settings.ROUTER_READ_TIMEOUT)}
+    for name in ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty"):
+        value = getattr(req, name)
+        if value is not None:
+            body[name] = value
+    if req.stop:
+        body["stop"] = req.stop
+    return body
+
+
+def _failure(err: RouterError) -> PortalError:
+    if err.kind == "timeout":
+        return PortalError("upstream_timeout")
+    if not err.retryable:
+        return PortalError("upstream_error", "The model backend rejected the request.", status=502)
+    return PortalError("no_healthy_router")
+
+
+def with_failover(
+    *,
+    entry: ModelEntry,
+    first_router_id: int,
+    request_id: str,
+    now_ms: Callable[[], int],
+    trail: Trail,
+    attempt: Callable[[Target], object],
+):
+    """Run `attempt` on the admitted router, then on others while failures are retryable.
+
+    `trail.target` always names the router whose in-flight slot this request holds
+    (None when it holds none), for settlement to release.
+    """
+    router_id = first_router_id
+    last: RouterError | None = None
+    for _ in range(max(1, settings.GATEWAY_MAX_TRIES)):
+        if not router_id:
+            break
+        trail.target = locate(entry, router_id)
+        try:
+            result = attempt(trail.target)
+        except RouterError as err:
+            if not err.retryable:
+                trail.outcome = "ok"  # the router answered; the request was at fault
+                raise _failure(err) from None
+            last = err
+            trail.tried.add(router_id)
+            trail.target = None  # failover counts the failure and frees the slot
+            router_id = limits.failover(
+                now_ms=now_ms(),
+                request_id=request_id,
+                failed_router_id=router_id,
+                cands=limits.candidates(entry.routes, exclude=frozenset(trail.tried)),
+            )
+            continue
+        trail.outcome = "ok"
+        return result
+    if router_id:
+        trail.target = locate(entry, router_id)  # picked but not tried: settlement frees it
+    raise _failure(last) if last is not None else PortalError("no_healthy_router")
+
+
+def complete(*, target: Target, body: dict, request_id: str) -> dict:
+    """One non-streaming call; OpenAI-style answers are reduced to the text-completion shape."""
+    if target.route.api_style == "openai":
+        answer = _client.chat(router=target.router, route=target.route, body=body, request_id=request_id, stream=False)
+        return chat_to_text(answer)
+    return _client.complete(router=target.router, route=target.route, body=body, request_id=request_id)
+
+
+def open_stream(*, target: Target, body: dict, request_id: str) -> tuple[dict | None, Iterator[dict]]:
+    """Start a stream and wait for its first chunk, so a failure here can still fail over."""
+    if target.route.api_style == "openai":
+        chunks = map(chat_to_text, _client.chat(
+            router=target.router, route=target.route, body=body, request_id=request_id, stream=True
+        ))
+    else:
+        chunks = _client.stream(router=target.router, route=target.route, body=body, request_id=request_id)
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    return first, chunks
+
+
+def chat_to_text(answer: dict) -> dict:
+    """An OpenAI chat answer or chunk in the router's text-completion shape."""
+    out = {k: v for k, v in answer.items() if k != "choices"}
+    choices = []
+    for choice in answer.get("choices") or []:
+        part = choice.get("message") or choice.get("delta") or {}
+        choices.append(
+            {
+                "index": choice.get("index", 0),
+                "text": part.get("content") or "",
+                "finish_reason": choice.get("finish_reason"),
+            }
+        )
+    out["choices"] = choices
+    return out

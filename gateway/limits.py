@@ -1,0 +1,186 @@
+"""The gateway's fast-state scripts: admission, failover and settlement (Redis Lua).
+
+Each script is one round trip and atomic in Redis, so limits hold exactly across
+any number of gateway processes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+
+from pools.catalog import RouteEntry
+from portal import faststate
+
+_LUA = Path(__file__).with_name("lua")
+
+
+@lru_cache(maxsize=None)
+def _source(name: str) -> str:
+    return (_LUA / f"{name}.lua").read_text()
+
+
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(name: str):
+    client = faststate.get_client()
+    handle = _scripts.get((id(client), name))
+    if handle is None:
+        handle = client.register_script(_source(name))
+        _scripts[(id(client), name)] = handle
+    return handle
+
+
+@dataclass(slots=True)
+class Admission:
+    status: str
+    ctx: dict | None
+    catalog_version: str | None
+    pause_message: str
+    rpm_limit: int
+    rpm_remaining: int
+    rpm_reset_ms: int
+    tpm_limit: int
+    tpm_remaining: int
+    tpm_reset_ms: int
+    retry_after_ms: int
+    router_id: int
+
+
+_ctx_cache: dict[bytes, dict] = {}
+
+
+def _decode_ctx(raw: bytes) -> dict | None:
+    """Decoded auth contexts, memoized by their exact bytes (they change rarely)."""
+    if not raw:
+        return None
+    ctx = _ctx_cache.get(raw)
+    if ctx is None:
+        if len(_ctx_cache) > 10_000:
+            _ctx_cache.clear()
+        ctx = _ctx_cache[raw] = json.loads(raw)
+    return ctx
+
+
+def candidates(routes: tuple[RouteEntry, ...], exclude: frozenset[int] = frozenset()) -> list:
+    """Flattened (router id, weight, tier) of the active routes' routers, in route priority order."""
+    flat: list = []
+    tier = 0
+    for route in routes:
+        if route.pool_status != "active":
+            continue
+        for router in route.routers:
+            if router.id not in exclude:
+                flat.extend((router.id, router.weight, tier))
+        tier += 1
+    return flat
+
+
+def admit(
+    *, key_hash: str, now_ms: int, request_id: str, model: str, est_tokens: int, cands: list
+) -> Admission:
+    r = _script("admit")(
+        args=[
+            settings.FAST_STATE_PREFIX,
+            key_hash,
+            now_ms,
+            request_id,
+            model,
+            est_tokens,
+            settings.GATEWAY_INFLIGHT_TTL_MS,
+            settings.BREAKER_COOLDOWN_MS,
+            settings.BREAKER_PROBE_TTL_MS,
+            random.random(),
+            random.random(),
+            len(cands) // 3,
+            *cands,
+        ]
+    )
+    return Admission(
+        status=r[0].decode(),
+        ctx=_decode_ctx(r[1]),
+        catalog_version=r[2].decode() or None,
+        pause_message=r[3].decode(),
+        rpm_limit=r[4],
+        rpm_remaining=r[5],
+        rpm_reset_ms=r[6],
+        tpm_limit=r[7],
+        tpm_remaining=r[8],
+        tpm_reset_ms=r[9],
+        retry_after_ms=r[10],
+        router_id=int(r[11]),
+    )
+
+
+def failover(*, now_ms: int, request_id: str, failed_router_id: int, cands: list) -> int:
+    """Count a router failure and pick another router (0: none left)."""
+    return int(
+        _script("failover")(
+            args=[
+                settings.FAST_STATE_PREFIX,
+                now_ms,
+                request_id,
+                failed_router_id,
+                settings.BREAKER_FAILURE_THRESHOLD,
+                settings.GATEWAY_INFLIGHT_TTL_MS,
+                settings.BREAKER_COOLDOWN_MS,
+                settings.BREAKER_PROBE_TTL_MS,
+                random.random(),
+                random.random(),
+                len(cands) // 3,
+                *cands,
+            ]
+        )
+    )
+
+
+def settle(
+    *,
+    request_id: str,
+    ctx: dict,
+    router_id: int | None,
+    router_outcome: str,
+    admitted_s: int,
+    est_tokens: int,
+    actual_tokens: int,
+    served: bool,
+    now_ms: int,
+) -> None:
+    _script("settle")(
+        args=[
+            settings.FAST_STATE_PREFIX,
+            request_id,
+            ctx["k"],
+            ctx["o"],
+            ctx["ps"],
+            router_id or "",
+            router_outcome,
+            admitted_s,
+            est_tokens,
+            actual_tokens,
+            1 if served else 0,
+            settings.BREAKER_FAILURE_THRESHOLD,
+            now_ms,
+            max(1, ctx["p"]["ws"] // 60),
+        ]
+    )
+
+
+def quota_key(*, org_id: str, period_start_ms: int) -> str:
+    return faststate.key("quota", org_id, period_start_ms)
+
+
+def quota_seed(*, org_id: str, period_start_ms: int, period_end_ms: int, requests: int, tokens: int, now_ms: int) -> None:
+    """Start the allowance counters from the durable totals, unless another process already did."""
+    name = quota_key(org_id=org_id, period_start_ms=period_start_ms)
+    pipe = faststate.get_client().pipeline()
+    pipe.hsetnx(name, "r", requests)
+    pipe.hsetnx(name, "t", tokens)
+    pipe.pexpire(name, max(period_end_ms - now_ms, 0) + 86_400_000)
+    pipe.execute()

@@ -1,0 +1,194 @@
+-- Admission for one gateway request, in one round trip: global pause, the key's
+-- cached auth context, key/org status, entitlement, rate limits (requests/min and
+-- tokens/min as 1-second-bucket sliding windows, concurrency) per key and per org,
+-- the plan's short window, the weekly allowance reservation, and a router pick.
+-- Nothing is written unless every check passes.
+--
+-- ARGV: prefix, key_hash, now_ms, request_id, model (canonical, "" if unknown),
+--       est_tokens, inflight_ttl_ms, breaker_cooldown_ms, probe_ttl_ms,
+--       rand_a, rand_b (two uniform draws in [0,1)), n_candidates,
+--       then (router_id, weight, tier) per candidate.
+-- Returns {status, ctx_json, catalog_version, pause_message, rpm_limit, rpm_left,
+--          rpm_reset_ms, tpm_limit, tpm_left, tpm_reset_ms, retry_after_ms, router_id}
+
+local P = ARGV[1]
+local key_hash = ARGV[2]
+local now = tonumber(ARGV[3])
+local rid = ARGV[4]
+local model = ARGV[5]
+local est = tonumber(ARGV[6])
+local inflight_ttl = tonumber(ARGV[7])
+local cooldown = tonumber(ARGV[8])
+local probe_ttl = tonumber(ARGV[9])
+local rand = {tonumber(ARGV[10]), tonumber(ARGV[11])}
+local ncand = tonumber(ARGV[12])
+
+local version = redis.call('GET', P .. 'catalog:version') or ''
+
+local function answer(status, ctx, pause, rl, retry, router)
+  rl = rl or {0, 0, 0, 0, 0, 0}
+  return {status, ctx or '', version, pause or '', rl[1], rl[2], rl[3], rl[4], rl[5], rl[6],
+          retry or 0, router or 0}
+end
+
+local pause = redis.call('GET', P .. 'pause:global')
+if pause then return answer('paused', nil, pause) end
+
+local raw = redis.call('GET', P .. 'authctx:' .. key_hash)
+if not raw then return answer('miss') end
+if raw == 'none' then return answer('invalid') end
+local ctx = cjson.decode(raw)
+
+-- A context is stale when its key, org or plan changed, or its period ended.
+local gens = redis.call('MGET', P .. 'keygen:' .. key_hash, P .. 'orggen:' .. ctx.o, P .. 'plangen:' .. ctx.p.id)
+if (gens[1] or '') ~= ctx.kg or (gens[2] or '') ~= ctx.og or (gens[3] or '') ~= ctx.pg or now >= ctx.pe then
+  return answer('miss')
+end
+
+if ctx.ks == 'revoked' then return answer('revoked', raw) end
+if ctx.ks == 'disabled' then return answer('disabled', raw) end
+if ctx.kx > 0 and now >= ctx.kx then return answer('expired', raw) end
+if ctx.os == 'paused' then return answer('org_paused', raw) end
+if ctx.os ~= 'active' then return answer('org_disabled', raw) end
+if model == '' then return answer('model_not_found', raw) end
+if string.sub(model, 1, 1) == '!' then return answer('model_disabled', raw) end
+
+local function member(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+if (not ctx.p.all and not member(ctx.p.m, model)) or (ctx.am ~= cjson.null and not member(ctx.am, model)) then
+  return answer('model_not_allowed', raw)
+end
+
+local plan = ctx.p
+local now_s = math.floor(now / 1000)
+
+-- Sum a bucketed window, dropping buckets that left it. Returns total, ms until the oldest leaves.
+local function window(key, span_s, bucket_s)
+  local nb = math.floor(span_s / bucket_s)
+  local cur = math.floor(now_s / bucket_s)
+  local h = redis.call('HGETALL', key)
+  local total, oldest, stale = 0, nil, {}
+  for i = 1, #h, 2 do
+    local b = tonumber(h[i])
+    if b <= cur - nb then
+      stale[#stale + 1] = h[i]
+    else
+      total = total + tonumber(h[i + 1])
+      if oldest == nil or b < oldest then oldest = b end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  local reset = 0
+  if oldest ~= nil then reset = (oldest + nb) * bucket_s * 1000 - now end
+  return total, reset, cur
+end
+
+local kr, ko = P .. 'rl:k:' .. ctx.k, P .. 'rl:o:' .. ctx.o
+local kreq, kreq_reset = window(kr .. ':r', 60, 1)
+local oreq, oreq_reset = window(ko .. ':r', 60, 1)
+local ktok, ktok_reset = window(kr .. ':t', 60, 1)
+local otok, otok_reset = window(ko .. ':t', 60, 1)
+
+local used_req = math.max(kreq, oreq)
+local req_reset = math.max(kreq_reset, oreq_reset)
+local used_tok = math.max(ktok, otok)
+local tok_reset = math.max(ktok_reset, otok_reset)
+local function limits(extra_req, extra_tok)
+  return {plan.rpm, math.max(plan.rpm - used_req - extra_req, 0), req_reset,
+          plan.tpm, math.max(plan.tpm - used_tok - extra_tok, 0), tok_reset}
+end
+
+if used_req + 1 > plan.rpm then
+  return answer('rate_requests', raw, nil, limits(0, 0), math.max(req_reset, 1000))
+end
+if used_tok + est > plan.tpm then
+  local retry = tok_reset
+  if est > plan.tpm then retry = 0 end
+  return answer('rate_tokens', raw, nil, limits(0, 0), math.max(retry, 1000))
+end
+
+local kc, oc = P .. 'cc:k:' .. ctx.k, P .. 'cc:o:' .. ctx.o
+redis.call('ZREMRANGEBYSCORE', kc, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', oc, '-inf', now)
+if redis.call('ZCARD', kc) >= plan.cc or redis.call('ZCARD', oc) >= plan.cc then
+  return answer('concurrency', raw, nil, limits(0, 0), 1000)
+end
+
+local wb = math.max(1, math.floor(plan.ws / 60))
+local wkey = P .. 'win:' .. ctx.o
+local wused, wreset, wcur = window(wkey, plan.ws, wb)
+if wused + 1 > plan.wr then
+  return answer('window', raw, nil, limits(0, 0), math.max(wreset, 1000))
+end
+
+local qkey = P .. 'quota:' .. ctx.o .. ':' .. ctx.ps
+local q = redis.call('HMGET', qkey, 'r', 't')
+if not q[1] then return answer('quota_miss', raw) end
+local qr, qt = tonumber(q[1]), tonumber(q[2])
+if qr + 1 > plan.qr then return answer('quota_requests', raw, nil, limits(0, 0), ctx.pe - now) end
+if qt + est > plan.qt then return answer('quota_tokens', raw, nil, limits(0, 0), ctx.pe - now) end
+
+-- Router pick: the lowest tier with an eligible router; within it, two weighted
+-- draws and the one with fewer in-flight requests per unit of weight wins.
+local chosen, chosen_probe = 0, false
+if ncand > 0 then
+  local tiers = {}
+  for i = 0, ncand - 1 do
+    local id = ARGV[13 + i * 3]
+    local weight = tonumber(ARGV[14 + i * 3])
+    local tier = tonumber(ARGV[15 + i * 3])
+    local b = redis.call('HMGET', P .. 'brk:' .. id, 'state', 'opened', 'probe')
+    local ok, probe = true, false
+    if b[1] == 'open' then
+      ok = now >= tonumber(b[2]) + cooldown and (not b[3] or now >= tonumber(b[3]))
+      probe = ok
+    end
+    if ok then
+      local rk = P .. 'rif:' .. id
+      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+      tiers[tier] = tiers[tier] or {}
+      table.insert(tiers[tier], {id = id, w = weight, load = redis.call('ZCARD', rk) / math.max(weight, 1), probe = probe})
+    end
+  end
+  local best = nil
+  for t, list in pairs(tiers) do if best == nil or t < best then best = t end end
+  if best == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) end
+  local list = tiers[best]
+  local sum = 0
+  for _, c in ipairs(list) do sum = sum + c.w end
+  local function draw(u)
+    local x = u * sum
+    for _, c in ipairs(list) do
+      x = x - c.w
+      if x <= 0 then return c end
+    end
+    return list[#list]
+  end
+  local a, b = draw(rand[1]), draw(rand[2])
+  local c = a
+  if b.load < a.load then c = b end
+  chosen, chosen_probe = c.id, c.probe
+  if chosen_probe then redis.call('HSET', P .. 'brk:' .. chosen, 'probe', now + probe_ttl) end
+  redis.call('ZADD', P .. 'rif:' .. chosen, now + inflight_ttl, rid)
+  redis.call('PEXPIRE', P .. 'rif:' .. chosen, inflight_ttl)
+end
+
+-- Every check passed: record the request (its own bucket now bounds the resets).
+if req_reset <= 0 then req_reset = 60000 - (now % 1000) end
+if tok_reset <= 0 then tok_reset = 60000 - (now % 1000) end
+redis.call('HINCRBY', kr .. ':r', now_s, 1)
+redis.call('HINCRBY', ko .. ':r', now_s, 1)
+redis.call('HINCRBY', kr .. ':t', now_s, est)
+redis.call('HINCRBY', ko .. ':t', now_s, est)
+for _, k in ipairs({kr .. ':r', ko .. ':r', kr .. ':t', ko .. ':t'}) do redis.call('EXPIRE', k, 120) end
+redis.call('ZADD', kc, now + inflight_ttl, rid)
+redis.call('ZADD', oc, now + inflight_ttl, rid)
+redis.call('PEXPIRE', kc, inflight_ttl)
+redis.call('PEXPIRE', oc, inflight_ttl)
+redis.call('HINCRBY', wkey, wcur, 1)
+redis.call('EXPIRE', wkey, plan.ws + 60)
+redis.call('HINCRBY', qkey, 'r', 1)
+redis.call('HINCRBY', qkey, 't', est)
+return answer('ok', raw, nil, limits(1, est), 0, chosen)

@@ -1,0 +1,57 @@
+-- Settle a finished request: release its concurrency and router slots, tell the
+-- router's breaker how it went, and replace the worst-case token reservation with
+-- the tokens actually served (a request that served nothing gives its allowance back).
+--
+-- ARGV: prefix, request_id, key_id, org_id, period_start, router_id ("" for none),
+--       router_outcome ("ok", "fail" or ""), admitted_s, est_tokens, actual_tokens,
+--       served (1/0), failure_threshold, now_ms, window_bucket_s
+
+local P = ARGV[1]
+local rid = ARGV[2]
+local key_id, org_id, period = ARGV[3], ARGV[4], ARGV[5]
+local router, outcome = ARGV[6], ARGV[7]
+local admitted_s = ARGV[8]
+local est, actual = tonumber(ARGV[9]), tonumber(ARGV[10])
+local served = tonumber(ARGV[11])
+local threshold = tonumber(ARGV[12])
+local now = tonumber(ARGV[13])
+local wbucket = tonumber(ARGV[14])
+
+redis.call('ZREM', P .. 'cc:k:' .. key_id, rid)
+redis.call('ZREM', P .. 'cc:o:' .. org_id, rid)
+
+if router ~= '' then
+  local bk = P .. 'brk:' .. router
+  redis.call('ZREM', P .. 'rif:' .. router, rid)
+  if outcome == 'ok' then
+    redis.call('HSET', bk, 'fails', 0, 'state', 'closed')
+    redis.call('HDEL', bk, 'opened', 'probe')
+  elseif outcome == 'fail' then
+    local fails = redis.call('HINCRBY', bk, 'fails', 1)
+    if fails >= threshold or redis.call('HGET', bk, 'state') == 'open' then
+      redis.call('HSET', bk, 'state', 'open', 'opened', now)
+      redis.call('HDEL', bk, 'probe')
+    end
+  end
+end
+
+local delta = actual - est
+if delta ~= 0 then
+  for _, k in ipairs({P .. 'rl:k:' .. key_id .. ':t', P .. 'rl:o:' .. org_id .. ':t'}) do
+    if redis.call('HEXISTS', k, admitted_s) == 1 then
+      local v = redis.call('HINCRBY', k, admitted_s, delta)
+      if v < 0 then redis.call('HSET', k, admitted_s, 0) end
+    end
+  end
+end
+local qkey = P .. 'quota:' .. org_id .. ':' .. period
+if redis.call('EXISTS', qkey) == 1 then
+  if delta ~= 0 then redis.call('HINCRBY', qkey, 't', delta) end
+  if served == 0 then
+    redis.call('HINCRBY', qkey, 'r', -1)
+    local wkey = P .. 'win:' .. org_id
+    local wb = tostring(math.floor(tonumber(admitted_s) / wbucket))
+    if redis.call('HEXISTS', wkey, wb) == 1 then redis.call('HINCRBY', wkey, wb, -1) end
+  end
+end
+return 1

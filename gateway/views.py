@@ -1,0 +1,96 @@
+"""The hosted /v1 API. Keys are checked by the flow, not by DRF's authentication."""
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.views import APIView
+
+from apikeys.authcontext import build_auth_context
+from apikeys.material import hash_secret
+from gateway import answers, flow, shapes
+from pools.catalog import get_catalog
+from portal.errors import PortalError
+
+
+class _GatewayView(APIView):
+    authentication_classes = ()
+    permission_classes = ()
+    shape: shapes.Shape
+
+    @extend_schema(exclude=True)
+    def post(self, request):
+        return flow.serve(request._request, self.shape)
+
+
+class ChatCompletionsView(_GatewayView):
+    shape = shapes.CHAT
+
+
+class CompletionsView(_GatewayView):
+    shape = shapes.COMPLETIONS
+
+
+class MessagesView(_GatewayView):
+    shape = shapes.MESSAGES
+
+
+class ModelsView(APIView):
+    """`GET /v1/models`: the models this key may use, read fresh from Postgres."""
+
+    authentication_classes = ()
+    permission_classes = ()
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        try:
+            secret = flow.api_key_from(request._request)
+            ctx = _key_context(secret)
+        except PortalError as err:
+            return answers.error_response(err)
+        catalog = get_catalog()
+        plan = ctx["p"]
+        data = []
+        for name in catalog.public_names():
+            entry = catalog.resolve(name)
+            if not plan["all"] and entry.name not in plan["m"]:
+                continue
+            if ctx["am"] is not None and entry.name not in ctx["am"]:
+                continue
+            data.append({"id": name, "object": "model", "created": 0, "owned_by": "cortensor"})
+        return answers.json_response({"object": "list", "data": data})
+
+
+def _key_context(secret: str) -> dict:
+    import json
+
+    raw = build_auth_context(key_hash=hash_secret(secret), now=timezone.now())
+    if raw is None:
+        raise PortalError("invalid_api_key")
+    ctx = json.loads(raw)
+    refusal = {
+        "revoked": "api_key_revoked",
+        "disabled": "api_key_disabled",
+    }.get(ctx["ks"]) or {"paused": "account_paused", "disabled": "account_disabled"}.get(ctx["os"])
+    if refusal:
+        raise PortalError(refusal)
+    if ctx["kx"] and ctx["kx"] <= timezone.now().timestamp() * 1000:
+        raise PortalError("api_key_expired")
+    return ctx
+
+
+class HealthView(APIView):
+    """`GET /health`: liveness and the public model names each pool serves. No secrets."""
+
+    authentication_classes = ()
+    permission_classes = ()
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        catalog = get_catalog()
+        pools: dict[str, dict] = {}
+        for name in catalog.public_names():
+            entry = catalog.resolve(name)
+            for route in entry.routes:
+                pool = pools.setdefault(route.pool_name, {"status": route.pool_status, "models": []})
+                if name not in pool["models"]:
+                    pool["models"].append(name)
+        return answers.json_response({"status": "ok", "pools": pools})

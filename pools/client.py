@@ -1,0 +1,407 @@
+"""The Cortensor router HTTP client: one pooled `requests.Session` per process, hard
+timeouts, and one error type that says whether another router may be tried.
+
+    client = RouterClient()
+    answer = client.complete(router=router, route=route, body=body, request_id=rid)
+    for chunk in client.stream(router=router, route=route, body=body, request_id=rid):
+        ...
+
+Settings (read on every call, with defaults): ROUTER_CONNECT_TIMEOUT (2 s),
+ROUTER_READ_TIMEOUT (120 s; per read, so per chunk for streams),
+ROUTER_FIRST_BYTE_TIMEOUT (30 s until a stream's first event), ROUTER_PROBE_TIMEOUT
+(2 s), ROUTER_POOL_MAXSIZE (256 connections per router), ROUTER_POOL_HOSTS (64 routers
+kept pooled), ROUTER_TRUST_ENV (False: ignore HTTP(S)_PROXY and .netrc).
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.cookiejar
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+import urllib3.exceptions
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from pools.catalog import RouteEntry, RouterEntry
+from pools.sse import SSEDecoder, SSEError
+
+READ_SIZE = 64 * 1024
+ERROR_BODY_BYTES = 2048
+
+# 4xx answers that are the router's (or its configuration's) fault rather than the
+# request's: a wrong router key, a session this router does not serve, a router
+# timeout, rate limiting. Another router may well succeed.
+RETRYABLE_4XX = frozenset({401, 403, 404, 408, 429})
+
+_MESSAGES = {
+    "connect": "The router could not be reached.",
+    "timeout": "The router timed out.",
+    "status": "The router answered with an error.",
+    "protocol": "The router sent an invalid response.",
+}
+
+
+class RouterError(Exception):
+    """A failed router call. `str()` is safe to show; `detail` is for logs only.
+
+    retryable: another router may be tried (nothing reached the customer yet).
+    kind: "connect", "timeout", "status" or "protocol".
+    after_first_byte: a stream failed after at least one chunk was yielded.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        after_first_byte: bool = False,
+        detail: str = "",
+        router_id: int | None = None,
+    ):
+        self.kind = kind
+        self.retryable = retryable
+        self.status = status
+        self.after_first_byte = after_first_byte
+        self.detail = detail
+        self.router_id = router_id
+        message = _MESSAGES[kind]
+        if status is not None:
+            message = f"{message[:-1]} (HTTP {status})."
+        super().__init__(message)
+
+    def __repr__(self) -> str:
+        return (
+            f"RouterError(kind={self.kind!r}, retryable={self.retryable}, status={self.status}, "
+            f"after_first_byte={self.after_first_byte}, router_id={self.router_id})"
+        )
+
+
+# --- the process-wide session ------------------------------------------------------------
+
+_session_lock = threading.Lock()
+_session: requests.Session | None = None
+_session_pid: int | None = None
+
+
+def get_session() -> requests.Session:
+    """The pooled session of this process (rebuilt after a fork: sockets are not shared)."""
+    global _session, _session_pid
+    if _session is None or _session_pid != os.getpid():
+        with _session_lock:
+            if _session is None or _session_pid != os.getpid():
+                _session, _session_pid = _make_session(), os.getpid()
+    return _session
+
+
+def _make_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(
+        pool_connections=_setting("ROUTER_POOL_HOSTS", 64),
+        pool_maxsize=_setting("ROUTER_POOL_MAXSIZE", 256),
+        max_retries=0,
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = _setting("ROUTER_TRUST_ENV", False)
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    session.headers["User-Agent"] = "cortensor-portal"
+    return session
+
+
+def reset_session_for_tests() -> None:
+    global _session, _session_pid
+    with _session_lock:
+        if _session is not None:
+            _session.close()
+        _session, _session_pid = None, None
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+class RouterClient:
+    def __init__(self, session: requests.Session | None = None):
+        self._session = session
+
+    @property
+    def session(self) -> requests.Session:
+        return self._session or get_session()
+
+    def complete(
+        self, *, router: RouterEntry, route: RouteEntry, body: dict, request_id: str
+    ) -> dict:
+        """A whole text completion from `POST /api/v1/completions`."""
+        url, payload = _completions_call(router, route, body, request_id, stream=False)
+        return self._post_json(router, url, payload, request_id, require_choices=True)
+
+    def stream(
+        self, *, router: RouterEntry, route: RouteEntry, body: dict, request_id: str
+    ) -> Iterator[dict]:
+        """Completion chunks as they arrive; close the iterator to drop the connection."""
+        url, payload = _completions_call(router, route, body, request_id, stream=True)
+        return self._post_stream(router, url, payload, request_id)
+
+    def chat(
+        self,
+        *,
+        router: RouterEntry,
+        route: RouteEntry,
+        body: dict,
+        request_id: str,
+        stream: bool,
+    ) -> dict | Iterator[dict]:
+        """For OpenAI-style routes: the OpenAI chat body passes through as given."""
+        url = f"{router.base_url}/v1/chat/completions"
+        payload = {**body, "stream": stream}
+        if stream:
+            return self._post_stream(router, url, payload, request_id)
+        return self._post_json(router, url, payload, request_id, require_choices=True)
+
+    def probe(self, router: RouterEntry) -> tuple[bool, float]:
+        """`GET /api/v1/status`: (up, latency in ms), with short timeouts."""
+        limit = _setting("ROUTER_PROBE_TIMEOUT", 2.0)
+        connect = min(limit, _setting("ROUTER_CONNECT_TIMEOUT", 2.0))
+        started = time.perf_counter()
+        try:
+            with self.session.get(
+                f"{router.base_url}/api/v1/status",
+                headers=_headers(router, request_id=None, stream=False),
+                timeout=(connect, limit),
+            ) as response:
+                ok = response.status_code == 200
+        except requests.RequestException:
+            ok = False
+        return ok, (time.perf_counter() - started) * 1000
+
+    # --- internals -----------------------------------------------------------------
+
+    def _post_json(
+        self, router: RouterEntry, url: str, payload: dict, request_id: str, *, require_choices: bool
+    ) -> dict:
+        timeout = (_setting("ROUTER_CONNECT_TIMEOUT", 2.0), _setting("ROUTER_READ_TIMEOUT", 120.0))
+        try:
+            response = self.session.post(
+                url,
+                data=_encode(payload),
+                headers=_headers(router, request_id=request_id, stream=False),
+                timeout=timeout,
+            )
+        except requests.RequestException as exc:
+            raise _exception_error(exc, router, served=False) from None
+        with response:
+            if not 200 <= response.status_code < 300:
+                raise _status_error(response.status_code, response.content, router)
+            try:
+                data = json.loads(response.content)
+            except ValueError:
+                raise _protocol_error("answer is not JSON", router, served=False) from None
+        if require_choices and not _has_choices(data):
+            raise _protocol_error("answer has no choices", router, served=False)
+        return data
+
+    def _post_stream(
+        self, router: RouterEntry, url: str, payload: dict, request_id: str
+    ) -> Iterator[dict]:
+        """A generator: nothing is sent until the first `next()`."""
+        first_byte = _setting("ROUTER_FIRST_BYTE_TIMEOUT", 30.0)
+        read_timeout = _setting("ROUTER_READ_TIMEOUT", 120.0)
+        deadline = time.monotonic() + first_byte
+        try:
+            response = self.session.post(
+                url,
+                data=_encode(payload),
+                headers=_headers(router, request_id=request_id, stream=True),
+                timeout=(_setting("ROUTER_CONNECT_TIMEOUT", 2.0), first_byte),
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            raise _exception_error(exc, router, served=False) from None
+
+        served = False
+        try:
+            raw = response.raw
+            if not 200 <= response.status_code < 300:
+                raise _status_error(response.status_code, _read_some(raw), router)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                # The router ignored `stream`: its whole answer is the one chunk.
+                yield _whole_answer_as_chunk(raw, router)
+                return
+            decoder = SSEDecoder()
+            while True:
+                if not served:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise RouterError(
+                            "timeout", retryable=True, detail="no event before the first-byte timeout",
+                            router_id=router.id,
+                        )
+                    _set_read_timeout(raw, remaining)
+                try:
+                    data = raw.read1(READ_SIZE)
+                    events = decoder.feed(data) if data else decoder.flush()
+                except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+                    raise _exception_error(exc, router, served=served) from None
+                except SSEError as exc:
+                    raise _protocol_error(str(exc), router, served=served) from None
+                for event, value in events:
+                    if value == b"[DONE]":
+                        _release(raw)
+                        return
+                    chunk = _parse_event(event, value, router, served=served)
+                    if not served:
+                        served = True
+                        _set_read_timeout(raw, read_timeout)
+                    yield chunk
+                if not data:
+                    raise _protocol_error("stream ended without [DONE]", router, served=served)
+        finally:
+            response.close()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _completions_call(
+    router: RouterEntry, route: RouteEntry, body: dict, request_id: str, *, stream: bool
+) -> tuple[str, dict]:
+    payload = {**body, "stream": stream, "client_reference": request_id}
+    if route.session_in_path:
+        payload.pop("session_id", None)
+        return f"{router.base_url}/api/v1/completions/{route.session_id}", payload
+    payload["session_id"] = route.session_id
+    return f"{router.base_url}/api/v1/completions", payload
+
+
+def _headers(router: RouterEntry, *, request_id: str | None, stream: bool) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream" if stream else "application/json"}
+    if stream:
+        headers["Accept-Encoding"] = "identity"  # a decompressor would hold tokens back
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    if router.api_key:
+        headers["Authorization"] = f"Bearer {router.api_key}"
+    return headers
+
+
+def _encode(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _has_choices(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("choices"), list) and bool(data["choices"])
+
+
+def _parse_event(event: str, value: bytes, router: RouterEntry, *, served: bool) -> dict:
+    try:
+        chunk = json.loads(value)
+    except ValueError:
+        raise _protocol_error("event data is not JSON", router, served=served) from None
+    if not isinstance(chunk, dict):
+        raise _protocol_error("event data is not an object", router, served=served)
+    if event == "error" or ("error" in chunk and "choices" not in chunk):
+        raise _protocol_error(f"error event: {value[:300]!r}", router, served=served)
+    return chunk
+
+
+def _whole_answer_as_chunk(raw, router: RouterEntry) -> dict:
+    try:
+        data = json.loads(raw.read())
+    except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        raise _exception_error(exc, router, served=False) from None
+    except ValueError:
+        raise _protocol_error("answer is not JSON", router, served=False) from None
+    if not _has_choices(data):
+        raise _protocol_error("answer has no choices", router, served=False)
+    return data
+
+
+def _read_some(raw) -> bytes:
+    try:
+        return raw.read(ERROR_BODY_BYTES)
+    except Exception:  # the status is what matters; the body is only for the log
+        return b""
+
+
+def _set_read_timeout(raw, seconds: float) -> None:
+    """Change the socket's read timeout mid-response (first byte, then per chunk)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
+def _release(raw) -> None:
+    """After [DONE]: read the end of the body so the connection goes back to the pool;
+    a router that keeps talking loses its connection instead."""
+    try:
+        _set_read_timeout(raw, 1.0)
+        for _ in range(4):
+            if not raw.read1(READ_SIZE):
+                return
+    except Exception:
+        pass
+
+
+def _scrub(text: str, router: RouterEntry) -> str:
+    if router.api_key:
+        text = text.replace(router.api_key, "***")
+    return text[:500]
+
+
+def _status_error(status: int, body: bytes, router: RouterEntry) -> RouterError:
+    retryable = status >= 500 or status in RETRYABLE_4XX
+    return RouterError(
+        "status",
+        retryable=retryable,
+        status=status,
+        detail=_scrub(body[:ERROR_BODY_BYTES].decode("utf-8", "replace"), router),
+        router_id=router.id,
+    )
+
+
+def _protocol_error(detail: str, router: RouterEntry, *, served: bool) -> RouterError:
+    return RouterError(
+        "protocol",
+        retryable=not served,
+        after_first_byte=served,
+        detail=_scrub(detail, router),
+        router_id=router.id,
+    )
+
+
+def _exception_error(exc: BaseException, router: RouterEntry, *, served: bool) -> RouterError:
+    return RouterError(
+        _exception_kind(exc),
+        retryable=not served,
+        after_first_byte=served,
+        detail=_scrub(f"{type(exc).__name__}: {exc}", router),
+        router_id=router.id,
+    )
+
+
+def _exception_kind(exc: BaseException) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect"
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | socket.timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        # requests wraps a timeout while reading the body in a ConnectionError.
+        inner = exc.args[0] if exc.args else None
+        if isinstance(inner, urllib3.exceptions.ReadTimeoutError):
+            return "timeout"
+        return "connect"
+    if isinstance(exc, requests.RequestException):
+        return "protocol" if isinstance(exc, requests.ChunkedEncodingError) else "connect"
+    return "protocol"
