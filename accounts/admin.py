@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from accounts.invalidation import org_changed_on_commit, plan_changed_on_commit
 from accounts.models import (
     AuditEvent,
     ModelAccessPolicy,
@@ -41,6 +42,10 @@ class OrganizationAdmin(admin.ModelAdmin):
     autocomplete_fields = ["personal_for"]
     inlines = [MembershipInline, SubscriptionInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        org_changed_on_commit(obj.pk)  # status and plan take effect on the next gateway request
+
 
 @admin.register(OrganizationMember)
 class OrganizationMemberAdmin(admin.ModelAdmin):
@@ -73,6 +78,10 @@ class PlanAdmin(admin.ModelAdmin):
     search_fields = ["code", "name"]
     inlines = [ModelAccessPolicyInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        plan_changed_on_commit(obj.pk)  # limits and entitlements apply on the next request
+
 
 @admin.register(ModelAccessPolicy)
 class ModelAccessPolicyAdmin(admin.ModelAdmin):
@@ -87,6 +96,10 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
     list_filter = ["status", "plan"]
     search_fields = ["org__name", "org__slug", "org__id"]
     autocomplete_fields = ["org"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        org_changed_on_commit(obj.org_id)
 
 
 @admin.register(AuditEvent)

@@ -1,10 +1,17 @@
+from django import forms
 from django.contrib import admin
 
-from pools.models import Model, ModelAlias
+from pools import services
+from pools.models import Model, ModelAlias, Route, Router, RouterPool
 
 
 class AliasInline(admin.TabularInline):
     model = ModelAlias
+    extra = 0
+
+
+class RouteInline(admin.TabularInline):
+    model = Route
     extra = 0
 
 
@@ -21,7 +28,13 @@ class ModelAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["name", "display_name", "aliases__alias"]
-    inlines = [AliasInline]
+    inlines = [AliasInline, RouteInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from pools.catalog import bump_on_commit
+
+        bump_on_commit()
 
 
 @admin.register(ModelAlias)
@@ -29,3 +42,67 @@ class ModelAliasAdmin(admin.ModelAdmin):
     list_display = ["alias", "model"]
     search_fields = ["alias", "model__name"]
     list_select_related = ["model"]
+
+
+class RouterForm(forms.ModelForm):
+    """The router key is write-only: staff can set a new one, never read the old."""
+
+    new_api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the current key.",
+    )
+
+    class Meta:
+        model = Router
+        fields = ["pool", "name", "base_url", "weight", "enabled"]
+
+
+@admin.register(Router)
+class RouterAdmin(admin.ModelAdmin):
+    form = RouterForm
+    list_display = ["name", "pool", "base_url", "weight", "enabled", "has_key"]
+    list_filter = ["enabled", "pool"]
+    search_fields = ["name", "base_url", "pool__name"]
+    list_select_related = ["pool"]
+
+    @admin.display(boolean=True, description="key set")
+    def has_key(self, obj: Router) -> bool:
+        return bool(obj.api_key_sealed)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        new_key = form.cleaned_data.get("new_api_key")
+        if new_key:
+            services.router_set_key(router=obj, api_key=new_key)
+        from pools.catalog import bump_on_commit
+
+        bump_on_commit()
+
+
+@admin.register(RouterPool)
+class RouterPoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["name"]
+    inlines = [RouteInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from pools.catalog import bump_on_commit
+
+        bump_on_commit()
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ["model", "pool", "session_id", "api_style", "prompt_template", "priority"]
+    list_filter = ["api_style", "prompt_template", "pool"]
+    search_fields = ["model__name", "pool__name"]
+    list_select_related = ["model", "pool"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        from pools.catalog import bump_on_commit
+
+        bump_on_commit()

@@ -58,7 +58,8 @@ def completion_request_parse(raw: bytes, *, path_session: str | None) -> Complet
         try:
             session_id = int(path_session)
         except ValueError:
-            raise ValueError(f"session_id in the path must be an integer, got {path_session!r}") from None
+            message = f"session_id in the path must be an integer, got {path_session!r}"
+            raise ValueError(message) from None
     else:
         session_id = body.get("session_id")
         if not _is_int(session_id):

@@ -38,7 +38,9 @@ class Request:
     received_at: float  # time.perf_counter() when the head arrived
 
 
-async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Request | None:
+async def read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> Request | None:
     """The next request on the connection, or None once the client has closed it."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -121,7 +123,9 @@ def stream_head(*, keep_alive: bool) -> bytes:
     return _status_line(200) + (
         b"Content-Type: text/event-stream\r\n"
         b"Cache-Control: no-cache\r\n"
-        b"Transfer-Encoding: chunked\r\n" + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n"
+        b"Transfer-Encoding: chunked\r\n"
+        + (b"" if keep_alive else b"Connection: close\r\n")
+        + b"\r\n"
     )
 
 

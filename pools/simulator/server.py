@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 from .completions import (
     DONE_EVENT,
-    CompletionRequest,
     completion_body,
     completion_request_parse,
     completion_tokens,
@@ -90,7 +89,8 @@ class RouterSimulator:
                 try:
                     request = await read_request(reader, writer)
                 except BadRequest as exc:
-                    writer.write(json_response(exc.status, {"error": exc.message}, keep_alive=False))
+                    body = {"error": exc.message}
+                    writer.write(json_response(exc.status, body, keep_alive=False))
                     break
                 if request is None or not await self._dispatch(request, writer):
                     break
@@ -121,20 +121,27 @@ class RouterSimulator:
             return self._health(request, writer, self._info_body)
         return self._answer(request, writer, 404, {"error": f"no route for {path}"})
 
-    def _answer(self, request: Request, writer: asyncio.StreamWriter, status: int, payload,
-                extra_headers: str = "") -> bool:
+    def _answer(
+        self,
+        request: Request,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: dict,
+        extra_headers: str = "",
+    ) -> bool:
         self.stats.by_status[status] += 1
         self._log(request, status)
+        keep_alive = request.keep_alive
         writer.write(
-            json_response(status, payload, keep_alive=request.keep_alive, extra_headers=extra_headers)
+            json_response(status, payload, keep_alive=keep_alive, extra_headers=extra_headers)
         )
-        return request.keep_alive
+        return keep_alive
 
     def _log(self, request: Request, status: int) -> None:
         if not self.config.quiet:
             elapsed_ms = (time.perf_counter() - request.received_at) * 1000
-            print(f"{request.method} {request.path} {status} {elapsed_ms:.1f}ms",
-                  file=sys.stderr, flush=True)
+            line = f"{request.method} {request.path} {status} {elapsed_ms:.1f}ms"
+            print(line, file=sys.stderr, flush=True)
 
     # --- completions ---------------------------------------------------------------
 
@@ -187,15 +194,16 @@ class RouterSimulator:
             )
             return self._answer(request, writer, 200, body)
         return await self._stream(
-            request, writer, config, completion, completion_id, tokens, finish_reason, totals
+            request, writer, config=config, completion_id=completion_id, tokens=tokens,
+            finish_reason=finish_reason, totals=totals,
         )
 
     async def _stream(
         self,
         request: Request,
         writer: asyncio.StreamWriter,
+        *,
         config: SimConfig,
-        completion: CompletionRequest,
         completion_id: str,
         tokens: list[str],
         finish_reason: str,
@@ -207,10 +215,35 @@ class RouterSimulator:
         stats.by_status[200] += 1
         self._log(request, 200)
         writer.write(stream_head(keep_alive=request.keep_alive))
-        if config.ttft_ms:
+        try:
+            if config.ttft_ms:
+                await writer.drain()
+                await asyncio.sleep(config.ttft_ms / 1000)
+            if not await self._send_tokens(
+                writer, config=config, completion_id=completion_id, tokens=tokens,
+                finish_reason=finish_reason, totals=totals,
+            ):
+                stats.streams_dropped += 1
+                return False  # the connection closes mid-body: no [DONE], no last chunk
+            writer.write(chunk(DONE_EVENT) + LAST_CHUNK)
             await writer.drain()
-            await asyncio.sleep(config.ttft_ms / 1000)
+        except ConnectionError:
+            stats.streams_abandoned += 1
+            return False
+        stats.streams_completed += 1
+        return request.keep_alive
 
+    async def _send_tokens(
+        self,
+        writer: asyncio.StreamWriter,
+        *,
+        config: SimConfig,
+        completion_id: str,
+        tokens: list[str],
+        finish_reason: str,
+        totals: dict[str, int] | None,
+    ) -> bool:
+        """One event per token, paced; False when `disconnect_after_tokens` cut the stream."""
         created = int(time.time())
         interval = 1 / config.tokens_per_second if config.tokens_per_second else 0.0
         loop = asyncio.get_running_loop()
@@ -223,23 +256,17 @@ class RouterSimulator:
                 if delay > 0:
                     await asyncio.sleep(delay)
             if writer.transport.is_closing():
-                stats.streams_abandoned += 1
-                return False
+                raise ConnectionResetError("the client went away mid-stream")
             final = index == last
             event = completion_body(
                 completion_id=completion_id, created=created, model=config.model_name, text=text,
                 finish_reason=finish_reason if final else None, usage=totals if final else None,
             )
             writer.write(chunk(sse_event(event)))
-            if config.disconnect_after_tokens and index + 1 == config.disconnect_after_tokens:
-                await writer.drain()
-                stats.streams_dropped += 1
-                return False  # the connection closes mid-body: no [DONE], no last chunk
             await writer.drain()
-        writer.write(chunk(DONE_EVENT) + LAST_CHUNK)
-        await writer.drain()
-        stats.streams_completed += 1
-        return request.keep_alive
+            if index + 1 == config.disconnect_after_tokens:
+                return False
+        return True
 
     # --- health and control --------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib
 import json
 import time
 import uuid
@@ -16,7 +15,6 @@ import pytest
 import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from django.apps import apps
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from accounts import jwks
@@ -193,8 +191,3 @@ def idp(request) -> Provider:
     """Each JWKS-backed provider in turn."""
     return request.getfixturevalue(request.param)
 
-
-@pytest.fixture
-def seeded_plans(transactional_db):
-    """The migration's plans, re-seeded: an earlier transactional test's flush wipes them."""
-    importlib.import_module("accounts.migrations.0002_seed_plans").seed(apps, None)

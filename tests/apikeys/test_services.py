@@ -353,6 +353,7 @@ def test_revoke_leaves_other_keys_cached_auth_contexts(
 # --- concurrency -----------------------------------------------------------------
 
 
+# serialized_rollback restores the seeded plans that an earlier transactional test's flush wiped.
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_creates_at_one_below_the_cap_admit_exactly_one(alice, alice_org):
     if connection.vendor == "sqlite":

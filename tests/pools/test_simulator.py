@@ -250,6 +250,26 @@ def test_disconnect_after_tokens_drops_the_stream_before_done(simulator, http):
     assert http.get(url + "/_sim/stats").json()["streams_dropped"] == 1
 
 
+def test_a_client_leaving_mid_stream_is_counted_and_frees_the_slot(simulator, http):
+    url = simulator(tokens_per_second=50)
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"session_id": 1, "prompt": PROMPT, "stream": True}).encode()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /api/v1/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        received = b""
+        while b"data: " not in received:
+            received += sock.recv(65536)
+    # The socket is closed after the first token, 15 tokens (300 ms) before the end.
+
+    deadline = time.monotonic() + 3
+    while (stats := http.get(url + "/_sim/stats").json())["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert stats["streams_abandoned"] == 1
+    assert stats["streams_completed"] == 0 and stats["in_flight"] == 0
+
+
 def test_two_hundred_concurrent_streams_all_finish(simulator):
     url = simulator(ttft_ms=50)
 

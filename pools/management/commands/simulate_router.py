@@ -21,7 +21,9 @@ class Command(BaseCommand):
             "--latency-ms", type=float, default=0.0,
             help="Delay before a non-stream answer or a stream's headers.",
         )
-        parser.add_argument("--ttft-ms", type=float, default=0.0, help="Stream time to first token.")
+        parser.add_argument(
+            "--ttft-ms", type=float, default=0.0, help="Stream time to first token."
+        )
         parser.add_argument(
             "--tokens-per-second", type=float, default=0.0, help="Stream pacing (0 = unpaced)."
         )
@@ -33,7 +35,9 @@ class Command(BaseCommand):
             "--failure-rate", type=float, default=0.0,
             help="Fraction 0..1 of completions answered with --fail-status.",
         )
-        parser.add_argument("--fail-status", type=int, default=500, help="Status of injected failures.")
+        parser.add_argument(
+            "--fail-status", type=int, default=500, help="Status of injected failures (400-599)."
+        )
         parser.add_argument("--seed", type=int, default=None, help="Seed for --failure-rate.")
         parser.add_argument(
             "--disconnect-after-tokens", type=int, default=0,
