@@ -208,6 +208,9 @@ def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedK
     locked = ApiKey.objects.select_for_update().select_related("org").get(pk=key.pk)
     if locked.status != ApiKey.Status.ACTIVE:
         raise PortalError("invalid_request_error", "Only an active key can be rotated.", param="key_id")
+    if locked.expires_at is not None and locked.expires_at <= now:
+        # The new key keeps this expiry: it would be born expired.
+        raise PortalError("invalid_request_error", "An expired key cannot be rotated.", param="key_id")
     plan = active_subscription(org=locked.org).plan
     issued = _issue(
         org=locked.org,

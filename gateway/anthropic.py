@@ -104,13 +104,14 @@ def message_delta_event(
     stop_sequence: str | None = None,
     input_tokens: int | None = None,
 ) -> tuple[str, dict]:
-    """The closing delta; `input_tokens` corrects message_start's count when the router's differs."""
+    """The closing delta; `input_tokens` fixes the estimate sent in message_start."""
     usage = {"output_tokens": output_tokens}
     if input_tokens is not None:
         usage["input_tokens"] = input_tokens
+    reason = stop_reason(finish_reason, stop_sequence)
     return "message_delta", {
         "type": "message_delta",
-        "delta": {"stop_reason": stop_reason(finish_reason, stop_sequence), "stop_sequence": stop_sequence},
+        "delta": {"stop_reason": reason, "stop_sequence": stop_sequence},
         "usage": usage,
     }
 

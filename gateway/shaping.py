@@ -105,6 +105,7 @@ def chat_completion(
     *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None
 ) -> dict:
     """A `chat.completion`; `created` defaults to the router's, else now."""
+    message = {"role": "assistant", "content": extract_text(router_body), "refusal": None}
     return {
         "id": "chatcmpl-" + _suffix(request_id),
         "object": "chat.completion",
@@ -113,7 +114,7 @@ def chat_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": extract_text(router_body), "refusal": None},
+                "message": message,
                 "finish_reason": extract_finish(router_body) or "stop",
                 "logprobs": None,
             }

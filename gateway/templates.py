@@ -83,6 +83,7 @@ def render_prompt(template: str, messages: list[dict], system: str = "") -> str:
     """The prompt for `messages` (normalized by `gateway.validation`) in `template`."""
     renderer = _RENDERERS.get(template)
     if renderer is None:
-        raise ValueError(f"unknown prompt template {template!r}; expected one of {', '.join(TEMPLATES)}")
+        expected = ", ".join(TEMPLATES)
+        raise ValueError(f"unknown prompt template {template!r}; expected one of {expected}")
     system, turns = _split_system(messages, system)
     return renderer(system, turns)

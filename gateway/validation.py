@@ -59,7 +59,8 @@ def parse_json_body(raw: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise PortalError(
             "invalid_json",
-            f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
+            f"The request body is not valid JSON: {exc.msg}"
+            f" (line {exc.lineno}, column {exc.colno}).",
         ) from exc
     except (ValueError, RecursionError) as exc:  # NaN, over-long integers, deep nesting
         raise PortalError("invalid_json", f"The request body is not valid JSON: {exc}.") from exc
@@ -183,9 +184,8 @@ def _text_parts(parts: list, param: str) -> str:
         kind = part.get("type")
         if kind != "text":
             got = f" (got {kind!r})" if isinstance(kind, str) else ""
-            raise _invalid(
-                f"{where}.type must be 'text': only text content is supported{got}.", f"{where}.type"
-            )
+            message = f"{where}.type must be 'text': only text content is supported{got}."
+            raise _invalid(message, f"{where}.type")
         text = part.get("text")
         if not isinstance(text, str):
             raise _invalid(f"{where}.text must be a string.", f"{where}.text")

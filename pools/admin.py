@@ -47,6 +47,7 @@ class ModelAliasAdmin(admin.ModelAdmin):
 class RouterForm(forms.ModelForm):
     """The router key is write-only: staff can set a new one, never read the old."""
 
+    base_url = forms.URLField(max_length=300, assume_scheme="https")
     new_api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),

@@ -216,7 +216,9 @@ def current_catalog(version: str | bytes | None) -> Catalog:
         return snapshot
 
 
-def _is_fresh(snapshot: Catalog | None, version: str | None, namespace: str, max_age: float) -> bool:
+def _is_fresh(
+    snapshot: Catalog | None, version: str | None, namespace: str, max_age: float
+) -> bool:
     return (
         snapshot is not None
         and snapshot.version == version

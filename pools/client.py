@@ -15,6 +15,7 @@ kept pooled), ROUTER_TRUST_ENV (False: ignore HTTP(S)_PROXY and .netrc).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.cookiejar
 import json
@@ -35,6 +36,7 @@ from pools.sse import SSEDecoder, SSEError
 
 READ_SIZE = 64 * 1024
 ERROR_BODY_BYTES = 2048
+_READ_FAILURES = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
 
 # 4xx answers that are the router's (or its configuration's) fault rather than the
 # request's: a wrong router key, a session this router does not serve, a router
@@ -178,7 +180,7 @@ class RouterClient:
         try:
             with self.session.get(
                 f"{router.base_url}/api/v1/status",
-                headers=_headers(router, request_id=None, stream=False),
+                headers=_auth(router),
                 timeout=(connect, limit),
             ) as response:
                 ok = response.status_code == 200
@@ -189,7 +191,13 @@ class RouterClient:
     # --- internals -----------------------------------------------------------------
 
     def _post_json(
-        self, router: RouterEntry, url: str, payload: dict, request_id: str, *, require_choices: bool
+        self,
+        router: RouterEntry,
+        url: str,
+        payload: dict,
+        request_id: str,
+        *,
+        require_choices: bool,
     ) -> dict:
         timeout = (_setting("ROUTER_CONNECT_TIMEOUT", 2.0), _setting("ROUTER_READ_TIMEOUT", 120.0))
         try:
@@ -245,14 +253,16 @@ class RouterClient:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise RouterError(
-                            "timeout", retryable=True, detail="no event before the first-byte timeout",
+                            "timeout",
+                            retryable=True,
+                            detail="no event before the first-byte timeout",
                             router_id=router.id,
                         )
                     _set_read_timeout(raw, remaining)
                 try:
                     data = raw.read1(READ_SIZE)
                     events = decoder.feed(data) if data else decoder.flush()
-                except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+                except _READ_FAILURES as exc:
                     raise _exception_error(exc, router, served=served) from None
                 except SSEError as exc:
                     raise _protocol_error(str(exc), router, served=served) from None
@@ -285,14 +295,19 @@ def _completions_call(
     return f"{router.base_url}/api/v1/completions", payload
 
 
-def _headers(router: RouterEntry, *, request_id: str | None, stream: bool) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream" if stream else "application/json"}
+def _auth(router: RouterEntry) -> dict[str, str]:
+    return {"Authorization": f"Bearer {router.api_key}"} if router.api_key else {}
+
+
+def _headers(router: RouterEntry, *, request_id: str, stream: bool) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+        "X-Request-Id": request_id,
+        **_auth(router),
+    }
     if stream:
         headers["Accept-Encoding"] = "identity"  # a decompressor would hold tokens back
-    if request_id:
-        headers["X-Request-Id"] = request_id
-    if router.api_key:
-        headers["Authorization"] = f"Bearer {router.api_key}"
     return headers
 
 
@@ -301,7 +316,9 @@ def _encode(payload: dict) -> bytes:
 
 
 def _has_choices(data: Any) -> bool:
-    return isinstance(data, dict) and isinstance(data.get("choices"), list) and bool(data["choices"])
+    return (
+        isinstance(data, dict) and isinstance(data.get("choices"), list) and bool(data["choices"])
+    )
 
 
 def _parse_event(event: str, value: bytes, router: RouterEntry, *, served: bool) -> dict:
@@ -319,7 +336,7 @@ def _parse_event(event: str, value: bytes, router: RouterEntry, *, served: bool)
 def _whole_answer_as_chunk(raw, router: RouterEntry) -> dict:
     try:
         data = json.loads(raw.read())
-    except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+    except _READ_FAILURES as exc:
         raise _exception_error(exc, router, served=False) from None
     except ValueError:
         raise _protocol_error("answer is not JSON", router, served=False) from None
@@ -331,7 +348,7 @@ def _whole_answer_as_chunk(raw, router: RouterEntry) -> dict:
 def _read_some(raw) -> bytes:
     try:
         return raw.read(ERROR_BODY_BYTES)
-    except Exception:  # the status is what matters; the body is only for the log
+    except _READ_FAILURES:  # the status is what matters; the body is only for the log
         return b""
 
 
@@ -345,13 +362,11 @@ def _set_read_timeout(raw, seconds: float) -> None:
 def _release(raw) -> None:
     """After [DONE]: read the end of the body so the connection goes back to the pool;
     a router that keeps talking loses its connection instead."""
-    try:
+    with contextlib.suppress(*_READ_FAILURES):
         _set_read_timeout(raw, 1.0)
         for _ in range(4):
             if not raw.read1(READ_SIZE):
                 return
-    except Exception:
-        pass
 
 
 def _scrub(text: str, router: RouterEntry) -> str:

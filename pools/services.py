@@ -9,17 +9,14 @@ routes finish normally.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 
 from pools.catalog import bump_on_commit
 from pools.models import Model, ModelAlias, Route, Router, RouterPool
 from pools.sealing import seal
 from portal.errors import PortalError
-
-_url_validator = URLValidator(schemes=["http", "https"])
 
 
 def _invalid(param: str, message: str) -> PortalError:
@@ -44,11 +41,26 @@ def _check_public_names_free(names: list[str], *, param: str) -> None:
 
 
 def _clean_base_url(base_url: str) -> str:
+    """An http(s) origin with an optional path prefix. Bare host names are fine
+    (`http://router-sim:9101` in docker-compose); credentials belong in `api_key`,
+    never in the URL, which appears in logs."""
     base_url = base_url.strip().rstrip("/")
     try:
-        _url_validator(base_url)
-    except ValidationError:
-        raise _invalid("base_url", "base_url must be an http(s) URL.") from None
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or len(base_url) > Router._meta.get_field("base_url").max_length
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or any(char.isspace() for char in base_url)
+    ):
+        raise _invalid("base_url", "base_url must be an http(s) URL without credentials.")
     return base_url
 
 

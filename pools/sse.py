@@ -17,7 +17,7 @@ class SSEError(ValueError):
 class SSEDecoder:
     """Feed it bytes as they arrive; it hands back the complete `data:` lines so far."""
 
-    __slots__ = ("_pending", "_event")
+    __slots__ = ("_event", "_pending")
 
     def __init__(self) -> None:
         self._pending = b""

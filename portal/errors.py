@@ -104,7 +104,12 @@ def _first_validation_error(detail, path: str = "") -> tuple[str | None, str]:
     """(param, message) of the first field error in a DRF ValidationError detail."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
+            if key == "non_field_errors":
+                name = path
+            elif isinstance(key, int) or str(key).isdigit():
+                name = f"{path}[{key}]"  # a list item's error
+            else:
+                name = f"{path}.{key}" if path else str(key)
             return _first_validation_error(value, name)
     if isinstance(detail, list) and detail:
         for index, value in enumerate(detail):

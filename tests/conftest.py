@@ -30,6 +30,18 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(autouse=True)
+def _default_plans(request):
+    """Transactional tests flush the database after each test, seeded plans included: re-seed."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        from accounts.models import Plan
+        from accounts.plan_defaults import ensure_default_plans
+
+        ensure_default_plans(Plan)
+
+
+@pytest.fixture(autouse=True)
 def fast_state(settings):
     """Each test gets its own fast-state key namespace (real Redis when REDIS_URL is set)."""
     settings.FAST_STATE_PREFIX = f"test:{uuid.uuid4().hex[:12]}:"

@@ -94,6 +94,8 @@ class RouterSimulator:
                     break
                 if request is None or not await self._dispatch(request, writer):
                     break
+                if writer.transport.get_write_buffer_size() > 64 * 1024:
+                    await writer.drain()  # a pipelining client that does not read
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:

@@ -139,8 +139,7 @@ def test_disabled_user_is_refused(dev):
     assert response.json()["error"]["code"] == "user_disabled"
 
 
-# serialized_rollback restores the seeded plans that an earlier transactional test's flush wiped.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_first_requests_provision_one_user(monkeypatch):
     if connection.vendor == "sqlite" and connection.is_in_memory_db():
         # Shared-cache in-memory SQLite fails concurrent writers with "table is locked" instead of

@@ -194,6 +194,29 @@ def test_rotating_a_revoked_key_is_refused(alice, alice_org):
     assert ApiKey.objects.filter(org=alice_org).count() == 1
 
 
+def test_rotating_an_expired_key_is_refused(alice, alice_org):
+    """Rotation keeps the expiry, so rotating an expired key would hand out a key that is already dead."""
+    now = timezone.now()
+    issued = issue_key(alice_org, by=alice, now=now, expires_at=now + timedelta(hours=1))
+
+    with pytest.raises(PortalError) as caught:
+        services.api_key_rotate(key=issued.key, actor=alice, now=now + timedelta(hours=2))
+
+    assert caught.value.code == "invalid_request_error"
+    assert ApiKey.objects.get(pk=issued.key.pk).replaced_by_id is None
+    assert ApiKey.objects.filter(org=alice_org).count() == 1
+
+
+def test_rotating_a_key_that_expires_later_keeps_its_expiry(alice, alice_org):
+    now = timezone.now()
+    expires = now + timedelta(days=30)
+    issued = issue_key(alice_org, by=alice, now=now, expires_at=expires)
+
+    new = services.api_key_rotate(key=issued.key, actor=alice, now=now + timedelta(days=1))
+
+    assert new.key.expires_at == expires
+
+
 # --- the plan's active-key cap ----------------------------------------------------
 
 
@@ -353,8 +376,7 @@ def test_revoke_leaves_other_keys_cached_auth_contexts(
 # --- concurrency -----------------------------------------------------------------
 
 
-# serialized_rollback restores the seeded plans that an earlier transactional test's flush wiped.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_at_one_below_the_cap_admit_exactly_one(alice, alice_org):
     if connection.vendor == "sqlite":
         if IN_CI:

@@ -36,11 +36,14 @@ from gateway.shaping import usage_dict
 from portal.errors import CATALOG
 
 REQUEST_ID = "req_01JD8X3Y4Z5W6V7U8T9S0R1Q2P"
+USER = {"role": "user", "content": "x"}
 
 
 def test_message_parses_with_the_sdk():
-    body = message_response(request_id=REQUEST_ID, model="gemma-3-27b", text="Four.", finish_reason="stop",
-                            usage=usage_dict(12, 3))
+    body = message_response(
+        request_id=REQUEST_ID, model="gemma-3-27b", text="Four.", finish_reason="stop",
+        usage=usage_dict(12, 3),
+    )
 
     message = Message.model_validate(body)
 
@@ -69,7 +72,9 @@ def test_stop_reason_mapping(finish_reason, stop_sequence, stop_reason):
     message = Message.model_validate(body)
 
     assert (message.stop_reason, message.stop_sequence) == (stop_reason, stop_sequence)
-    _, delta = message_delta_event(finish_reason=finish_reason, output_tokens=0, stop_sequence=stop_sequence)
+    _, delta = message_delta_event(
+        finish_reason=finish_reason, output_tokens=0, stop_sequence=stop_sequence
+    )
     assert RawMessageDeltaEvent.model_validate(delta).delta.stop_reason == stop_reason
 
 
@@ -100,8 +105,14 @@ def test_every_stream_event_validates_and_names_match_types():
     events = stream_events()
 
     assert [name for name, _ in events] == [
-        "message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
-        "content_block_stop", "message_delta", "message_stop",
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
     ]
     for name, data in events:
         assert data["type"] == name
@@ -149,25 +160,31 @@ def test_sdk_raises_our_mid_stream_error():
     client = sdk_client(b"".join(sse.named_event(name, data) for name, data in events))
 
     with pytest.raises(anthropic.APIStatusError) as caught:
-        with client.messages.stream(model="m", max_tokens=8, messages=[{"role": "user", "content": "x"}]) as s:
-            list(s.text_stream)
+        with client.messages.stream(model="m", max_tokens=8, messages=[USER]) as stream:
+            list(stream.text_stream)
 
-    assert caught.value.body == {"type": "error", "error": {"type": "api_error",
-                                                            "message": "The model backend failed to answer."}}
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "The model backend failed to answer."},
+    }
 
 
 def test_sdk_reads_our_message_response():
-    body = message_response(request_id=REQUEST_ID, model="gemma-3-27b", text="Four.", finish_reason="stop",
-                            usage=usage_dict(12, 3))
+    body = message_response(
+        request_id=REQUEST_ID, model="gemma-3-27b", text="Four.", finish_reason="stop",
+        usage=usage_dict(12, 3),
+    )
 
     def handler(request):
         return httpx2.Response(200, content=json.dumps(body).encode(),
                                headers={"content-type": "application/json"})
 
-    client = anthropic.Anthropic(api_key="sk-ant-test", base_url="http://portal.test", max_retries=0,
-                                 http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    client = anthropic.Anthropic(
+        api_key="sk-ant-test", base_url="http://portal.test", max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
 
-    message = client.messages.create(model="gemma-3-27b", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    message = client.messages.create(model="gemma-3-27b", max_tokens=8, messages=[USER])
 
     assert message.content[0].text == "Four."
 
@@ -179,7 +196,8 @@ def test_error_body_and_event():
     assert error_body(type_="rate_limit_error", message="Slow down.") == {
         "type": "error", "error": {"type": "rate_limit_error", "message": "Slow down."},
     }
-    assert error_body(type_="api_error", message="x", request_id=REQUEST_ID)["request_id"] == REQUEST_ID
+    with_id = error_body(type_="api_error", message="x", request_id=REQUEST_ID)
+    assert with_id["request_id"] == REQUEST_ID
     assert error_event("Boom.", "overloaded_error") == (
         "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Boom."}},
     )
@@ -221,6 +239,6 @@ def test_every_catalog_error_becomes_a_body_the_sdk_knows(code):
 
     if body["error"]["type"] == "request_too_large":
         # Documented by Anthropic for 413, but absent from the SDK's typed union.
-        assert body == {"type": "error", "error": {"type": "request_too_large", "message": kind.message}}
+        assert body["error"] == {"type": "request_too_large", "message": kind.message}
     else:
         assert ErrorResponse.model_validate(body).error.message == kind.message

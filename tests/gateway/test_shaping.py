@@ -71,7 +71,8 @@ def test_text_completion_parses_with_the_sdk():
     parsed = Completion.model_validate(body)
 
     assert parsed.id == "cmpl-01JD8X3Y4Z5W6V7U8T9S0R1Q2P"
-    assert (parsed.object, parsed.model, parsed.created) == ("text_completion", "gemma-3-27b", 1730000000)
+    assert (parsed.object, parsed.model) == ("text_completion", "gemma-3-27b")
+    assert parsed.created == 1730000000
     assert (parsed.choices[0].text, parsed.choices[0].finish_reason) == ("Four.", "stop")
     assert parsed.usage.total_tokens == 46
 
@@ -83,8 +84,10 @@ def test_text_completion_parses_with_the_sdk():
 )
 @pytest.mark.parametrize("shape", [chat_completion, text_completion])
 def test_finish_reason_is_normalized_to_stop_or_length(shape, router_reason, expected):
-    body = shape(request_id=REQUEST_ID, model="m", router_body=router_body(finish_reason=router_reason),
-                 usage=usage_dict(1, 1))
+    body = shape(
+        request_id=REQUEST_ID, model="m", router_body=router_body(finish_reason=router_reason),
+        usage=usage_dict(1, 1),
+    )
 
     assert body["choices"][0]["finish_reason"] == expected
     (ChatCompletion if shape is chat_completion else Completion).model_validate(body)
@@ -95,7 +98,9 @@ def test_explicit_created_wins_and_a_missing_one_falls_back():
 
     explicit = chat_completion(request_id=REQUEST_ID, model="m", router_body=ROUTER_BODY,
                                usage=usage_dict(0, 0), created=1800000000)
-    fallback = chat_completion(request_id=REQUEST_ID, model="m", router_body=garbage, usage=usage_dict(0, 0))
+    fallback = chat_completion(
+        request_id=REQUEST_ID, model="m", router_body=garbage, usage=usage_dict(0, 0)
+    )
 
     assert explicit["created"] == 1800000000
     assert isinstance(fallback["created"], int) and fallback["created"] > 1_700_000_000
@@ -185,7 +190,8 @@ def chat_stream(include_usage: bool) -> list[dict]:
 
 
 def completion_stream(include_usage: bool) -> list[dict]:
-    common = {"chunk_id": completion_chunk_id(REQUEST_ID), "created": CREATED, "model": "gemma-3-27b"}
+    chunk_id = completion_chunk_id(REQUEST_ID)
+    common = {"chunk_id": chunk_id, "created": CREATED, "model": "gemma-3-27b"}
     chunks = [
         completion_chunk(**common, text="Fo"),
         completion_chunk(**common, text="ur."),
@@ -229,7 +235,8 @@ def sdk_client(payload: bytes) -> openai.OpenAI:
 
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_sdk_reads_our_chat_stream(include_usage):
-    payload = b"".join(sse.data_event(c) for c in chat_stream(include_usage)) + sse.KEEPALIVE + sse.DONE
+    events = b"".join(sse.data_event(c) for c in chat_stream(include_usage))
+    payload = events + sse.KEEPALIVE + sse.DONE
     client = sdk_client(payload)
 
     chunks = list(client.chat.completions.create(
@@ -264,10 +271,14 @@ def test_sdk_reads_our_non_streaming_chat_completion():
         return httpx2.Response(200, content=json.dumps(body).encode(),
                                headers={"content-type": "application/json"})
 
-    client = openai.OpenAI(api_key="sk-test", base_url="http://portal.test/v1", max_retries=0,
-                           http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    client = openai.OpenAI(
+        api_key="sk-test", base_url="http://portal.test/v1", max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
 
-    result = client.chat.completions.create(model="gemma-3-27b", messages=[{"role": "user", "content": "x"}])
+    result = client.chat.completions.create(
+        model="gemma-3-27b", messages=[{"role": "user", "content": "x"}]
+    )
 
     assert result.choices[0].message.content == "Four."
     assert result.usage.total_tokens == 46
@@ -277,7 +288,9 @@ def test_sdk_reads_our_non_streaming_chat_completion():
 
 
 def test_data_event_is_compact_utf8_json():
-    assert sse.data_event({"a": [1, 2], "t": "é ✓\n"}) == 'data: {"a":[1,2],"t":"é ✓\\n"}\n\n'.encode()
+    event = sse.data_event({"a": [1, 2], "t": "é ✓\n"})
+
+    assert event == 'data: {"a":[1,2],"t":"é ✓\\n"}\n\n'.encode()
 
 
 def test_data_event_survives_lone_surrogates():
@@ -298,7 +311,9 @@ from gateway.tokens import estimate_tokens, worst_case_tokens  # noqa: E402
 from gateway.validation import InferenceRequest  # noqa: E402
 
 
-@pytest.mark.parametrize(("text", "tokens"), [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100)])
+@pytest.mark.parametrize(
+    ("text", "tokens"), [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100)]
+)
 def test_estimate_tokens_is_a_quarter_of_the_characters_rounded_up(text, tokens):
     assert estimate_tokens(text) == tokens
 

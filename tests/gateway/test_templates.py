@@ -61,7 +61,9 @@ def test_separate_system_renders_like_a_system_message(template):
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_no_system_golden(template):
-    assert render_prompt(template, [{"role": "user", "content": "Hi"}]) == GOLDEN_NO_SYSTEM[template]
+    prompt = render_prompt(template, [{"role": "user", "content": "Hi"}])
+
+    assert prompt == GOLDEN_NO_SYSTEM[template]
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

@@ -23,9 +23,13 @@ def gemma(db):
         aliases=["default", "gemma-latest"],
     )
     main = services.pool_create(name="gemma4")
-    services.router_create(pool=main, name="r1", base_url="http://10.0.0.1:5010/", api_key="rk-one", weight=3)
+    services.router_create(
+        pool=main, name="r1", base_url="http://10.0.0.1:5010/", api_key="rk-one", weight=3
+    )
     services.router_create(pool=main, name="r2", base_url="http://10.0.0.2:5010", api_key="")
-    off = services.router_create(pool=main, name="r3", base_url="http://10.0.0.3:5010", api_key="rk-three")
+    off = services.router_create(
+        pool=main, name="r3", base_url="http://10.0.0.3:5010", api_key="rk-three"
+    )
     services.router_set_enabled(router=off, enabled=False)
     backup = services.pool_create(name="qwen-backup")
     services.router_create(pool=backup, name="b1", base_url="http://10.0.1.1:5010", api_key="rk-b")
@@ -37,7 +41,9 @@ def gemma(db):
 
 def test_load_catalog_costs_a_fixed_number_of_queries(gemma, django_assert_max_num_queries):
     for index in range(5):
-        model = services.model_create(name=f"m{index}", display_name=f"M{index}", aliases=[f"a{index}"])
+        model = services.model_create(
+            name=f"m{index}", display_name=f"M{index}", aliases=[f"a{index}"]
+        )
         pool = services.pool_create(name=f"p{index}")
         services.router_create(pool=pool, name="r", base_url=f"http://10.9.0.{index}", api_key="k")
         services.route_create(model=model, pool=pool, session_id=index)
@@ -152,7 +158,9 @@ def test_concurrent_callers_with_a_new_version_load_once(gemma, monkeypatch):
 
     monkeypatch.setattr(catalog, "load_catalog", slow_load)
     seen = []
-    threads = [threading.Thread(target=lambda: seen.append(current_catalog("v2"))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: seen.append(current_catalog("v2"))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -35,12 +35,16 @@ def pool(db):
 
 @pytest.fixture
 def model(db):
-    return services.model_create(name="gemma-4-26b", display_name="Gemma 4 26B", aliases=["default"])
+    return services.model_create(
+        name="gemma-4-26b", display_name="Gemma 4 26B", aliases=["default"]
+    )
 
 
 @pytest.fixture
 def router(pool):
-    return services.router_create(pool=pool, name="r1", base_url="http://10.0.0.1:5010", api_key="rk-1")
+    return services.router_create(
+        pool=pool, name="r1", base_url="http://10.0.0.1:5010", api_key="rk-1"
+    )
 
 
 def test_model_create_stores_prices_and_aliases(bumps):
@@ -57,7 +61,11 @@ def test_model_create_stores_prices_and_aliases(bumps):
     )
 
     row = Model.objects.get(pk=model.pk)
-    assert (row.context_window, row.input_price_per_mtok, row.output_price_per_mtok) == (32768, 100_000, 400_000)
+    assert (row.context_window, row.input_price_per_mtok, row.output_price_per_mtok) == (
+        32768,
+        100_000,
+        400_000,
+    )
     assert sorted(row.aliases.values_list("alias", flat=True)) == ["qwen", "qwen-latest"]
     assert bumps.changed
     assert get_catalog().resolve("qwen").name == "qwen-3-32b"
@@ -131,7 +139,9 @@ def test_pool_set_status(pool, bumps, status):
     assert bumps.changed
 
 
-def test_draining_pool_takes_no_new_requests_but_held_routes_stay_usable(model, pool, router, bumps):
+def test_draining_pool_takes_no_new_requests_but_held_routes_stay_usable(
+    model, pool, router, bumps
+):
     bumps(lambda: services.route_create(model=model, pool=pool, session_id=7))
     held = get_catalog().resolve("default").serving_routes()[0]
 
@@ -144,7 +154,11 @@ def test_draining_pool_takes_no_new_requests_but_held_routes_stay_usable(model, 
 def test_router_create_seals_the_key_and_trims_the_url(pool, bumps):
     router = bumps(
         lambda: services.router_create(
-            pool=pool, name="r9", base_url="https://router.example.com/ ", api_key="rk-secret", weight=2
+            pool=pool,
+            name="r9",
+            base_url="https://router.example.com/ ",
+            api_key="rk-secret",
+            weight=2,
         )
     )
 
@@ -161,6 +175,9 @@ def test_router_create_seals_the_key_and_trims_the_url(pool, bumps):
     [
         ({"base_url": "ftp://10.0.0.1"}, "base_url"),
         ({"base_url": "not a url"}, "base_url"),
+        ({"base_url": "http://user:pw@10.0.0.2"}, "base_url"),
+        ({"base_url": "http://10.0.0.2:99999"}, "base_url"),
+        ({"base_url": "http://10.0.0.2?session=1"}, "base_url"),
         ({"weight": 0}, "weight"),
         ({"name": "r1"}, "name"),  # taken in this pool
     ],
@@ -172,6 +189,15 @@ def test_router_create_rejects_bad_input(pool, router, changes, param):
         services.router_create(pool=pool, **fields)
 
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://router-sim:9101", "http://127.0.0.1:5010", "https://[::1]:8443/router/"]
+)
+def test_router_create_accepts_bare_hosts_addresses_and_path_prefixes(pool, base_url):
+    router = services.router_create(pool=pool, name="r2", base_url=base_url, api_key="")
+
+    assert router.base_url == base_url.rstrip("/")
 
 
 def test_router_set_enabled(router, bumps):
@@ -212,7 +238,13 @@ def test_route_create(model, pool, router, bumps):
     )
 
     row = Route.objects.get(pk=route.pk)
-    assert (row.session_id, row.prompt_template, row.api_style, row.priority, row.session_in_path) == (
+    assert (
+        row.session_id,
+        row.prompt_template,
+        row.api_style,
+        row.priority,
+        row.session_in_path,
+    ) == (
         42,
         "llama3",
         "openai",

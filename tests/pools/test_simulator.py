@@ -259,12 +259,16 @@ def test_a_client_leaving_mid_stream_is_counted_and_frees_the_slot(simulator, ht
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         received = b""
         while b"data: " not in received:
-            received += sock.recv(65536)
+            piece = sock.recv(65536)
+            assert piece, "the stream ended before its first token"
+            received += piece
     # The socket is closed after the first token, 15 tokens (300 ms) before the end.
 
     deadline = time.monotonic() + 3
-    while (stats := http.get(url + "/_sim/stats").json())["in_flight"] and time.monotonic() < deadline:
+    stats = http.get(url + "/_sim/stats").json()
+    while stats["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.05)
+        stats = http.get(url + "/_sim/stats").json()
 
     assert stats["streams_abandoned"] == 1
     assert stats["streams_completed"] == 0 and stats["in_flight"] == 0
