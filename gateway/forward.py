@@ -49,6 +49,8 @@ def router_body(req: InferenceRequest, route: RouteEntry, *, max_tokens: int) ->
         if req.kind == "completion":
             messages = [{"role": "user", "content": req.prompt}]
         body = {"messages": messages, "max_tokens": max_tokens, "stream": req.stream}
+        if req.stream:
+            body["stream_options"] = {"include_usage": True}
     else:
         prompt = req.prompt if req.kind == "completion" else render_prompt(route.template, req.messages, req.system)
         body = {"prompt": prompt, "max_tokens": max_tokens, "stream": req.stream, "timeout": int(settings.ROUTER_READ_TIMEOUT)}
@@ -123,14 +125,22 @@ def complete(*, target: Target, body: dict, request_id: str) -> dict:
 def open_stream(*, target: Target, body: dict, request_id: str) -> tuple[dict | None, Iterator[dict]]:
     """Start a stream and wait for its first chunk, so a failure here can still fail over."""
     if target.route.api_style == "openai":
-        chunks = map(chat_to_text, _client.chat(
-            router=target.router, route=target.route, body=body, request_id=request_id, stream=True
-        ))
+        chunks = _as_text_chunks(
+            _client.chat(router=target.router, route=target.route, body=body, request_id=request_id, stream=True)
+        )
     else:
         chunks = _client.stream(router=target.router, route=target.route, body=body, request_id=request_id)
-    chunks = iter(chunks)
     first = next(chunks, None)
     return first, chunks
+
+
+def _as_text_chunks(chunks: Iterator[dict]) -> Iterator[dict]:
+    """OpenAI chat chunks as text-completion chunks; closing this closes the router stream."""
+    try:
+        for chunk in chunks:
+            yield chat_to_text(chunk)
+    finally:
+        chunks.close()
 
 
 def chat_to_text(answer: dict) -> dict:

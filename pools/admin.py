@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from pools import services
+from portal.errors import PortalError
 from pools.models import Model, ModelAlias, Route, Router, RouterPool
 
 
@@ -47,7 +48,7 @@ class ModelAliasAdmin(admin.ModelAdmin):
 class RouterForm(forms.ModelForm):
     """The router key is write-only: staff can set a new one, never read the old."""
 
-    base_url = forms.URLField(max_length=300, assume_scheme="https")
+    base_url = forms.CharField(max_length=300, help_text="http(s)://host[:port][/path]")
     new_api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -57,6 +58,13 @@ class RouterForm(forms.ModelForm):
     class Meta:
         model = Router
         fields = ["pool", "name", "base_url", "weight", "enabled"]
+
+    def clean_base_url(self) -> str:
+        # Bare service names (http://router-sim:9101) are valid router addresses.
+        try:
+            return services.clean_base_url(self.cleaned_data["base_url"])
+        except PortalError as err:
+            raise forms.ValidationError(err.message) from None
 
 
 @admin.register(Router)

@@ -72,7 +72,7 @@ class Router(models.Model):
 
     pool = models.ForeignKey(RouterPool, on_delete=models.CASCADE, related_name="routers")
     name = models.CharField(max_length=60)
-    base_url = models.URLField(max_length=300)
+    base_url = models.CharField(max_length=300, help_text="http(s)://host[:port][/path]")
     api_key_sealed = models.TextField(blank=True, default="", help_text="Encrypted router API key.")
     weight = models.PositiveIntegerField(default=1)
     enabled = models.BooleanField(default=True)

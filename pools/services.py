@@ -40,7 +40,7 @@ def _check_public_names_free(names: list[str], *, param: str) -> None:
         raise _invalid(param, "A public model name is already in use.")
 
 
-def _clean_base_url(base_url: str) -> str:
+def clean_base_url(base_url: str) -> str:
     """An http(s) origin with an optional path prefix. Bare host names are fine
     (`http://router-sim:9101` in docker-compose); credentials belong in `api_key`,
     never in the URL, which appears in logs."""
@@ -153,7 +153,7 @@ def router_create(
     router = Router.objects.create(
         pool=pool,
         name=name,
-        base_url=_clean_base_url(base_url),
+        base_url=clean_base_url(base_url),
         api_key_sealed=seal(api_key),
         weight=weight,
     )
