@@ -16,7 +16,7 @@ RUN groupadd --system portal \
     && useradd --system --gid portal --home-dir /app --no-create-home --shell /usr/sbin/nologin portal
 
 COPY . .
-RUN pip install . gunicorn
+RUN pip install .
 
 # collectstatic only imports settings; the development defaults are enough for it
 # and never reach the running container.
@@ -27,8 +27,6 @@ RUN DEBUG=true python manage.py collectstatic --noinput \
 USER portal
 EXPOSE 8000
 
-CMD ["gunicorn", "portal.wsgi:application", \
-     "--bind", "0.0.0.0:8000", \
-     "--worker-class", "gthread", "--threads", "4", \
-     "--timeout", "330", "--graceful-timeout", "30", \
-     "--access-logfile", "-"]
+# gunicorn with gevent workers, as measured by bench/run.py; WEB_* variables tune it
+# (portal/gunicorn.py).
+CMD ["gunicorn", "-c", "portal/gunicorn.py", "portal.wsgi:application"]

@@ -1,5 +1,10 @@
+from django import forms
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils.html import format_html
 
+from accounts import services
 from accounts.invalidation import org_changed_on_commit, plan_changed_on_commit
 from accounts.models import (
     AuditEvent,
@@ -10,6 +15,7 @@ from accounts.models import (
     PlanSubscription,
     User,
 )
+from portal.adminactions import reason_action
 
 
 class MembershipInline(admin.TabularInline):
@@ -20,9 +26,24 @@ class MembershipInline(admin.TabularInline):
 
 
 class SubscriptionInline(admin.TabularInline):
+    """Read-only: plan changes go through the audited "Change plan" action."""
+
     model = PlanSubscription
     extra = 0
-    readonly_fields = ["created_at"]
+    fields = ["plan", "status", "current_period_start", "current_period_end", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ChangePlanForm(forms.Form):
+    plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("code"), help_text="Limits apply on the next request.")
+    reason = forms.CharField(
+        max_length=1000, strip=True, widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        help_text="Why: recorded in the audit log with your name.",
+    )
 
 
 @admin.register(User)
@@ -35,16 +56,57 @@ class UserAdmin(admin.ModelAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "status", "personal_for", "created_at"]
+    list_display = ["name", "slug", "status", "plan_name", "keys_link", "personal_for", "created_at"]
     list_filter = ["status"]
     search_fields = ["name", "slug", "id", "personal_for__email"]
     readonly_fields = ["id", "created_at", "updated_at"]
     autocomplete_fields = ["personal_for"]
     inlines = [MembershipInline, SubscriptionInline]
+    actions = ["pause_orgs", "resume_orgs", "change_plan"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Status changes go through the audited pause / resume actions.
+        return [*self.readonly_fields, "status"] if obj is not None else self.readonly_fields
+
+    def get_queryset(self, request):
+        active = PlanSubscription.objects.filter(org=OuterRef("pk"), status=PlanSubscription.Status.ACTIVE)
+        return super().get_queryset(request).annotate(plan_name=Subquery(active.values("plan__name")[:1]))
+
+    @admin.display(description="plan", ordering="plan_name")
+    def plan_name(self, obj: Organization) -> str:
+        return obj.plan_name or "-"
+
+    @admin.display(description="API keys")
+    def keys_link(self, obj: Organization) -> str:
+        url = reverse("admin:apikeys_apikey_changelist") + f"?org={obj.pk}"
+        return format_html('<a href="{}">keys</a>', url)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         org_changed_on_commit(obj.pk)  # status and plan take effect on the next gateway request
+
+    pause_orgs = reason_action(
+        name="pause_orgs",
+        description="Pause selected organizations",
+        done="paused",
+        warning="Every API key of these organizations gets 403 account_paused until resumed.",
+        apply=lambda *, obj, actor, now, reason: services.org_pause(org=obj, actor=actor, now=now, reason=reason),
+    )
+    resume_orgs = reason_action(
+        name="resume_orgs",
+        description="Resume selected organizations",
+        done="resumed",
+        apply=lambda *, obj, actor, now, reason: services.org_resume(org=obj, actor=actor, now=now, reason=reason),
+    )
+    change_plan = reason_action(
+        name="change_plan",
+        description="Change the plan of selected organizations",
+        done="moved to the new plan",
+        form_class=ChangePlanForm,
+        apply=lambda *, obj, actor, now, plan, reason: services.org_change_plan(
+            org=obj, plan=plan, actor=actor, now=now, reason=reason
+        ),
+    )
 
 
 @admin.register(OrganizationMember)
@@ -97,6 +159,10 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
     search_fields = ["org__name", "org__slug", "org__id"]
     autocomplete_fields = ["org"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # An org's plan changes through the audited "Change plan" action on organizations.
+        return ["org", "plan", "status"] if obj is not None else []
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         org_changed_on_commit(obj.org_id)
@@ -104,7 +170,9 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "target_type", "target_id", "org"]
+    """Read-only: rows are written by services only."""
+
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_id", "org", "reason"]
     list_filter = ["action", "actor_type", "target_type"]
     search_fields = ["actor_label", "target_id", "reason", "org__name"]
     date_hierarchy = "created_at"

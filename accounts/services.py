@@ -197,3 +197,63 @@ def org_change_plan(*, org: Organization, plan: Plan, actor: object, now: dateti
         now=now,
     )
     return sub
+
+
+def _org_set_status(*, org: Organization, status: str, actor: object, reason: str, action: str, now: datetime) -> Organization:
+    from accounts.invalidation import org_changed_on_commit
+
+    locked = Organization.objects.select_for_update().get(pk=org.pk)
+    if locked.status == status:
+        return locked  # idempotent: nothing changed, nothing to audit
+    before = {"status": locked.status}
+    locked.status = status
+    locked.updated_at = now
+    locked.save(update_fields=["status", "updated_at"])
+    org_changed_on_commit(locked.pk)
+    audit_record(
+        actor=actor,
+        action=action,
+        target_type="organization",
+        target_id=locked.pk,
+        org=locked,
+        reason=reason,
+        before=before,
+        after={"status": status},
+        now=now,
+    )
+    return locked
+
+
+@transaction.atomic
+def org_pause(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
+    """Refuse the org's gateway requests (`account_paused`) from the next request on."""
+    return _org_set_status(
+        org=org, status=Organization.Status.PAUSED, actor=actor, reason=reason, action="org.pause", now=now
+    )
+
+
+@transaction.atomic
+def org_resume(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
+    """Serve a paused (or disabled) org again from the next request on."""
+    return _org_set_status(
+        org=org, status=Organization.Status.ACTIVE, actor=actor, reason=reason, action="org.resume", now=now
+    )
+
+
+@transaction.atomic
+def subscription_advance_period(*, subscription: PlanSubscription, now: datetime) -> PlanSubscription:
+    """Move an ended allowance period forward to the one holding `now`, in whole periods from its end.
+
+    A no-op while the period is current; the gateway picks up the new period on its next request.
+    """
+    from accounts.invalidation import org_changed_on_commit
+
+    sub = PlanSubscription.objects.select_for_update().get(pk=subscription.pk)
+    if now < sub.current_period_end:
+        return sub
+    skipped = (now - sub.current_period_end) // PERIOD_LENGTH
+    sub.current_period_start = sub.current_period_end + skipped * PERIOD_LENGTH
+    sub.current_period_end = sub.current_period_start + PERIOD_LENGTH
+    sub.save(update_fields=["current_period_start", "current_period_end"])
+    org_changed_on_commit(sub.org_id)
+    return sub

@@ -1,8 +1,8 @@
-from django.contrib import admin, messages
-from django.utils import timezone
+from django.contrib import admin
 
 from apikeys import services
 from apikeys.models import ApiKey
+from portal.adminactions import reason_action
 
 
 @admin.register(ApiKey)
@@ -35,20 +35,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    def _apply(self, request, queryset, service, verb):
-        now = timezone.now()
-        for key in queryset:
-            service(key=key, actor=request.user, now=now, reason=f"{verb} in admin")
-        self.message_user(request, f"{queryset.count()} key(s) {verb}.", messages.SUCCESS)
-
-    @admin.action(description="Revoke selected keys")
-    def revoke_keys(self, request, queryset):
-        self._apply(request, queryset, services.api_key_revoke, "revoked")
-
-    @admin.action(description="Disable selected keys")
-    def disable_keys(self, request, queryset):
-        self._apply(request, queryset, services.api_key_disable, "disabled")
-
-    @admin.action(description="Enable selected keys")
-    def enable_keys(self, request, queryset):
-        self._apply(request, queryset, services.api_key_enable, "enabled")
+    # Each control asks for a reason, which the service writes to the audit log.
+    revoke_keys = reason_action(
+        name="revoke_keys",
+        description="Revoke selected keys",
+        done="revoked",
+        warning="Revocation is permanent: a revoked key never works again.",
+        apply=lambda *, obj, actor, now, reason: services.api_key_revoke(key=obj, actor=actor, now=now, reason=reason),
+    )
+    disable_keys = reason_action(
+        name="disable_keys",
+        description="Disable selected keys",
+        done="disabled",
+        apply=lambda *, obj, actor, now, reason: services.api_key_disable(key=obj, actor=actor, now=now, reason=reason),
+    )
+    enable_keys = reason_action(
+        name="enable_keys",
+        description="Enable selected keys",
+        done="enabled",
+        apply=lambda *, obj, actor, now, reason: services.api_key_enable(key=obj, actor=actor, now=now, reason=reason),
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 
 from accounts.models import Organization, User
 from accounts.selectors import active_subscription
@@ -236,3 +237,18 @@ def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedK
         now=now,
     )
     return issued
+
+
+def api_keys_touch_last_used(*, seen: dict[object, datetime]) -> int:
+    """Record when keys were last used (key id -> time); only ever moves `last_used_at` forward.
+
+    A display field, not part of the auth context: nothing to invalidate.
+    """
+    touched = 0
+    for key_id, at in sorted(seen.items(), key=lambda item: str(item[0])):
+        touched += (
+            ApiKey.objects.filter(pk=key_id)
+            .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at))
+            .update(last_used_at=at)
+        )
+    return touched

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,22 @@ def flush_fast_state() -> None:
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def postgres_pids() -> list[int]:
+    """Postgres processes working for the benchmark: its database's backends and the
+    server's own background processes (other databases' backends are someone else's)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s OR backend_type <> 'client backend'",
+                (DB_NAME,),
+            ).fetchall()
+    except psycopg.Error:
+        return pids_named("postgres")
+    return [row[0] for row in rows]
 
 
 def request_log_summary(since_ms: int) -> dict[str, int]:
@@ -264,3 +281,52 @@ def rss_mb(pid: int) -> tuple[float, float]:
     except OSError:
         pass
     return rss, hwm
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine (all cores) since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields[:8]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / _TICK
+
+
+class CpuMeter:
+    """Cores used per group of processes over a window, and what the rest of the machine used."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]):
+        self.groups = groups
+        self._start: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
+        now["_machine"] = machine_cpu_seconds()
+        now["_wall"] = time.monotonic()
+        return now
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self, extra: dict[str, float] | None = None) -> dict[str, float]:
+        """Cores used per group; `extra` adds CPU seconds measured elsewhere (wrk's rusage)."""
+        end = self._read()
+        wall = end["_wall"] - self._start["_wall"]
+        used = {name: (end[name] - self._start[name]) / wall for name in self.groups}
+        for name, seconds in (extra or {}).items():
+            used[name] = seconds / wall
+        used["other"] = max(0.0, (end["_machine"] - self._start["_machine"]) / wall - sum(used.values()))
+        return used
+
+
+def wait_for_quiet(own: Callable[[], list[int]], *, limit: float = 0.25, timeout: float = 30.0) -> float:
+    """Wait (up to `timeout` s) until processes other than ours use less than `limit` cores
+    over half a second; returns the last reading. Other work on a 2-core machine moves
+    every figure, so each measurement starts on a quiet machine when it can."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy0, own0, t0 = machine_cpu_seconds(), cpu_seconds(own()), time.monotonic()
+        time.sleep(0.5)
+        wall = time.monotonic() - t0
+        other = max(0.0, (machine_cpu_seconds() - busy0) - (cpu_seconds(own()) - own0)) / wall
+        if other < limit or time.monotonic() > deadline:
+            return other

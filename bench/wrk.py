@@ -25,6 +25,7 @@ class Run:
     p99_ms: float
     errors: int  # non-2xx answers, socket errors and timeouts
     tool: str
+    avg_ms: float = float("nan")
 
 
 def ensure_wrk() -> str | None:
@@ -65,6 +66,7 @@ def _parse(output: str) -> Run:
     requests = int(re.search(r"(\d+) requests in ([\d.]+\w+)", output).group(1))
     seconds = _duration(re.search(r"\d+ requests in ([\d.]+\w+)", output).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    avg = re.search(r"^\s+Latency\s+(\S+)", output, re.M)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
     errors = 0
@@ -80,6 +82,7 @@ def _parse(output: str) -> Run:
         rps=rps,
         p50_ms=_duration(p50.group(1)) * 1000 if p50 else float("nan"),
         p99_ms=_duration(p99.group(1)) * 1000 if p99 else float("nan"),
+        avg_ms=_duration(avg.group(1)) * 1000 if avg else float("nan"),
         errors=errors,
         tool="wrk",
     )
@@ -98,6 +101,7 @@ def saturate(
             rps=len(results) / elapsed,
             p50_ms=load.percentile(good, 50) * 1000,
             p99_ms=load.percentile(good, 99) * 1000,
+            avg_ms=sum(good) / len(good) * 1000 if good else float("nan"),
             errors=sum(1 for r in results if not r.ok),
             tool="asyncio",
         )
@@ -106,7 +110,7 @@ def saturate(
     try:
         url = f"http://{target.host}:{target.port}{target.path}"
         command = [
-            wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
+            wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={max(1, round(timeout_s))}s",
             "--latency", "-s", script.name, url,
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout_s + 30)

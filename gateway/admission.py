@@ -12,6 +12,7 @@ from datetime import datetime
 
 from apikeys.authcontext import refresh_auth_context
 from gateway import limits
+from metering.quotas import quota_seed
 from metering.selectors import org_usage_between
 from pools.catalog import Catalog, ModelEntry, current_catalog
 
@@ -38,7 +39,7 @@ def _seed_quota(ctx: dict, now: datetime, now_ms: int) -> None:
     end = datetime.fromtimestamp(ctx["pe"] / 1000, tz=now.tzinfo)
 
     totals = org_usage_between(org=ctx["o"], start=start, end=end)
-    limits.quota_seed(
+    quota_seed(
         org_id=ctx["o"],
         period_start_ms=ctx["ps"],
         period_end_ms=ctx["pe"],
@@ -88,7 +89,7 @@ def admit(
 
 
 def release(*, adm: limits.Admission, request_id: str, est_tokens: int, now_ms: int) -> None:
-    """Undo an admission whose request never reached a router."""
+    """Undo an admission decided against a stale catalog: as if it never happened."""
     limits.settle(
         request_id=request_id,
         ctx=adm.ctx,
@@ -99,4 +100,5 @@ def release(*, adm: limits.Admission, request_id: str, est_tokens: int, now_ms: 
         actual_tokens=0,
         served=False,
         now_ms=now_ms,
+        unadmit=True,
     )

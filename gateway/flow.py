@@ -24,6 +24,7 @@ from gateway.validation import InferenceRequest, parse_json_body
 from metering.services import RequestRecord, request_record
 from pools.catalog import ModelEntry
 from pools.client import RouterError
+from portal import metrics
 from portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -290,6 +291,17 @@ def _finish(call: Call) -> None:
         logger.exception("settlement failed", extra={"request_id": call.request_id})
     ctx = call.ctx
     entry = call.entry
+    trail = call.trail
+    metrics.observe_request(
+        endpoint=call.endpoint,
+        model=entry.name if entry else "",
+        status=call.status or 500,
+        code=call.error_code,
+        latency_ms=call.elapsed_ms(),
+        ttfb_ms=call.ttfb_ms,
+        tokens=served_tokens,
+        failed_routers=[*trail.tried, *([trail.target.router.id] if trail.outcome == "fail" and trail.target else [])],
+    )
     request_record(
         record=RequestRecord(
             request_id=call.request_id,

@@ -151,7 +151,9 @@ def settle(
     actual_tokens: int,
     served: bool,
     now_ms: int,
+    unadmit: bool = False,
 ) -> None:
+    """Settle a request; `unadmit` also takes back its requests/min count (it never ran)."""
     _script("settle")(
         args=[
             settings.FAST_STATE_PREFIX,
@@ -168,19 +170,7 @@ def settle(
             settings.BREAKER_FAILURE_THRESHOLD,
             now_ms,
             max(1, ctx["p"]["ws"] // 60),
+            1 if unadmit else 0,
         ]
     )
 
-
-def quota_key(*, org_id: str, period_start_ms: int) -> str:
-    return faststate.key("quota", org_id, period_start_ms)
-
-
-def quota_seed(*, org_id: str, period_start_ms: int, period_end_ms: int, requests: int, tokens: int, now_ms: int) -> None:
-    """Start the allowance counters from the durable totals, unless another process already did."""
-    name = quota_key(org_id=org_id, period_start_ms=period_start_ms)
-    pipe = faststate.get_client().pipeline()
-    pipe.hsetnx(name, "r", requests)
-    pipe.hsetnx(name, "t", tokens)
-    pipe.pexpire(name, max(period_end_ms - now_ms, 0) + 86_400_000)
-    pipe.execute()

@@ -1,9 +1,18 @@
-"""Durable usage: one event per request that served tokens, priced in integer micro-units."""
+"""Durable usage and money: request logs, usage events, rollups, the billing ledger and periods.
+
+Token counts and amounts are integers; amounts are micro-USD (1 USD = 1_000_000).
+"""
+
+import uuid
 
 from django.db import models
+from django.db.models import Q
 
-from accounts.models import Organization
+from accounts.models import Organization, Plan
 from apikeys.models import ApiKey
+
+# Rollups key "no API key" (a deleted key) with this id: unique buckets need non-null columns.
+NO_KEY = uuid.UUID(int=0)
 
 
 class UsageEvent(models.Model):
@@ -16,10 +25,19 @@ class UsageEvent(models.Model):
     estimated = models.BooleanField(default=False, help_text="Counted by the Portal; the router sent no usage.")
     cost = models.BigIntegerField(help_text="Micro-USD.")
     created_at = models.DateTimeField()
+    rolled_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the rollup counted this event (empty: not yet). Set in the rollup's own transaction.",
+    )
 
     class Meta:
         db_table = "usage_events"
-        indexes = [models.Index(fields=["org", "created_at"], name="usage_events_org_time_idx")]
+        indexes = [
+            models.Index(fields=["org", "created_at"], name="usage_events_org_time_idx"),
+            # The rollup's work queue: small, because counted events leave it.
+            models.Index(fields=["id"], condition=Q(rolled_up_at__isnull=True), name="usage_events_pending_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.request_id
@@ -58,3 +76,134 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return self.request_id
+
+
+class UsageRollup(models.Model):
+    """Usage of one (org, key, model) in one hour or day bucket [bucket_start, +1 hour/day).
+
+    Always equal to the sum of the bucket's counted events (`rolled_up_at` set): the
+    incremental rollup adds events and marks them in one transaction; a backfill
+    recomputes buckets from the counted events.
+    """
+
+    class Granularity(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    api_key_id = models.UUIDField(help_text="The key's id; all zeros when the key is gone.")
+    model_name = models.CharField(max_length=100)
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0, help_text="Micro-USD.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "usage_rollups"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "granularity", "bucket_start", "api_key_id", "model_name"],
+                name="usage_rollups_bucket_uniq",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["granularity", "bucket_start"], name="usage_rollups_time_idx"),
+            models.Index(fields=["granularity", "updated_at"], name="usage_rollups_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.granularity} {self.bucket_start:%Y-%m-%dT%H} {self.model_name}"
+
+
+class BillingPeriod(models.Model):
+    """An org's billing period [start, end): open while usage is booked into it, then closed with totals."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    requests = models.BigIntegerField(default=0, help_text="Set at close, from the ledger.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0, help_text="Usage charges booked in the period, micro-USD.")
+    balance = models.BigIntegerField(default=0, help_text="Every entry booked in the period, credits included.")
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "billing_periods"
+        constraints = [
+            models.UniqueConstraint(fields=["org", "start"], name="billing_periods_org_start_uniq"),
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="billing_periods_end_after_start"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "end"], name="billing_periods_due_idx"),
+            models.Index(fields=["org", "end"], name="billing_periods_org_end_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} [{self.start:%Y-%m-%d}, {self.end:%Y-%m-%d}) {self.status}"
+
+
+class LedgerEntry(models.Model):
+    """One signed money movement: positive charges the org, negative credits it.
+
+    Usage entries (one per org and closed hour) and the adjustments that follow late
+    events carry `usage_hour`; their sum equals the org's priced usage events exactly.
+    """
+
+    class Kind(models.TextChoices):
+        USAGE = "usage"
+        CREDIT = "credit"
+        ADJUSTMENT = "adjustment"
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    billing_period = models.ForeignKey(BillingPeriod, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount = models.BigIntegerField(help_text="Signed micro-USD.")
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    usage_hour = models.DateTimeField(null=True, blank=True, help_text="The hour of usage this entry accounts for.")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    source = models.CharField(max_length=200, help_text="What the entry was computed from.")
+    memo = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "billing_ledger"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="usage", amount__gte=0) | Q(kind="credit", amount__lt=0) | Q(kind="adjustment"),
+                name="billing_ledger_sign_by_kind",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["org", "usage_hour"], name="billing_ledger_org_hour_idx"),
+            models.Index(fields=["org", "created_at"], name="billing_ledger_org_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
+class MeteringCursor(models.Model):
+    """A durable watermark of a scheduled job: how far it got, and when it last ran."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    position = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "metering_cursors"
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.position}"

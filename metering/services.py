@@ -1,14 +1,48 @@
-"""Durable usage writes from the gateway."""
+"""Metering's public API: the gateway's durable usage write, and the services tasks and commands call.
+
+The rules live in modules named for their concern; this module is where other code
+finds them:
+
+- `request_record` — the gateway writes a request log and its usage event (here)
+- `usage_rollup_pending`, `usage_rollup_rebuild` — hour and day rollups (`metering.rollups`)
+- `ledger_post_closed_hours`, `ledger_post_range`, `ledger_post_manual` — the billing ledger (`metering.ledger`)
+- `billing_periods_close_due`, `billing_period_close` — billing periods (`metering.closing`)
+- `keys_last_used_refresh`, `request_logs_prune` — request-log upkeep (`metering.request_logs`)
+- `quota_reconcile`, `quota_seed` — allowance counters in fast state (`metering.quotas`)
+"""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 
+from metering.closing import billing_period_close, billing_periods_close_due
+from metering.ledger import ledger_post_closed_hours, ledger_post_manual, ledger_post_range
 from metering.models import RequestLog, UsageEvent
 from metering.pricing import price_micro_usd
+from metering.quotas import quota_reconcile, quota_seed
+from metering.request_logs import keys_last_used_refresh, request_logs_prune
+from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
+
+__all__ = [
+    "RequestRecord",
+    "billing_period_close",
+    "billing_periods_close_due",
+    "keys_last_used_refresh",
+    "ledger_post_closed_hours",
+    "ledger_post_manual",
+    "ledger_post_range",
+    "quota_reconcile",
+    "quota_seed",
+    "request_logs_prune",
+    "request_record",
+    "usage_rollup_pending",
+    "usage_rollup_rebuild",
+]
 
 
 @dataclass(slots=True)
@@ -34,49 +68,111 @@ class RequestRecord:
     output_per_mtok: int = 0
 
 
+_LOG_FIELDS = (
+    "request_id", "org", "api_key", "endpoint", "model_name", "route_id", "router_id", "status_code",
+    "error_code", "latency_ms", "ttfb_ms", "streamed", "client_ip", "prompt_tokens", "completion_tokens",
+    "created_at",
+)
+# Usage-event columns copied from the request-log row just inserted, then the event's own.
+_EVENT_FROM_LOG = ("request_id", "org", "api_key", "model_name", "prompt_tokens", "completion_tokens", "created_at")
+_EVENT_OWN = ("estimated", "cost")
+
+
+@cache
+def _statements(quote) -> tuple[str, str]:
+    """(log only, log + usage event): each one statement, so one round trip and atomic by itself.
+
+    `ON CONFLICT (request_id) DO NOTHING` keeps a repeated write a no-op; the event is
+    inserted only from the log row this statement inserted.
+    """
+    log_table, event_table = quote(RequestLog._meta.db_table), quote(UsageEvent._meta.db_table)
+    log_cols = [quote(RequestLog._meta.get_field(name).column) for name in _LOG_FIELDS]
+    insert_log = (
+        f"INSERT INTO {log_table} ({', '.join(log_cols)}) VALUES ({', '.join(['%s'] * len(log_cols))}) "
+        f"ON CONFLICT ({quote(RequestLog._meta.get_field('request_id').column)}) DO NOTHING"
+    )
+    copied = [quote(RequestLog._meta.get_field(name).column) for name in _EVENT_FROM_LOG]
+    event_cols = [quote(UsageEvent._meta.get_field(name).column) for name in (*_EVENT_FROM_LOG, *_EVENT_OWN)]
+    with_event = (
+        f"WITH log AS ({insert_log} RETURNING {', '.join(copied)}) "
+        f"INSERT INTO {event_table} ({', '.join(event_cols)}) "
+        f"SELECT {', '.join(copied)}, %s, %s FROM log"
+    )
+    return insert_log, with_event
+
+
 def request_record(*, record: RequestRecord) -> None:
     """Write the request log and, when tokens were served, its usage event, in one transaction.
 
     Idempotent on the request id: writing the same request twice changes nothing.
     """
     served = record.prompt_tokens + record.completion_tokens > 0 and record.org_id is not None
+    connection = connections[router.db_for_write(RequestLog)]
     try:
-        with transaction.atomic():
-            RequestLog.objects.create(
-                request_id=record.request_id,
-                org_id=record.org_id,
-                api_key_id=record.api_key_id,
-                endpoint=record.endpoint,
-                model_name=record.model_name,
-                route_id=record.route_id,
-                router_id=record.router_id,
-                status_code=record.status_code,
-                error_code=record.error_code,
-                latency_ms=record.latency_ms,
-                ttfb_ms=record.ttfb_ms,
-                streamed=record.streamed,
-                client_ip=record.client_ip,
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                created_at=record.created_at,
-            )
-            if served:
-                UsageEvent.objects.create(
-                    request_id=record.request_id,
-                    org_id=record.org_id,
-                    api_key_id=record.api_key_id,
-                    model_name=record.model_name,
-                    prompt_tokens=record.prompt_tokens,
-                    completion_tokens=record.completion_tokens,
-                    estimated=record.estimated,
-                    cost=price_micro_usd(
-                        prompt_tokens=record.prompt_tokens,
-                        completion_tokens=record.completion_tokens,
-                        input_per_mtok=record.input_per_mtok,
-                        output_per_mtok=record.output_per_mtok,
-                    ),
-                    created_at=record.created_at,
-                )
+        if connection.vendor == "postgresql":
+            _write_postgres(connection, record, served)
+        else:
+            _write_orm(record, served)
     except IntegrityError:
         if not RequestLog.objects.filter(request_id=record.request_id).exists():
             raise
+
+
+def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
+    insert_log, with_event = _statements(connection.ops.quote_name)
+    params = [
+        record.request_id, record.org_id, record.api_key_id, record.endpoint, record.model_name,
+        record.route_id, record.router_id, record.status_code, record.error_code, record.latency_ms,
+        record.ttfb_ms, record.streamed, record.client_ip or None, record.prompt_tokens,
+        record.completion_tokens, record.created_at,
+    ]
+    if served:
+        params += [record.estimated, _cost(record)]
+    # Outside a transaction the one statement is its own; inside one (a caller's atomic
+    # block), a savepoint keeps a conflict from breaking the caller's transaction.
+    with transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(with_event if served else insert_log, params)
+
+
+def _write_orm(record: RequestRecord, served: bool) -> None:
+    with transaction.atomic():
+        RequestLog.objects.create(
+            request_id=record.request_id,
+            org_id=record.org_id,
+            api_key_id=record.api_key_id,
+            endpoint=record.endpoint,
+            model_name=record.model_name,
+            route_id=record.route_id,
+            router_id=record.router_id,
+            status_code=record.status_code,
+            error_code=record.error_code,
+            latency_ms=record.latency_ms,
+            ttfb_ms=record.ttfb_ms,
+            streamed=record.streamed,
+            client_ip=record.client_ip,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            created_at=record.created_at,
+        )
+        if served:
+            UsageEvent.objects.create(
+                request_id=record.request_id,
+                org_id=record.org_id,
+                api_key_id=record.api_key_id,
+                model_name=record.model_name,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                estimated=record.estimated,
+                cost=_cost(record),
+                created_at=record.created_at,
+            )
+
+
+def _cost(record: RequestRecord) -> int:
+    return price_micro_usd(
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        input_per_mtok=record.input_per_mtok,
+        output_per_mtok=record.output_per_mtok,
+    )

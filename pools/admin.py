@@ -1,9 +1,17 @@
+"""Admin for the catalog. The staff controls (disable a model, drain a pool, disable a
+router, ...) are audited, so they live in ops/admin.py, which extends these classes; here
+the control fields are read-only once an object exists."""
+
+import time
+
 from django import forms
 from django.contrib import admin
+from django.utils import timezone
 
 from pools import services
+from pools.health import routers_live
+from pools.models import Model, ModelAlias, Route, Router, RouterHealth, RouterPool
 from portal.errors import PortalError
-from pools.models import Model, ModelAlias, Route, Router, RouterPool
 
 
 class AliasInline(admin.TabularInline):
@@ -30,6 +38,9 @@ class ModelAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["name", "display_name", "aliases__alias"]
     inlines = [AliasInline, RouteInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["status"] if obj is not None else []
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -67,13 +78,67 @@ class RouterForm(forms.ModelForm):
             raise forms.ValidationError(err.message) from None
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @admin.register(Router)
 class RouterAdmin(admin.ModelAdmin):
+    """Routers with their last probe (health, latency), breaker state and in-flight requests."""
+
     form = RouterForm
-    list_display = ["name", "pool", "base_url", "weight", "enabled", "has_key"]
-    list_filter = ["enabled", "pool"]
+    list_display = [
+        "name", "pool", "base_url", "weight", "enabled", "health", "probe_latency", "checked", "breaker",
+        "inflight", "has_key",
+    ]
+    list_filter = ["enabled", "pool", "health__ok"]
     search_fields = ["name", "base_url", "pool__name"]
-    list_select_related = ["pool"]
+    list_select_related = ["pool", "health"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Enabling and disabling go through the audited router actions.
+        return ["enabled"] if obj is not None else []
+
+    def _live(self, obj: Router):
+        if not hasattr(obj, "_live_state"):  # two columns, one fast-state read per row
+            obj._live_state = routers_live([obj.pk], now_ms=_now_ms()).get(obj.pk)
+        return obj._live_state
+
+    @staticmethod
+    def _health(obj: Router) -> RouterHealth | None:
+        try:
+            return obj.health
+        except RouterHealth.DoesNotExist:
+            return None
+
+    @admin.display(boolean=True, description="up", ordering="health__ok")
+    def health(self, obj: Router) -> bool | None:
+        health = self._health(obj)
+        return health.ok if health else None
+
+    @admin.display(description="probe latency", ordering="health__latency_ms")
+    def probe_latency(self, obj: Router) -> str:
+        health = self._health(obj)
+        return f"{health.latency_ms} ms" if health else "-"
+
+    @admin.display(description="last probe", ordering="health__checked_at")
+    def checked(self, obj: Router) -> str:
+        health = self._health(obj)
+        if health is None:
+            return "never"
+        seconds = int((timezone.now() - health.checked_at).total_seconds())
+        fails = f", {health.consecutive_failures} failed in a row" if health.consecutive_failures else ""
+        return f"{seconds}s ago{fails}"
+
+    @admin.display(description="breaker")
+    def breaker(self, obj: Router) -> str:
+        live = self._live(obj)
+        return f"{live.breaker} ({live.fails} fails)" if live else "unknown"
+
+    @admin.display(description="in flight")
+    def inflight(self, obj: Router) -> str:
+        live = self._live(obj)
+        return str(live.inflight) if live else "?"
 
     @admin.display(boolean=True, description="key set")
     def has_key(self, obj: Router) -> bool:
@@ -91,10 +156,25 @@ class RouterAdmin(admin.ModelAdmin):
 
 @admin.register(RouterPool)
 class RouterPoolAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "created_at"]
+    list_display = ["name", "status", "routers_up", "inflight", "created_at"]
     list_filter = ["status"]
     search_fields = ["name"]
     inlines = [RouteInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Drain, undrain and disable go through the audited pool actions.
+        return ["status"] if obj is not None else []
+
+    @admin.display(description="routers up")
+    def routers_up(self, obj: RouterPool) -> str:
+        enabled = obj.routers.filter(enabled=True)
+        return f"{enabled.filter(health__ok=True).count()} / {enabled.count()}"
+
+    @admin.display(description="in flight")
+    def inflight(self, obj: RouterPool) -> str:
+        ids = list(obj.routers.values_list("pk", flat=True))
+        live = routers_live(ids, now_ms=_now_ms())
+        return str(sum(state.inflight for state in live.values())) if live or not ids else "?"
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -201,10 +201,13 @@ class RouterClient:
     ) -> dict:
         timeout = (_setting("ROUTER_CONNECT_TIMEOUT", 2.0), _setting("ROUTER_READ_TIMEOUT", 120.0))
         try:
-            response = self.session.post(
+            response = _post(
+                self.session,
                 url,
-                data=_encode(payload),
-                headers=_headers(router, request_id=request_id, stream=False),
+                _encode(payload),
+                router=router,
+                request_id=request_id,
+                stream=False,
                 timeout=timeout,
             )
         except requests.RequestException as exc:
@@ -228,12 +231,14 @@ class RouterClient:
         read_timeout = _setting("ROUTER_READ_TIMEOUT", 120.0)
         deadline = time.monotonic() + first_byte
         try:
-            response = self.session.post(
+            response = _post(
+                self.session,
                 url,
-                data=_encode(payload),
-                headers=_headers(router, request_id=request_id, stream=True),
-                timeout=(_setting("ROUTER_CONNECT_TIMEOUT", 2.0), first_byte),
+                _encode(payload),
+                router=router,
+                request_id=request_id,
                 stream=True,
+                timeout=(_setting("ROUTER_CONNECT_TIMEOUT", 2.0), first_byte),
             )
         except requests.RequestException as exc:
             raise _exception_error(exc, router, served=False) from None
@@ -309,6 +314,52 @@ def _headers(router: RouterEntry, *, request_id: str, stream: bool) -> dict[str,
     if stream:
         headers["Accept-Encoding"] = "identity"  # a decompressor would hold tokens back
     return headers
+
+
+# Prepared-request templates, per session: (url, stream, router key, request id sent?) ->
+# (prepared request, send settings). Preparing a request (merging the session's headers,
+# cookies, hooks and environment) costs more than sending it; the result only depends on
+# the key, so it is done once and copied.
+_TEMPLATE_LIMIT = 1024
+
+
+def _post(
+    session: requests.Session,
+    url: str,
+    data: bytes,
+    *,
+    router: RouterEntry,
+    request_id: str | None,
+    stream: bool,
+    timeout,
+) -> requests.Response:
+    """`session.post(url, data=..., headers=_headers(...), timeout=..., stream=...)`, the same
+    request on the wire, without re-preparing the parts that never change."""
+    if session.trust_env:
+        # Proxies, CA bundles and .netrc come from the environment, read per request.
+        return session.post(
+            url, data=data, headers=_headers(router, request_id=request_id, stream=stream), timeout=timeout, stream=stream
+        )
+    templates = session.__dict__.get("_portal_templates")
+    if templates is None:
+        templates = session.__dict__.setdefault("_portal_templates", {})
+    key = (url, stream, router.api_key, bool(request_id))
+    entry = templates.get(key)
+    if entry is None:
+        # The request id is a placeholder here, so the header keeps its place in the order.
+        headers = _headers(router, request_id="-" if request_id else None, stream=stream)
+        template = session.prepare_request(requests.Request("POST", url, headers=headers, data=b"-"))
+        send_settings = session.merge_environment_settings(template.url, {}, stream, None, None)
+        if len(templates) >= _TEMPLATE_LIMIT:
+            templates.clear()
+        entry = templates[key] = (template, send_settings)
+    template, send_settings = entry
+    prepared = template.copy()
+    if request_id:
+        prepared.headers["X-Request-Id"] = request_id
+    prepared.body = data
+    prepared.headers["Content-Length"] = str(len(data))
+    return session.send(prepared, timeout=timeout, allow_redirects=True, **send_settings)
 
 
 def _encode(payload: dict) -> bytes:

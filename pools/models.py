@@ -118,3 +118,21 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} -> {self.pool.name} (session {self.session_id})"
+
+
+class RouterHealth(models.Model):
+    """The last probe of a router's `GET /api/v1/status` (beat task and `manage.py check_routers`)."""
+
+    router = models.OneToOneField(Router, primary_key=True, on_delete=models.CASCADE, related_name="health")
+    ok = models.BooleanField()
+    latency_ms = models.PositiveIntegerField()
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    checked_at = models.DateTimeField()
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "router_health"
+        verbose_name_plural = "router health"
+
+    def __str__(self) -> str:
+        return f"{self.router_id}: {'up' if self.ok else 'down'}"

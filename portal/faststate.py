@@ -29,12 +29,18 @@ def get_client() -> redis.Redis:
 
 def _make_client() -> redis.Redis:
     if settings.REDIS_URL:
-        return redis.Redis.from_url(
+        # A blocking pool: when every connection is busy (thousands of concurrent requests
+        # under the gevent server), a caller waits briefly for one instead of failing with
+        # "Too many connections".
+        pool = redis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
+            max_connections=getattr(settings, "FAST_STATE_MAX_CONNECTIONS", 128),
+            timeout=2.0,
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
+        return redis.Redis(connection_pool=pool)
     import fakeredis
 
     if not settings.TESTING:

@@ -1,18 +1,24 @@
 """Gunicorn settings for the web process; the Dockerfile, docker-compose and bench/ all
-run this file, so production serves what the benchmark measured.
+run this file, so production serves what the benchmark measured (bench/run.py).
 
     gunicorn -c portal/gunicorn.py portal.wsgi:application
 
+gevent workers: each request is a greenlet, so a worker holds thousands of slow or
+streaming requests at once (router calls, Redis and Postgres all yield while they
+wait); two workers use both cores of a small machine. Under gevent, Postgres
+connections come from a pool (portal/settings.py, DB_POOL_MAX_SIZE).
+
 Environment (all optional): WEB_BIND (0.0.0.0:8000), WEB_WORKERS (2),
-WEB_WORKER_CLASS (gevent), WEB_WORKER_CONNECTIONS (2000 per worker, gevent),
-WEB_THREADS (4, gthread only), WEB_ACCESS_LOG ("-" = stdout; empty = none),
-WEB_TIMEOUT (330 s), WEB_KEEPALIVE (5 s).
+WEB_WORKER_CLASS (gevent; gthread also works), WEB_WORKER_CONNECTIONS (2000 per
+worker, gevent), WEB_THREADS (4, gthread only), WEB_ACCESS_LOG ("-" = stdout; empty =
+none), WEB_TIMEOUT (330 s), WEB_KEEPALIVE (5 s).
 
 This file must not import Django or anything that opens a socket: the gevent worker
 monkey-patches the standard library when it starts, after this file was read.
 """
 
 import os
+import resource
 
 bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 workers = int(os.environ.get("WEB_WORKERS", "2"))
@@ -25,3 +31,29 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "330"))
 graceful_timeout = 30
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
+# Gunicorn's control socket (a per-user file) is not used; several servers on one host
+# would share it.
+control_socket_disable = True
+
+# Each open stream holds a client socket and a router socket (plus Redis and Postgres
+# while it is admitted and settled): allow far more than the usual 1,024 descriptors.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_want = 65536 if _hard == resource.RLIM_INFINITY else min(_hard, 65536)
+if _soft < _want:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
+
+# Prometheus multiprocess mode (portal/metrics.py): every worker writes its samples to
+# this directory and a /metrics scrape of any worker sums them. Set here, in the master,
+# so every worker inherits it; stale sample files are removed when the server starts.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join("/tmp", "portal-metrics-" + "".join(c if c.isalnum() else "_" for c in bind[0])),
+)
+
+
+def on_starting(server):
+    import glob
+
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(stale)

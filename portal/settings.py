@@ -22,6 +22,8 @@ if Path(_env_file).is_file():
 
 DEBUG = env.bool("DEBUG", default=False)
 TESTING = env.bool("PORTAL_TESTING", default="pytest" in sys.modules)
+# The gevent worker (portal/gunicorn.py) patches the standard library before Django loads.
+_GEVENT = "gevent.monkey" in sys.modules and sys.modules["gevent.monkey"].is_module_patched("socket")
 
 _missing: list[str] = []
 
@@ -60,6 +62,7 @@ INSTALLED_APPS = [
     "pools",
     "metering",
     "gateway",
+    "ops",  # last: its admin extends the other apps' admin classes
 ]
 
 MIDDLEWARE = [
@@ -99,6 +102,18 @@ if DATABASE_URL:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under gevent (portal/gunicorn.py) every request runs in its own greenlet, so a
+    # per-thread persistent connection would be one connection per request: connections
+    # come from a pool instead (Django's psycopg pool; with CONN_HEALTH_CHECKS it checks
+    # each connection on checkout).
+    DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=16 if _GEVENT else 0)
+    if DB_POOL_MAX_SIZE:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+        }
 else:
     VAR_DIR.mkdir(exist_ok=True)
     DATABASES = {
@@ -114,6 +129,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Empty means the in-process stand-in (fakeredis): one process only.
 REDIS_URL = env.str("REDIS_URL", default="")
 FAST_STATE_PREFIX = env.str("FAST_STATE_PREFIX", default="portal:")
+# Redis connections per process; callers beyond this wait for a free one (portal/faststate.py).
+FAST_STATE_MAX_CONNECTIONS = env.int("FAST_STATE_MAX_CONNECTIONS", default=128)
 
 # --- Celery ----------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
@@ -125,6 +142,49 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Metering --------------------------------------------------------------------
+# Usage events counted per rollup transaction, and transactions per task run.
+METERING_ROLLUP_BATCH_SIZE = env.int("METERING_ROLLUP_BATCH_SIZE", default=5000)
+METERING_ROLLUP_MAX_BATCHES = env.int("METERING_ROLLUP_MAX_BATCHES", default=200)
+# An hour is billed (closed) this long after it ends: longer than any request takes to
+# finish and commit (GATEWAY_INFLIGHT_TTL_MS). Later events still land, as adjustments.
+METERING_LEDGER_LAG_SECONDS = env.int("METERING_LEDGER_LAG_SECONDS", default=900)
+# How far before its previous run the last-used decoration re-reads request logs.
+METERING_LAST_USED_LOOKBACK_SECONDS = env.int("METERING_LAST_USED_LOOKBACK_SECONDS", default=900)
+# Request logs older than this are pruned (0: keep forever). Usage events are never pruned.
+METERING_REQUEST_LOG_RETENTION_DAYS = env.int("METERING_REQUEST_LOG_RETENTION_DAYS", default=30)
+# How often allowance counters are rebuilt from Postgres (0: only by `manage.py reconcile_quotas`).
+METERING_RECONCILE_QUOTAS_SECONDS = env.int("METERING_RECONCILE_QUOTAS_SECONDS", default=3600)
+
+
+def _every(seconds: int, task: str) -> dict:
+    """A beat entry that expires before its next run: a stopped worker builds no backlog."""
+    return {"task": task, "schedule": float(seconds), "options": {"expires": seconds * 0.9}}
+
+
+CELERY_BEAT_SCHEDULE = {
+    "metering.rollup_usage": _every(60, "metering.rollup_usage"),
+    "metering.touch_keys_last_used": _every(60, "metering.touch_keys_last_used"),
+    "metering.post_ledger": _every(300, "metering.post_ledger"),
+    "metering.close_billing_periods": _every(300, "metering.close_billing_periods"),
+    "metering.prune_request_logs": _every(3600, "metering.prune_request_logs"),
+}
+if METERING_RECONCILE_QUOTAS_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["metering.reconcile_quotas"] = _every(
+        METERING_RECONCILE_QUOTAS_SECONDS, "metering.reconcile_quotas"
+    )
+
+# --- Ops -------------------------------------------------------------------------
+# Router probes record health and feed the circuit breakers; the global pause flag is
+# rebuilt in fast state from Postgres (fast state may lose it).
+ROUTER_PROBE_INTERVAL_SECONDS = env.int("ROUTER_PROBE_INTERVAL_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE["pools.probe_routers"] = _every(ROUTER_PROBE_INTERVAL_SECONDS, "pools.probe_routers")
+CELERY_BEAT_SCHEDULE["ops.sync_access_pause"] = _every(30, "ops.sync_access_pause")
+# When set, GET /metrics needs `Authorization: Bearer <token>`.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 
 # --- Dashboard authentication -----------------------------------------------------
 AUTH_PROVIDER = env.str("AUTH_PROVIDER", default="dev")
@@ -188,7 +248,9 @@ ROUTER_CONNECT_TIMEOUT = env.float("ROUTER_CONNECT_TIMEOUT", default=2.0)
 ROUTER_READ_TIMEOUT = env.float("ROUTER_READ_TIMEOUT", default=120.0)
 ROUTER_FIRST_BYTE_TIMEOUT = env.float("ROUTER_FIRST_BYTE_TIMEOUT", default=30.0)
 ROUTER_PROBE_TIMEOUT = env.float("ROUTER_PROBE_TIMEOUT", default=2.0)
-ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=256)
+# Kept connections per router and process: under gevent one process holds up to
+# WEB_WORKER_CONNECTIONS requests at once, and a connection beyond the pool is discarded.
+ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=1024 if _GEVENT else 256)
 ROUTER_POOL_HOSTS = env.int("ROUTER_POOL_HOSTS", default=64)
 ROUTER_TRUST_ENV = env.bool("ROUTER_TRUST_ENV", default=False)
 CATALOG_MAX_AGE_SECONDS = env.float("CATALOG_MAX_AGE_SECONDS", default=60.0)
@@ -240,10 +302,25 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIN
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 
+# JSON lines with the request id (portal/logs.py) unless DEBUG; LOG_FORMAT=plain|json overrides.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "portal.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "portal.logs.JsonFormatter"},
+        "plain": {"()": "portal.logs.PlainFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Through the root handler only (Django's own DEBUG console handler would print twice).
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

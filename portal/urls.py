@@ -4,6 +4,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apikeys.urls import portal_urlpatterns as portal_key_urls
 from gateway.catalog_api import CatalogView
+from metering.urls import portal_urlpatterns as portal_usage_urls
+from ops import metrics as ops_metrics
+from ops import views as ops_views
+from portal import probes
+
+admin.site.site_header = "Cortensor Portal"
+admin.site.site_title = "Cortensor Portal admin"
+admin.site.index_title = "Operations"
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -14,9 +22,14 @@ api_v1 = [
 
 urlpatterns = [
     path("", include("gateway.urls")),
+    path("admin/ops/dashboard/", admin.site.admin_view(ops_views.dashboard), name="ops-dashboard"),
     path("admin/", admin.site.urls),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", ops_metrics.metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("portal/", include(portal_key_urls)),
+    path("portal/", include(portal_usage_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -4,7 +4,8 @@
 --
 -- ARGV: prefix, request_id, key_id, org_id, period_start, router_id ("" for none),
 --       router_outcome ("ok", "fail" or ""), admitted_s, est_tokens, actual_tokens,
---       served (1/0), failure_threshold, now_ms, window_bucket_s
+--       served (1/0), failure_threshold, now_ms, window_bucket_s,
+--       unadmit (1: the admission itself is undone, its requests/min count included)
 
 local P = ARGV[1]
 local rid = ARGV[2]
@@ -16,6 +17,7 @@ local served = tonumber(ARGV[11])
 local threshold = tonumber(ARGV[12])
 local now = tonumber(ARGV[13])
 local wbucket = tonumber(ARGV[14])
+local unadmit = ARGV[15] == '1'
 
 redis.call('ZREM', P .. 'cc:k:' .. key_id, rid)
 redis.call('ZREM', P .. 'cc:o:' .. org_id, rid)
@@ -31,6 +33,15 @@ if router ~= '' then
     if fails >= threshold or redis.call('HGET', bk, 'state') == 'open' then
       redis.call('HSET', bk, 'state', 'open', 'opened', now)
       redis.call('HDEL', bk, 'probe')
+    end
+  end
+end
+
+if unadmit then
+  for _, k in ipairs({P .. 'rl:k:' .. key_id .. ':r', P .. 'rl:o:' .. org_id .. ':r'}) do
+    if redis.call('HEXISTS', k, admitted_s) == 1 then
+      local v = redis.call('HINCRBY', k, admitted_s, -1)
+      if v < 0 then redis.call('HSET', k, admitted_s, 0) end
     end
   end
 end

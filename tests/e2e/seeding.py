@@ -59,6 +59,7 @@ def catalog(
     session_id: int = 7,
     template: str = "chatml",
     priority: int = 100,
+    weights: tuple[int, ...] | None = None,
 ) -> Catalog:
     """One model served by one pool of routers (the model is reused if it exists)."""
     found = Model.objects.filter(name=model).first()
@@ -71,7 +72,9 @@ def catalog(
     )
     pool_row = pool_services.pool_create(name=pool)
     routers = [
-        pool_services.router_create(pool=pool_row, name=f"router-{i + 1}", base_url=url, api_key=router_key)
+        pool_services.router_create(
+            pool=pool_row, name=f"router-{i + 1}", base_url=url, api_key=router_key, weight=weights[i] if weights else 1
+        )
         for i, url in enumerate(router_urls)
     ]
     pool_services.route_create(

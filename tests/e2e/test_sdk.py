@@ -24,10 +24,10 @@ from metering.models import RequestLog, UsageEvent
 from metering.pricing import price_micro_usd
 from pools.models import Model
 from tests.e2e import seeding
-from tests.e2e.conftest import GatewayServer, Simulator, dead_url
-from tests.e2e.wire import REQUEST_ID, assert_stable_error, stream_payloads
+from tests.e2e.processes import GatewayServer, Simulator, dead_url
+from tests.e2e.wire import REQUEST_ID, assert_stable_error, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 MODEL = "gemma-4-26b"
 MESSAGES = [{"role": "user", "content": "Say hello to the end-to-end suite."}]
@@ -149,9 +149,10 @@ def test_chat_stream_with_usage_matches_the_whole_answer(live):
     assert usage_chunk.usage.completion_tokens == whole.usage.completion_tokens == 16
     assert usage_chunk.usage.prompt_tokens == whole.usage.prompt_tokens
 
-    event = UsageEvent.objects.get(request_id=raw.headers["x-request-id"])
+    request_id = raw.headers["x-request-id"]
+    event = eventually(lambda: UsageEvent.objects.filter(request_id=request_id).first())
     assert event.completion_tokens == 16 and not event.estimated
-    assert RequestLog.objects.get(request_id=raw.headers["x-request-id"]).streamed
+    assert RequestLog.objects.get(request_id=request_id).streamed
 
 
 def test_text_completion_whole_and_streamed(live):
@@ -204,7 +205,15 @@ def test_missing_bad_and_revoked_keys_are_authentication_errors(live):
     assert missing.status_code == 401
     assert_stable_error(missing.json(), code="invalid_api_key")
     assert re.fullmatch(REQUEST_ID, missing.headers["x-request-id"])
-    expect_error(openai.AuthenticationError, chat(""), status=401, code="invalid_api_key")
+    no_key = openai.OpenAI(
+        base_url=f"{env.server.url}/v1", api_key="unused", default_headers={"Authorization": ""}, max_retries=0
+    )
+    err = expect_error(
+        openai.AuthenticationError,
+        lambda: no_key.chat.completions.create(model=MODEL, messages=MESSAGES),
+        status=401, code="invalid_api_key",
+    )
+    assert "didn't provide an API key" in err.message
     expect_error(openai.AuthenticationError, chat("sk-not-a-portal-key"), status=401, code="invalid_api_key")
     well_formed = "ctr_live_" + "A" * 43
     expect_error(openai.AuthenticationError, chat(well_formed), status=401, code="invalid_api_key")
@@ -292,7 +301,9 @@ def test_spent_allowance_is_insufficient_quota_that_should_not_be_retried(live):
     for secret, max_tokens in ((one.secret, 4), (little.secret, 100)):
         err = expect_error(
             openai.RateLimitError,
-            lambda: env.openai(secret).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=max_tokens),
+            lambda secret=secret, max_tokens=max_tokens: env.openai(secret).chat.completions.create(
+                model=MODEL, messages=MESSAGES, max_tokens=max_tokens
+            ),
             status=429, code="insufficient_quota",
         )
         assert err.response.headers["x-should-retry"] == "false"
@@ -344,6 +355,31 @@ def test_body_over_the_upload_limit_is_413(live):
     assert_stable_error(response.json(), code="request_too_large")
     assert re.fullmatch(REQUEST_ID, response.headers["x-request-id"])
     assert routed_completions(env) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a body sent with Transfer-Encoding: chunked (no Content-Length) reads as empty, so a valid "
+    "request is refused as 'not valid JSON' and an oversized one is not a 413",
+)
+def test_a_chunked_body_is_read_within_the_limit(live):
+    env = live(MAX_REQUEST_BODY_BYTES="65536")
+    headers = {"Authorization": f"Bearer {env.key}", "Content-Type": "application/json"}
+
+    def chunked(*parts: bytes):
+        yield from parts  # requests sends a generator body chunked
+
+    small = requests.post(
+        f"{env.server.url}/v1/chat/completions", headers=headers, timeout=20,
+        data=chunked(b'{"model": "gemma-4-26b", ', b'"messages": [{"role": "user", "content": "hi"}]}'),
+    )
+    large = requests.post(
+        f"{env.server.url}/v1/chat/completions", headers=headers, timeout=20,
+        data=chunked(b'{"model": "gemma-4-26b", "messages": [{"role": "user", "content": "', *[b"x" * 10_000] * 8, b'"}]}'),
+    )
+
+    assert small.status_code == 200, small.text
+    assert large.status_code == 413, large.text
 
 
 # --- errors: upstream ------------------------------------------------------------------------------
@@ -404,7 +440,7 @@ def test_anthropic_messages_whole_and_streamed(live):
     assert streamed_text == long.content[0].text
     assert final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (long.usage.input_tokens, 16)
-    assert UsageEvent.objects.count() == 3
+    assert eventually(lambda: UsageEvent.objects.count() == 3)
 
 
 def test_anthropic_errors_have_the_anthropic_shape(live):
@@ -415,7 +451,7 @@ def test_anthropic_errors_have_the_anthropic_shape(live):
     with pytest.raises(anthropic.NotFoundError) as missing:
         env.anthropic().messages.create(model="no-such-model", max_tokens=8, messages=MESSAGES)
     with pytest.raises(anthropic.BadRequestError) as bad:
-        env.anthropic().messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, temperature=1.5)
+        env.anthropic().messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, extra_body={"temperature": 1.5})
 
     for err, type_ in (
         (info.value, "authentication_error"), (missing.value, "not_found_error"), (bad.value, "invalid_request_error"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 
@@ -45,3 +46,13 @@ def assert_stable_error(body: dict, *, code: str, param: str | None = None) -> d
     if param is not None:
         assert error["param"] == param, error
     return error
+
+
+def eventually(check, *, timeout: float = 5.0, interval: float = 0.05):
+    """`check()`'s first truthy result; a stream's durable write lands just after its last byte."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
