@@ -1,10 +1,11 @@
 """Invalidation of the gateway's cached key auth context (fast state).
 
-The gateway caches what it needs to admit a key under `authctx:<key hash>`. A
-cached context records the key's generation token, read before the database; every
-change to the key sets a new token after its transaction commits, so the next
-request in any process rebuilds the context, and a slow rebuild that raced the
-change can never leave a stale context behind.
+The gateway caches what it needs to admit a key under `authctx:<hash of the secret>`.
+A cached context records its key's generation token (`keygen:<key id>`), read before
+the database; every change to the key sets a new token after its transaction
+commits, so the next request in any process rebuilds the context, and a slow
+rebuild that raced the change can never leave a stale context behind. Tokens are
+keyed by key id, so keys whose secret the Portal never hashes (Unkey) work too.
 """
 
 from __future__ import annotations
@@ -20,26 +21,24 @@ def auth_context_key(key_hash: str) -> str:
     return faststate.key("authctx", key_hash)
 
 
-def key_generation_key(key_hash: str) -> str:
-    return faststate.key("keygen", key_hash)
+def key_generation_key(key_id: object) -> str:
+    return faststate.key("keygen", key_id)
 
 
-def read_key_generation(key_hash: str) -> str:
-    return (faststate.get_client().get(key_generation_key(key_hash)) or b"").decode()
+def read_key_generation(key_id: object) -> str:
+    return (faststate.get_client().get(key_generation_key(key_id)) or b"").decode()
 
 
-def invalidate(*key_hashes: str | None) -> None:
-    hashes = [h for h in key_hashes if h]
-    if not hashes:
+def invalidate(*key_ids: object) -> None:
+    ids = [k for k in key_ids if k]
+    if not ids:
         return
-    client = faststate.get_client()
-    pipe = client.pipeline(transaction=False)
-    for h in hashes:
-        pipe.set(key_generation_key(h), uuid.uuid4().hex)
-        pipe.delete(auth_context_key(h))
+    pipe = faststate.get_client().pipeline(transaction=False)
+    for key_id in ids:
+        pipe.set(key_generation_key(key_id), uuid.uuid4().hex)
     pipe.execute()
 
 
-def invalidate_on_commit(*key_hashes: str | None) -> None:
-    if any(key_hashes):
-        transaction.on_commit(lambda: invalidate(*key_hashes))
+def invalidate_on_commit(*key_ids: object) -> None:
+    if any(key_ids):
+        transaction.on_commit(lambda: invalidate(*key_ids))

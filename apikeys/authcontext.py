@@ -27,21 +27,39 @@ def _ms(value: datetime | None) -> int:
 
 def build_auth_context(*, key_hash: str, now: datetime) -> str | None:
     """The context JSON for the key with this hash, or None for no such key."""
-    kg = authcache.read_key_generation(key_hash)
     key = ApiKey.objects.select_related("org").filter(key_hash=key_hash).first()
     if key is None:
         return None
-    sub = (
+    return _context_json(key=key, now=now)
+
+
+def build_auth_context_for_key(*, key: ApiKey, now: datetime) -> str | None:
+    """The context JSON for a key found another way (a provider's key id)."""
+    return _context_json(key=key, now=now)
+
+
+def _active_subscription(org_id) -> PlanSubscription | None:
+    return (
         PlanSubscription.objects.select_related("plan")
-        .filter(org_id=key.org_id, status=PlanSubscription.Status.ACTIVE)
+        .filter(org_id=org_id, status=PlanSubscription.Status.ACTIVE)
         .first()
     )
+
+
+def _context_json(*, key: ApiKey, now: datetime) -> str | None:
+    sub = _active_subscription(key.org_id)
+    if sub is None:
+        return None
+    # Generations first, then the rows the context states: a change that commits after
+    # this read sets a new generation, so the next request rebuilds; one that committed
+    # before it is in the rows read below. Either way no stale context survives.
+    kg = authcache.read_key_generation(key.pk)
+    og, pg = read_generations(org_id=key.org_id, plan_id=sub.plan_id)
+    key = ApiKey.objects.select_related("org").get(pk=key.pk)
+    sub = _active_subscription(key.org_id)
     if sub is None:
         return None
     plan = sub.plan
-    # Generations are read before the rows above are trusted: a change that lands
-    # after this read sets a new generation and the context is rebuilt next time.
-    og, pg = read_generations(org_id=key.org_id, plan_id=plan.pk)
     start, end = sub.current_period_start, sub.current_period_end
     if not start <= now < end:
         start, end = period_containing(now=now)

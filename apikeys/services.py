@@ -138,7 +138,7 @@ def api_key_update(
     key.updated_at = now
     key.save(update_fields=["name", "allowed_models", "updated_at"])
     if before["allowed_models"] != key.allowed_models:
-        authcache.invalidate_on_commit(key.key_hash)
+        authcache.invalidate_on_commit(key.pk)
     audit_record(
         actor=actor,
         action="api_key.update",
@@ -166,7 +166,7 @@ def _set_status(*, key: ApiKey, status: str, actor: object, reason: str, action:
     locked.save(update_fields=fields)
     if status == ApiKey.Status.REVOKED and locked.external_id:
         get_provider().revoke(external_id=locked.external_id)
-    authcache.invalidate_on_commit(locked.key_hash)
+    authcache.invalidate_on_commit(locked.pk)
     audit_record(
         actor=actor,
         action=action,

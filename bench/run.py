@@ -374,11 +374,14 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     canned = r.get("saturated", {}).get("canned non-stream")
     if canned:
         p(f"   CPU cores during the gateway run (canned non-stream): {_cpu(canned['cpu'])}")
-        gw_cores = canned["cpu"].get("gateway", 0)
-        if canned["gateway"]["rps"]:
-            p(f"   gateway CPU per request: {gw_cores / canned['gateway']['rps'] * 1000:.2f} ms; "
-              f"Postgres {canned['cpu'].get('postgres', 0) / canned['gateway']['rps'] * 1000:.2f} ms; "
-              f"Redis {canned['cpu'].get('redis', 0) / canned['gateway']['rps'] * 1000:.2f} ms")
+        rps = canned["gateway"]["rps"]
+        if rps:
+            per = {name: cores / rps * 1000 for name, cores in canned["cpu"].items() if name != "other"}
+            total = sum(per.values())
+            p("   CPU ms per request: " + ", ".join(f"{name} {ms:.2f}" for name, ms in per.items() if ms >= 0.005)
+              + f"; all of it {total:.2f} ms")
+            p(f"   => with both cores free for it, this setup would saturate near {2000 / total:.0f} req/s "
+              f"(2 cores x 1000 ms / {total:.2f} ms)")
     p("   (other: cores used by processes outside the benchmark during the gateway run; logged: request-log rows"
       " written durably during it)")
     p("")

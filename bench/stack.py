@@ -73,7 +73,7 @@ def prepare_database() -> None:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     manage("migrate", "--noinput", "-v0")
     with psycopg.connect(f"{PG}/{DB_NAME}", autocommit=True) as conn:
-        conn.execute("TRUNCATE request_logs, usage_events")
+        conn.execute("TRUNCATE request_logs, usage_events CASCADE")
 
 
 def flush_fast_state() -> None:
@@ -201,8 +201,6 @@ class Stack:
             GATEWAY_ENFORCEMENT="true" if enforcement else "false",
         )
         command = [GUNICORN, "-c", str(ROOT / "portal" / "gunicorn.py"), "portal.wsgi:application"]
-        if worker_class.startswith("uvicorn"):
-            command = [GUNICORN, "-c", str(ROOT / "portal" / "gunicorn.py"), "portal.asgi:application"]
         proc = self._spawn(name, command, env)
         proc.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

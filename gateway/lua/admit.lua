@@ -40,7 +40,7 @@ if raw == 'none' then return answer('invalid') end
 local ctx = cjson.decode(raw)
 
 -- A context is stale when its key, org or plan changed, or its period ended.
-local gens = redis.call('MGET', P .. 'keygen:' .. key_hash, P .. 'orggen:' .. ctx.o, P .. 'plangen:' .. ctx.p.id)
+local gens = redis.call('MGET', P .. 'keygen:' .. ctx.k, P .. 'orggen:' .. ctx.o, P .. 'plangen:' .. ctx.p.id)
 if (gens[1] or '') ~= ctx.kg or (gens[2] or '') ~= ctx.og or (gens[3] or '') ~= ctx.pg or now >= ctx.pe then
   return answer('miss')
 end

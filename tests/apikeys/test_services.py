@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, PlanSubscription
 from apikeys import material, services
-from apikeys.authcache import auth_context_key
+from apikeys.authcache import key_generation_key
 from apikeys.models import ApiKey
 from portal.errors import PortalError
 from tests.apikeys.factories import issue_key
@@ -308,69 +308,77 @@ def test_rotation_at_the_cap_works(alice, alice_org):
 # --- auth-context invalidation ------------------------------------------------------
 
 
-def test_revoke_drops_the_cached_auth_context_after_commit(
+def test_revoke_sets_a_new_key_generation_after_commit(
     alice, alice_org, fast_state, django_capture_on_commit_callbacks
 ):
+    """Cached auth contexts record their key's generation; a new one makes every process rebuild."""
     issued = issue_key(alice_org, by=alice)
-    cache_key = auth_context_key(issued.key.key_hash)
-    fast_state.set(cache_key, b'{"status": "active"}')
+    generation = key_generation_key(issued.key.pk)
+    fast_state.set(generation, b"before")
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.api_key_revoke(key=issued.key, actor=alice, now=timezone.now())
-        assert fast_state.get(cache_key) is not None, "dropped before the revoke committed"
+        assert fast_state.get(generation) == b"before", "changed before the revoke committed"
     for callback in callbacks:
         callback()
 
-    assert fast_state.get(cache_key) is None
+    assert fast_state.get(generation) not in (None, b"before")
 
 
-def test_revoke_drops_the_cached_auth_context(alice, alice_org, fast_state, django_capture_on_commit_callbacks):
-    issued = issue_key(alice_org, by=alice)
-    cache_key = auth_context_key(issued.key.key_hash)
-    fast_state.set(cache_key, b'{"status": "active"}')
-
-    with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_revoke(key=issued.key, actor=alice, now=timezone.now())
-
-    assert fast_state.get(cache_key) is None
-
-
-def test_rotate_drops_the_old_keys_cached_auth_context(
-    alice, alice_org, fast_state, django_capture_on_commit_callbacks
+@pytest.mark.parametrize("change", ["revoke", "disable", "rotate", "restrict"])
+def test_every_key_change_sets_a_new_generation(
+    change, alice, alice_org, fast_state, django_capture_on_commit_callbacks
 ):
     issued = issue_key(alice_org, by=alice)
-    cache_key = auth_context_key(issued.key.key_hash)
-    fast_state.set(cache_key, b'{"status": "active"}')
+    generation = key_generation_key(issued.key.pk)
+    fast_state.set(generation, b"before")
+    now = timezone.now()
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_rotate(key=issued.key, actor=alice, now=timezone.now())
+        if change == "revoke":
+            services.api_key_revoke(key=issued.key, actor=alice, now=now)
+        elif change == "disable":
+            services.api_key_disable(key=issued.key, actor=alice, now=now)
+        elif change == "rotate":
+            services.api_key_rotate(key=issued.key, actor=alice, now=now)
+        else:
+            services.api_key_update(key=issued.key, actor=alice, now=now, allowed_models=["oss-20b"])
 
-    assert fast_state.get(cache_key) is None
+    assert fast_state.get(generation) not in (None, b"before")
 
 
-def test_changing_allowed_models_drops_the_cached_auth_context(
+def test_a_rename_keeps_the_generation(alice, alice_org, fast_state, django_capture_on_commit_callbacks):
+    issued = issue_key(alice_org, by=alice)
+    generation = key_generation_key(issued.key.pk)
+    fast_state.set(generation, b"before")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_update(key=issued.key, actor=alice, now=timezone.now(), name="renamed")
+
+    assert fast_state.get(generation) == b"before"
+
+
+def test_clearing_allowed_models_sets_a_new_generation(
     alice, alice_org, fast_state, django_capture_on_commit_callbacks
 ):
     issued = issue_key(alice_org, by=alice, allowed_models=["gemma-4-26b"])
-    cache_key = auth_context_key(issued.key.key_hash)
-    fast_state.set(cache_key, b'{"status": "active"}')
+    generation = key_generation_key(issued.key.pk)
+    fast_state.set(generation, b"before")
 
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_update(key=issued.key, actor=alice, now=timezone.now(), clear_allowed_models=True)
 
-    assert fast_state.get(cache_key) is None
+    assert fast_state.get(generation) not in (None, b"before")
 
 
-def test_revoke_leaves_other_keys_cached_auth_contexts(
-    alice, alice_org, fast_state, django_capture_on_commit_callbacks
-):
+def test_revoke_leaves_other_keys_generations(alice, alice_org, fast_state, django_capture_on_commit_callbacks):
     revoked, kept = issue_key(alice_org, by=alice), issue_key(alice_org, by=alice)
-    fast_state.set(auth_context_key(kept.key.key_hash), b"{}")
+    fast_state.set(key_generation_key(kept.key.pk), b"kept")
 
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_revoke(key=revoked.key, actor=alice, now=timezone.now())
 
-    assert fast_state.get(auth_context_key(kept.key.key_hash)) == b"{}"
+    assert fast_state.get(key_generation_key(kept.key.pk)) == b"kept"
 
 
 # --- concurrency -----------------------------------------------------------------
