@@ -16,6 +16,7 @@ from accounts.models import PlanSubscription
 from accounts.services import period_containing, plan_model_names
 from apikeys import authcache
 from apikeys.models import ApiKey
+from apikeys.providers import KeyIdentity
 from portal import faststate
 
 NEGATIVE_TTL_SECONDS = 60
@@ -30,11 +31,6 @@ def build_auth_context(*, key_hash: str, now: datetime) -> str | None:
     key = ApiKey.objects.select_related("org").filter(key_hash=key_hash).first()
     if key is None:
         return None
-    return _context_json(key=key, now=now)
-
-
-def build_auth_context_for_key(*, key: ApiKey, now: datetime) -> str | None:
-    """The context JSON for a key found another way (a provider's key id)."""
     return _context_json(key=key, now=now)
 
 
@@ -92,9 +88,18 @@ def _context_json(*, key: ApiKey, now: datetime) -> str | None:
     return json.dumps(ctx, separators=(",", ":"))
 
 
-def refresh_auth_context(*, key_hash: str, now: datetime) -> bool:
+def build_for_identity(*, identity: KeyIdentity, now: datetime) -> str | None:
+    """The context JSON for a presented key: by the provider's key id, else by the HMAC."""
+    if identity.external_id:
+        key = ApiKey.objects.filter(external_id=identity.external_id).exclude(external_id="").first()
+        return _context_json(key=key, now=now) if key is not None else None
+    return build_auth_context(key_hash=identity.cache_key, now=now)
+
+
+def refresh_auth_context(*, identity: KeyIdentity, now: datetime) -> bool:
     """Load the context from Postgres into fast state. False when the key does not exist."""
-    raw = build_auth_context(key_hash=key_hash, now=now)
+    raw = build_for_identity(identity=identity, now=now)
+    key_hash = identity.cache_key
     client = faststate.get_client()
     if raw is None:
         client.set(authcache.auth_context_key(key_hash), "none", ex=NEGATIVE_TTL_SECONDS)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apikeys.authcontext import refresh_auth_context
+from apikeys.providers import KeyIdentity
 from gateway import limits
 from metering.quotas import quota_seed
 from metering.selectors import org_usage_between
@@ -50,7 +51,12 @@ def _seed_quota(ctx: dict, now: datetime, now_ms: int) -> None:
 
 
 def admit(
-    *, key_hash: str, request_id: str, model: str, estimate: Callable[[ModelEntry | None], int], now: datetime
+    *,
+    identity: KeyIdentity,
+    request_id: str,
+    model: str,
+    estimate: Callable[[ModelEntry | None], int],
+    now: datetime,
 ) -> Admitted:
     """Admit one request for `model` (a public name); the answer says yes, or why not.
 
@@ -63,7 +69,7 @@ def admit(
         cands = limits.candidates(entry.routes) if entry is not None else []
         est_tokens = estimate(entry)
         adm = limits.admit(
-            key_hash=key_hash,
+            key_hash=identity.cache_key,
             now_ms=now_ms,
             request_id=request_id,
             model=_model_arg(entry),
@@ -71,7 +77,7 @@ def admit(
             cands=cands,
         )
         if adm.status == "miss":
-            refresh_auth_context(key_hash=key_hash, now=now)
+            refresh_auth_context(identity=identity, now=now)
             continue
         if adm.status == "quota_miss":
             _seed_quota(adm.ctx, now, now_ms)

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from apikeys.material import hash_secret, looks_like_key
+from apikeys.providers import KeyIdentity, get_provider
 from gateway import admission, answers, forward, limits, shaping
 from gateway.shapes import Answer, Shape
 from gateway.tokens import estimate_tokens, worst_case_tokens
@@ -72,8 +72,6 @@ def api_key_from(request) -> str:
             "invalid_api_key",
             "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key'.",
         )
-    if not looks_like_key(secret):
-        raise PortalError("invalid_api_key")
     return secret
 
 
@@ -113,7 +111,7 @@ def serve(request, shape: Shape) -> HttpResponse:
         call.model = req.model
         call.prompt_tokens = estimate_tokens(_prompt_text(req))
         if settings.GATEWAY_ENFORCEMENT:
-            _admit(call, key_hash=hash_secret(secret), req=req)
+            _admit(call, identity=get_provider().authenticate(secret), req=req)
         else:
             _admit_unenforced(call, req=req)
         if req.stream:
@@ -134,7 +132,7 @@ def _max_tokens(req: InferenceRequest, entry: ModelEntry) -> int:
     return min(req.max_tokens or settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
 
 
-def _admit(call: Call, *, key_hash: str, req: InferenceRequest) -> None:
+def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
     est = [0]
 
     def estimate(entry: ModelEntry | None) -> int:
@@ -144,7 +142,7 @@ def _admit(call: Call, *, key_hash: str, req: InferenceRequest) -> None:
         return est[0]
 
     admitted = admission.admit(
-        key_hash=key_hash, request_id=call.request_id, model=req.model, estimate=estimate, now=call.now
+        identity=identity, request_id=call.request_id, model=req.model, estimate=estimate, now=call.now
     )
     call.ctx, call.entry, call.est_tokens = admitted.adm.ctx, admitted.entry, est[0]
     if admitted.adm.status != "ok":

@@ -1,11 +1,13 @@
 """The hosted /v1 API. Keys are checked by the flow, not by DRF's authentication."""
 
+import json
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
-from apikeys.authcontext import build_auth_context
-from apikeys.material import hash_secret
+from apikeys.authcontext import build_for_identity
+from apikeys.providers import get_provider
 from gateway import answers, flow, shapes
 from pools.catalog import get_catalog
 from portal.errors import PortalError
@@ -60,9 +62,7 @@ class ModelsView(APIView):
 
 
 def _key_context(secret: str) -> dict:
-    import json
-
-    raw = build_auth_context(key_hash=hash_secret(secret), now=timezone.now())
+    raw = build_for_identity(identity=get_provider().authenticate(secret), now=timezone.now())
     if raw is None:
         raise PortalError("invalid_api_key")
     ctx = json.loads(raw)

@@ -104,10 +104,13 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Under gevent (portal/gunicorn.py) every request runs in its own greenlet, so a
     # per-thread persistent connection would be one connection per request: connections
-    # come from a pool instead (Django's psycopg pool; with CONN_HEALTH_CHECKS it checks
-    # each connection on checkout).
+    # come from a pool instead (Django's psycopg pool). portal.pgpool checks each one on
+    # checkout without a round trip (psycopg_pool's own check sends a query each time).
     DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=16 if _GEVENT else 0)
     if DB_POOL_MAX_SIZE:
+        if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+            DATABASES["default"]["ENGINE"] = "portal.pgpool"
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # portal.pgpool checks instead
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": min(2, DB_POOL_MAX_SIZE),
