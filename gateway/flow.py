@@ -19,6 +19,7 @@ from django.utils import timezone
 from apikeys.providers import KeyIdentity, get_provider
 from gateway import admission, answers, forward, limits, shaping
 from gateway.shapes import Answer, Shape
+from gateway.templates import render_prompt
 from gateway.tokens import estimate_tokens, worst_case_tokens
 from gateway.validation import InferenceRequest, parse_json_body
 from metering.services import RequestRecord, request_record
@@ -84,6 +85,14 @@ def read_body(request) -> object:
         raise PortalError(
             "request_too_large", f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
         )
+    if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Django trusts Content-Length alone; read a chunked body ourselves, bounded.
+        raw = request.META["wsgi.input"].read(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+        if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise PortalError(
+                "request_too_large", f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+            )
+        return parse_json_body(raw)
     return parse_json_body(request.body)
 
 
@@ -132,12 +141,26 @@ def _max_tokens(req: InferenceRequest, entry: ModelEntry) -> int:
     return min(req.max_tokens or settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
 
 
+def _prompt_tokens(req: InferenceRequest, entry: ModelEntry, *, raw_estimate: int) -> int:
+    """The prompt as the routers will see it: chat is rendered through each route's template,
+    which adds tokens the router bills, so the reservation must count them too."""
+    if req.kind == "completion":
+        return raw_estimate
+    rendered = [
+        estimate_tokens(render_prompt(route.template, req.messages, req.system))
+        for route in entry.serving_routes()
+        if route.api_style != "openai"
+    ]
+    return max([raw_estimate, *rendered])
+
+
 def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
     est = [0]
 
     def estimate(entry: ModelEntry | None) -> int:
         if entry is None:
             return 0
+        call.prompt_tokens = _prompt_tokens(req, entry, raw_estimate=call.prompt_tokens)
         est[0] = worst_case_tokens(req, call.prompt_tokens, settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
         return est[0]
 

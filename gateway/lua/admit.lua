@@ -133,6 +133,7 @@ if qt + est > plan.qt then return answer('quota_tokens', raw, nil, limits(0, 0),
 -- Router pick: the lowest tier with an eligible router; within it, two weighted
 -- draws and the one with fewer in-flight requests per unit of weight wins.
 local chosen, chosen_probe = 0, false
+if ncand == 0 then return answer('no_router', raw, nil, limits(0, 0), 1000) end
 if ncand > 0 then
   local tiers = {}
   for i = 0, ncand - 1 do

@@ -105,11 +105,6 @@ def test_concurrent_requests_never_overspend_a_nearly_spent_allowance(simulators
     assert router.completions() == fits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the worst-case reservation counts the raw message text, but the router is sent (and bills) "
-    "the prompt rendered with the chat template, so chat requests can use more than the allowance",
-)
 def test_chat_requests_never_overspend_the_allowance_either(simulators, gateway):
     (router,) = simulators(1)
     server = gateway()

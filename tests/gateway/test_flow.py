@@ -13,6 +13,8 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from gateway.templates import render_prompt
+from gateway.tokens import estimate_tokens
 from metering.models import RequestLog, UsageEvent
 from pools.services import pool_set_status
 from pools.simulator import start_in_thread
@@ -139,7 +141,8 @@ def test_refused_requests_are_logged_without_a_usage_event(simulator):
 def test_a_router_that_omits_usage_is_counted_by_the_gateway_and_marked_estimated(simulator):
     seeding.catalog(router_urls=[simulator(omit_usage=True)])
     tenant = seeding.tenant()
-    prompt_estimate = (len(MESSAGES[0]["content"]) + 3) // 4
+    # The router is sent the chat rendered through the route's template; that is what it bills.
+    prompt_estimate = estimate_tokens(render_prompt("chatml", MESSAGES))
 
     whole = chat(tenant.secret)
     streamed = chat(tenant.secret, stream=True, stream_options={"include_usage": True})
