@@ -11,11 +11,12 @@ from django.utils import timezone
 
 from accounts.models import Plan
 from accounts.services import org_change_plan, period_containing
+from apikeys.providers import KeyIdentity
 from gateway import admission
 from metering import tasks
 from metering.quotas import current_period, quota_key, quota_reconcile
 from pools.catalog import catalog_bump_version
-from pools.services import model_create
+from pools.services import model_create, pool_create, route_create, router_create
 from tests.metering.factories import record
 
 MODEL = "gemma-4-26b"
@@ -32,7 +33,10 @@ def three_a_week(alice_org):
     now = timezone.now()  # a period around now, so no week boundary falls inside a test
     sub.current_period_start, sub.current_period_end = now - timedelta(days=1), now + timedelta(days=6)
     sub.save()
-    model_create(name=MODEL, display_name="Gemma 4 26B")
+    model = model_create(name=MODEL, display_name="Gemma 4 26B")
+    pool = pool_create(name="gemma4")
+    router_create(pool=pool, name="r1", base_url="http://127.0.0.1:9", api_key="")
+    route_create(model=model, pool=pool, session_id=1)  # admission needs a router to pick
     catalog_bump_version()
     return plan
 
@@ -40,7 +44,7 @@ def three_a_week(alice_org):
 def admit(key) -> str:
     """What the gateway's admission answers for one more request with `key` now."""
     decided = admission.admit(
-        key_hash=key.key_hash, request_id=f"req_{uuid.uuid4().hex[:24]}", model=MODEL,
+        identity=KeyIdentity(cache_key=key.key_hash), request_id=f"req_{uuid.uuid4().hex[:24]}", model=MODEL,
         estimate=lambda entry: 10, now=timezone.now(),
     )
     return decided.adm.status
