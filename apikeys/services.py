@@ -56,13 +56,16 @@ def _issue(
     now: datetime,
 ) -> IssuedKey:
     key_id = uuid.uuid4()
-    issued = get_provider().issue(key_id=str(key_id), org_id=str(org.pk), plan_code=plan_code)
+    provider = get_provider()
+    issued = provider.issue(
+        key_id=str(key_id), org_id=str(org.pk), plan_code=plan_code, name=name, expires_at=expires_at
+    )
     key = ApiKey.objects.create(
         id=key_id,
         org=org,
         created_by=created_by,
         name=name,
-        provider=get_provider().name,
+        provider=provider.name,
         external_id=issued.external_id,
         key_hash=issued.key_hash,
         prefix=issued.prefix,
@@ -164,9 +167,9 @@ def _set_status(*, key: ApiKey, status: str, actor: object, reason: str, action:
         locked.revoked_at = now
         fields.append("revoked_at")
     locked.save(update_fields=fields)
-    if status == ApiKey.Status.REVOKED and locked.external_id:
-        get_provider().revoke(external_id=locked.external_id)
-    authcache.invalidate_on_commit(locked.pk)
+    authcache.invalidate_on_commit(locked.pk)  # the Portal refuses it first, on the next request
+    if locked.external_id:
+        _tell_provider_on_commit(key=locked, status=status)
     audit_record(
         actor=actor,
         action=action,
@@ -179,6 +182,17 @@ def _set_status(*, key: ApiKey, status: str, actor: object, reason: str, action:
         now=now,
     )
     return locked
+
+
+def _tell_provider_on_commit(*, key: ApiKey, status: str) -> None:
+    """The issuing provider hears of the change once it is committed (a remote call never
+    holds the row lock, and a rolled-back change is never told)."""
+    provider, external_id = get_provider(key.provider), key.external_id
+    if status == ApiKey.Status.REVOKED:
+        transaction.on_commit(lambda: provider.revoke(external_id=external_id), robust=True)
+    else:
+        enabled = status == ApiKey.Status.ACTIVE
+        transaction.on_commit(lambda: provider.set_enabled(external_id=external_id, enabled=enabled), robust=True)
 
 
 @transaction.atomic

@@ -43,6 +43,7 @@ class Call:
     model: str = ""
     adm: limits.Admission | None = None  # set once admitted: a reservation to settle
     ctx: dict | None = None  # the key's auth context, when the key was known
+    identity: KeyIdentity | None = None  # who the key provider says the key is
     entry: ModelEntry | None = None
     est_tokens: int = 0
     prompt_tokens: int = 0
@@ -155,6 +156,7 @@ def _prompt_tokens(req: InferenceRequest, entry: ModelEntry, *, raw_estimate: in
 
 
 def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
+    call.identity = identity
     est = [0]
 
     def estimate(entry: ModelEntry | None) -> int:
@@ -190,7 +192,8 @@ def _admit_unenforced(call: Call, *, req: InferenceRequest) -> None:
 
 
 def _headers(call: Call) -> dict[str, str]:
-    return answers.rate_limit_headers(call.adm) if call.adm is not None else {}
+    headers = answers.rate_limit_headers(call.adm) if call.adm is not None else {}
+    return {**headers, **call.identity.headers} if call.identity is not None else headers  # the provider's limits win
 
 
 def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:

@@ -62,7 +62,7 @@ class ModelsView(APIView):
 
 
 def _key_context(secret: str) -> dict:
-    raw = build_for_identity(identity=get_provider().authenticate(secret), now=timezone.now())
+    raw = build_for_identity(identity=get_provider().authenticate(secret, consume=False), now=timezone.now())
     if raw is None:
         raise PortalError("invalid_api_key")
     ctx = json.loads(raw)

@@ -56,6 +56,9 @@ CATALOG: dict[str, ErrorKind] = {
     "insufficient_quota": ErrorKind(429, "insufficient_quota", "You exceeded your plan's allowance."),
     # upstream
     "access_paused": ErrorKind(503, "service_unavailable", "Access is paused."),
+    "key_service_unavailable": ErrorKind(
+        503, "service_unavailable", "API keys cannot be checked right now; try again shortly."
+    ),
     "no_healthy_router": ErrorKind(503, "service_unavailable", "No healthy router can serve this model now."),
     "upstream_timeout": ErrorKind(504, "timeout", "The model took too long to answer."),
     "upstream_error": ErrorKind(502, "api_error", "The model backend failed to answer."),

@@ -6,6 +6,7 @@ the dev token signer, local keys). With DEBUG off, secrets must be set: the
 process refuses to start and says which one is missing.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -233,10 +234,28 @@ if KEY_PROVIDER not in {"local", "unkey"}:
     raise ImproperlyConfigured(f"KEY_PROVIDER must be local or unkey, not {KEY_PROVIDER!r}")
 UNKEY_ROOT_KEY = env.str("UNKEY_ROOT_KEY", default="")
 UNKEY_API_ID = env.str("UNKEY_API_ID", default="")
+UNKEY_BASE_URL = env.str("UNKEY_BASE_URL", default="https://api.unkey.com").rstrip("/")
+# Hard timeout of every Unkey call (the SDK never retries): verification is on the request path.
+UNKEY_TIMEOUT_MS = env.int("UNKEY_TIMEOUT_MS", default=2000)
+# When Unkey does not answer: `closed` refuses (503 key_service_unavailable); `open` admits a
+# key Unkey said VALID within the last UNKEY_FAIL_OPEN_SECONDS (the Portal's own checks still run).
+UNKEY_FAILURE_MODE = env.str("UNKEY_FAILURE_MODE", default="closed")
+if UNKEY_FAILURE_MODE not in {"closed", "open"}:
+    raise ImproperlyConfigured(f"UNKEY_FAILURE_MODE must be closed or open, not {UNKEY_FAILURE_MODE!r}")
+UNKEY_FAIL_OPEN_SECONDS = env.int("UNKEY_FAIL_OPEN_SECONDS", default=300)
+# Keys look like `<prefix>_<random>`.
+UNKEY_KEY_PREFIX = env.str("UNKEY_KEY_PREFIX", default="ctr_live")
+if not re.fullmatch(r"[A-Za-z0-9_]{1,16}", UNKEY_KEY_PREFIX):
+    raise ImproperlyConfigured("UNKEY_KEY_PREFIX must be 1-16 letters, digits or underscores (Unkey's rule)")
+# How often Unkey is brought in line with the Portal (plan limits, changes it missed while
+# down); 0: only by `manage.py sync_unkey_keys --apply`.
+UNKEY_SYNC_SECONDS = env.int("UNKEY_SYNC_SECONDS", default=300)
 if KEY_PROVIDER == "unkey":
     for name, value in (("UNKEY_ROOT_KEY", UNKEY_ROOT_KEY), ("UNKEY_API_ID", UNKEY_API_ID)):
         if not value:
             _missing.append(name)
+    if UNKEY_SYNC_SECONDS > 0:
+        CELERY_BEAT_SCHEDULE["apikeys.sync_unkey_keys"] = _every(UNKEY_SYNC_SECONDS, "apikeys.sync_unkey_keys")
 
 # --- Gateway -------------------------------------------------------------------------
 GATEWAY_INFLIGHT_TTL_MS = env.int("GATEWAY_INFLIGHT_TTL_MS", default=600_000)
@@ -325,5 +344,6 @@ LOGGING = {
         # Through the root handler only (Django's own DEBUG console handler would print twice).
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # the Unkey SDK's client: one INFO line per key check otherwise
     },
 }

@@ -31,8 +31,10 @@ from tests.e2e.processes import (  # noqa: F401 (Simulator, dead_url: also impor
     base_env,
     database_url,
     dead_url,
+    provider_env,
     server_command,
 )
+from tests.unkey_fake import FakeUnkey, FakeUnkeyServer, use_unkey
 
 # --- skip without the real services ------------------------------------------------------
 
@@ -90,6 +92,27 @@ def simulators(simulator_pool):
     simulator_pool.give_back(taken)
 
 
+@pytest.fixture(scope="session")
+def unkey_server():
+    """A fake Unkey on a local port, for this worker's tests and the gateways they start."""
+    server = FakeUnkeyServer(FakeUnkey()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "unkey"], autouse=True)
+def key_provider(request, settings):
+    """Every e2e test runs with local keys and with keys a fake Unkey issues and verifies;
+    gateways started by the test get the same settings (None, or the FakeUnkey)."""
+    if request.param == "local":
+        yield None
+        return
+    server = request.getfixturevalue("unkey_server")
+    server.fake.reset()
+    use_unkey(settings, base_url=server.url)
+    yield server.fake
+
+
 @pytest.fixture
 def gateway(request, settings, fast_state, tmp_path):
     """`gateway(**env) -> GatewayServer`: a server process on this test's database and
@@ -109,7 +132,7 @@ def gateway(request, settings, fast_state, tmp_path):
             API_KEY_PEPPER=settings.API_KEY_PEPPER,
             ROUTER_KEY_ENCRYPTION_KEY=settings.ROUTER_KEY_ENCRYPTION_KEY,
             LOG_LEVEL="WARNING",
-            **{name: str(value) for name, value in env.items()},
+            **{**provider_env(), **{name: str(value) for name, value in env.items()}},
         )
         index = len(servers)
         process = Process(f"gateway {index}", args, environment, tmp_path / f"gateway-{index}.log", ready)

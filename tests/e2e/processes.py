@@ -192,6 +192,19 @@ class SimulatorPool:
 # --- gateway servers -----------------------------------------------------------------------
 
 
+_UNKEY_SETTINGS = (
+    "UNKEY_ROOT_KEY", "UNKEY_API_ID", "UNKEY_BASE_URL", "UNKEY_TIMEOUT_MS", "UNKEY_FAILURE_MODE",
+    "UNKEY_FAIL_OPEN_SECONDS", "UNKEY_KEY_PREFIX",
+)
+
+
+def provider_env() -> dict[str, str]:
+    """The test's key-provider settings for a gateway process (nothing to add for local keys)."""
+    if settings.KEY_PROVIDER != "unkey":
+        return {}
+    return {"KEY_PROVIDER": "unkey", **{name: str(getattr(settings, name)) for name in _UNKEY_SETTINGS}}
+
+
 def database_url() -> str:
     """The URL of the database this test uses (the xdist worker's test database)."""
     db = settings.DATABASES["default"]
