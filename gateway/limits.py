@@ -22,7 +22,11 @@ _LUA = Path(__file__).with_name("lua")
 
 @lru_cache(maxsize=None)
 def _source(name: str) -> str:
-    return (_LUA / f"{name}.lua").read_text()
+    """A script's source; admission and failover share the router pick (routers.lua)."""
+    body = (_LUA / f"{name}.lua").read_text()
+    if name in ("admit", "failover"):
+        body = (_LUA / "routers.lua").read_text() + body
+    return body
 
 
 _scripts: dict[tuple[int, str], object] = {}

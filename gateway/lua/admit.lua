@@ -130,51 +130,10 @@ local qr, qt = tonumber(q[1]), tonumber(q[2])
 if qr + 1 > plan.qr then return answer('quota_requests', raw, nil, limits(0, 0), ctx.pe - now) end
 if qt + est > plan.qt then return answer('quota_tokens', raw, nil, limits(0, 0), ctx.pe - now) end
 
--- Router pick: the lowest tier with an eligible router; within it, two weighted
--- draws and the one with fewer in-flight requests per unit of weight wins.
-local chosen, chosen_probe = 0, false
+-- Router pick (routers.lua), before anything is written.
 if ncand == 0 then return answer('no_router', raw, nil, limits(0, 0), 1000) end
-if ncand > 0 then
-  local tiers = {}
-  for i = 0, ncand - 1 do
-    local id = ARGV[13 + i * 3]
-    local weight = tonumber(ARGV[14 + i * 3])
-    local tier = tonumber(ARGV[15 + i * 3])
-    local b = redis.call('HMGET', P .. 'brk:' .. id, 'state', 'opened', 'probe')
-    local ok, probe = true, false
-    if b[1] == 'open' then
-      ok = now >= tonumber(b[2]) + cooldown and (not b[3] or now >= tonumber(b[3]))
-      probe = ok
-    end
-    if ok then
-      local rk = P .. 'rif:' .. id
-      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
-      tiers[tier] = tiers[tier] or {}
-      table.insert(tiers[tier], {id = id, w = weight, load = redis.call('ZCARD', rk) / math.max(weight, 1), probe = probe})
-    end
-  end
-  local best = nil
-  for t, list in pairs(tiers) do if best == nil or t < best then best = t end end
-  if best == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) end
-  local list = tiers[best]
-  local sum = 0
-  for _, c in ipairs(list) do sum = sum + c.w end
-  local function draw(u)
-    local x = u * sum
-    for _, c in ipairs(list) do
-      x = x - c.w
-      if x <= 0 then return c end
-    end
-    return list[#list]
-  end
-  local a, b = draw(rand[1]), draw(rand[2])
-  local c = a
-  if b.load < a.load then c = b end
-  chosen, chosen_probe = c.id, c.probe
-  if chosen_probe then redis.call('HSET', P .. 'brk:' .. chosen, 'probe', now + probe_ttl) end
-  redis.call('ZADD', P .. 'rif:' .. chosen, now + inflight_ttl, rid)
-  redis.call('PEXPIRE', P .. 'rif:' .. chosen, inflight_ttl)
-end
+local router = choose_router(P, now, cooldown, 13, ncand, rand)
+if router == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) end
 
 -- Every check passed: record the request (its own bucket now bounds the resets).
 if req_reset <= 0 then req_reset = 60000 - (now % 1000) end
@@ -192,4 +151,5 @@ redis.call('HINCRBY', wkey, wcur, 1)
 redis.call('EXPIRE', wkey, plan.ws + 60)
 redis.call('HINCRBY', qkey, 'r', 1)
 redis.call('HINCRBY', qkey, 't', est)
-return answer('ok', raw, nil, limits(1, est), 0, chosen)
+take_router(P, router, now, rid, inflight_ttl, probe_ttl)
+return answer('ok', raw, nil, limits(1, est), 0, router.id)

@@ -1,0 +1,51 @@
+-- Shared by admit.lua and failover.lua (prepended when the scripts are loaded).
+--
+-- choose_router: among the candidates ARGV[first..] as (router_id, weight, tier)
+-- triples, the lowest tier with an eligible router (breaker closed, or open past its
+-- cool-down with no probe under way); within it, two weighted draws and the one with
+-- fewer in-flight requests per unit of weight wins. nil when none is eligible.
+local function choose_router(P, now, cooldown, first, ncand, rand)
+  local tiers = {}
+  for i = 0, ncand - 1 do
+    local id = ARGV[first + i * 3]
+    local weight = tonumber(ARGV[first + 1 + i * 3])
+    local tier = tonumber(ARGV[first + 2 + i * 3])
+    local b = redis.call('HMGET', P .. 'brk:' .. id, 'state', 'opened', 'probe')
+    local ok, probe = true, false
+    if b[1] == 'open' then
+      ok = now >= tonumber(b[2]) + cooldown and (not b[3] or now >= tonumber(b[3]))
+      probe = ok
+    end
+    if ok then
+      local rk = P .. 'rif:' .. id
+      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+      tiers[tier] = tiers[tier] or {}
+      table.insert(tiers[tier], {id = id, w = weight, load = redis.call('ZCARD', rk) / math.max(weight, 1), probe = probe})
+    end
+  end
+  local best = nil
+  for t, _ in pairs(tiers) do if best == nil or t < best then best = t end end
+  if best == nil then return nil end
+  local list = tiers[best]
+  local sum = 0
+  for _, c in ipairs(list) do sum = sum + c.w end
+  local function draw(u)
+    local x = u * sum
+    for _, c in ipairs(list) do
+      x = x - c.w
+      if x <= 0 then return c end
+    end
+    return list[#list]
+  end
+  local a, b = draw(rand[1]), draw(rand[2])
+  if b.load < a.load then return b end
+  return a
+end
+
+-- take_router: hold an in-flight slot on the chosen router (and its probe lease).
+local function take_router(P, c, now, rid, inflight_ttl, probe_ttl)
+  if c.probe then redis.call('HSET', P .. 'brk:' .. c.id, 'probe', now + probe_ttl) end
+  redis.call('ZADD', P .. 'rif:' .. c.id, now + inflight_ttl, rid)
+  redis.call('PEXPIRE', P .. 'rif:' .. c.id, inflight_ttl)
+end
+
