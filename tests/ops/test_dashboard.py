@@ -65,13 +65,13 @@ def traffic(db, fast_state):
     gemma = pool_services.pool_create(name="gemma4")
     qwen = pool_services.pool_create(name="qwen")
     fast = pool_services.router_create(
-        pool=gemma, name="gemma-a", base_url="http://10.0.0.1:9101", api_key="rk-x"
+        pool=gemma, name="gemma-a", base_url="http://127.0.0.1:9101", api_key="rk-x"
     )
     slow = pool_services.router_create(
-        pool=gemma, name="gemma-b", base_url="http://10.0.0.2:9101", api_key="rk-x"
+        pool=gemma, name="gemma-b", base_url="http://127.0.0.2:9101", api_key="rk-x"
     )
     broken = pool_services.router_create(
-        pool=qwen, name="qwen-a", base_url="http://10.0.0.3:9101", api_key="rk-x"
+        pool=qwen, name="qwen-a", base_url="http://127.0.0.3:9101", api_key="rk-x"
     )
     RouterHealth.objects.create(router=fast, ok=True, latency_ms=4, checked_at=now, last_ok_at=now)
     RouterHealth.objects.create(router=slow, ok=True, latency_ms=35, checked_at=now, last_ok_at=now)

@@ -24,11 +24,11 @@ def gemma(db):
     )
     main = services.pool_create(name="gemma4")
     services.router_create(
-        pool=main, name="r1", base_url="http://10.0.0.1:5010/", api_key="rk-one", weight=3
+        pool=main, name="r1", base_url="http://127.0.0.1:5010/", api_key="rk-one", weight=3
     )
-    services.router_create(pool=main, name="r2", base_url="http://10.0.0.2:5010", api_key="")
+    services.router_create(pool=main, name="r2", base_url="http://127.0.0.2:5010", api_key="")
     off = services.router_create(
-        pool=main, name="r3", base_url="http://10.0.0.3:5010", api_key="rk-three"
+        pool=main, name="r3", base_url="http://127.0.0.3:5010", api_key="rk-three"
     )
     services.router_set_enabled(router=off, enabled=False)
     backup = services.pool_create(name="qwen-backup")
@@ -96,7 +96,7 @@ def test_disabled_routers_are_left_out(gemma):
     main = load_catalog("v1").resolve("gemma-4-26b").routes[1]
 
     assert [router.name for router in main.routers] == ["r1", "r2"]
-    assert main.routers[0].base_url == "http://10.0.0.1:5010"
+    assert main.routers[0].base_url == "http://127.0.0.1:5010"
     assert main.routers[0].weight == 3
 
 

@@ -43,7 +43,7 @@ def model(db):
 @pytest.fixture
 def router(pool):
     return services.router_create(
-        pool=pool, name="r1", base_url="http://10.0.0.1:5010", api_key="rk-1"
+        pool=pool, name="r1", base_url="http://127.0.0.1:5010", api_key="rk-1"
     )
 
 
@@ -173,17 +173,17 @@ def test_router_create_seals_the_key_and_trims_the_url(pool, bumps):
 @pytest.mark.parametrize(
     "changes, param",
     [
-        ({"base_url": "ftp://10.0.0.1"}, "base_url"),
+        ({"base_url": "ftp://127.0.0.1"}, "base_url"),
         ({"base_url": "not a url"}, "base_url"),
-        ({"base_url": "http://user:pw@10.0.0.2"}, "base_url"),
-        ({"base_url": "http://10.0.0.2:99999"}, "base_url"),
-        ({"base_url": "http://10.0.0.2?session=1"}, "base_url"),
+        ({"base_url": "http://user:pw@127.0.0.2"}, "base_url"),
+        ({"base_url": "http://127.0.0.2:99999"}, "base_url"),
+        ({"base_url": "http://127.0.0.2?session=1"}, "base_url"),
         ({"weight": 0}, "weight"),
         ({"name": "r1"}, "name"),  # taken in this pool
     ],
 )
 def test_router_create_rejects_bad_input(pool, router, changes, param):
-    fields = {"name": "r2", "base_url": "http://10.0.0.2:5010", "api_key": "k", **changes}
+    fields = {"name": "r2", "base_url": "http://127.0.0.2:5010", "api_key": "k", **changes}
 
     with pytest.raises(PortalError) as caught:
         services.router_create(pool=pool, **fields)
