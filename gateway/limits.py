@@ -22,11 +22,10 @@ _LUA = Path(__file__).with_name("lua")
 
 @lru_cache(maxsize=None)
 def _source(name: str) -> str:
-    """A script's source; admission and failover share the router pick (routers.lua)."""
-    body = (_LUA / f"{name}.lua").read_text()
-    if name in ("admit", "failover"):
-        body = (_LUA / "routers.lua").read_text() + body
-    return body
+    """A script's source, after the libraries it uses (windows.lua, routers.lua)."""
+    libraries = {"admit": ("windows", "routers"), "failover": ("routers",), "settle": ("windows",)}
+    parts = [(_LUA / f"{lib}.lua").read_text() for lib in libraries.get(name, ())]
+    return "".join(parts) + (_LUA / f"{name}.lua").read_text()
 
 
 _scripts: dict[tuple[int, str], object] = {}

@@ -62,34 +62,12 @@ if (not ctx.p.all and not member(ctx.p.m, model)) or (ctx.am ~= cjson.null and n
 end
 
 local plan = ctx.p
-local now_s = math.floor(now / 1000)
-
--- Sum a bucketed window, dropping buckets that left it. Returns total, ms until the oldest leaves.
-local function window(key, span_s, bucket_s)
-  local nb = math.floor(span_s / bucket_s)
-  local cur = math.floor(now_s / bucket_s)
-  local h = redis.call('HGETALL', key)
-  local total, oldest, stale = 0, nil, {}
-  for i = 1, #h, 2 do
-    local b = tonumber(h[i])
-    if b <= cur - nb then
-      stale[#stale + 1] = h[i]
-    else
-      total = total + tonumber(h[i + 1])
-      if oldest == nil or b < oldest then oldest = b end
-    end
-  end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  local reset = 0
-  if oldest ~= nil then reset = (oldest + nb) * bucket_s * 1000 - now end
-  return total, reset, cur
-end
 
 local kr, ko = P .. 'rl:k:' .. ctx.k, P .. 'rl:o:' .. ctx.o
-local kreq, kreq_reset = window(kr .. ':r', 60, 1)
-local oreq, oreq_reset = window(ko .. ':r', 60, 1)
-local ktok, ktok_reset = window(kr .. ':t', 60, 1)
-local otok, otok_reset = window(ko .. ':t', 60, 1)
+local kreq, kreq_reset, kreq_b, kreq_c = window_read(kr .. ':r', now, 60, 1)
+local oreq, oreq_reset, oreq_b, oreq_c = window_read(ko .. ':r', now, 60, 1)
+local ktok, ktok_reset, ktok_b, ktok_c = window_read(kr .. ':t', now, 60, 1)
+local otok, otok_reset, otok_b, otok_c = window_read(ko .. ':t', now, 60, 1)
 
 local used_req = math.max(kreq, oreq)
 local req_reset = math.max(kreq_reset, oreq_reset)
@@ -118,7 +96,7 @@ end
 
 local wb = math.max(1, math.floor(plan.ws / 60))
 local wkey = P .. 'win:' .. ctx.o
-local wused, wreset, wcur = window(wkey, plan.ws, wb)
+local wused, wreset, wcur, wc = window_read(wkey, now, plan.ws, wb)
 if wused + 1 > plan.wr then
   return answer('window', raw, nil, limits(0, 0), math.max(wreset, 1000))
 end
@@ -138,17 +116,15 @@ if router == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) e
 -- Every check passed: record the request (its own bucket now bounds the resets).
 if req_reset <= 0 then req_reset = 60000 - (now % 1000) end
 if tok_reset <= 0 then tok_reset = 60000 - (now % 1000) end
-redis.call('HINCRBY', kr .. ':r', now_s, 1)
-redis.call('HINCRBY', ko .. ':r', now_s, 1)
-redis.call('HINCRBY', kr .. ':t', now_s, est)
-redis.call('HINCRBY', ko .. ':t', now_s, est)
-for _, k in ipairs({kr .. ':r', ko .. ':r', kr .. ':t', ko .. ':t'}) do redis.call('EXPIRE', k, 120) end
+window_add(kr .. ':r', kreq_b, kreq_c, 1, 120)
+window_add(ko .. ':r', oreq_b, oreq_c, 1, 120)
+window_add(kr .. ':t', ktok_b, ktok_c, est, 120)
+window_add(ko .. ':t', otok_b, otok_c, est, 120)
 redis.call('ZADD', kc, now + inflight_ttl, rid)
 redis.call('ZADD', oc, now + inflight_ttl, rid)
 redis.call('PEXPIRE', kc, inflight_ttl)
 redis.call('PEXPIRE', oc, inflight_ttl)
-redis.call('HINCRBY', wkey, wcur, 1)
-redis.call('EXPIRE', wkey, plan.ws + 60)
+window_add(wkey, wcur, wc, 1, plan.ws + 60)
 redis.call('HINCRBY', qkey, 'r', 1)
 redis.call('HINCRBY', qkey, 't', est)
 take_router(P, router, now, rid, inflight_ttl, probe_ttl)

@@ -38,31 +38,21 @@ if router ~= '' then
 end
 
 if unadmit then
-  for _, k in ipairs({P .. 'rl:k:' .. key_id .. ':r', P .. 'rl:o:' .. org_id .. ':r'}) do
-    if redis.call('HEXISTS', k, admitted_s) == 1 then
-      local v = redis.call('HINCRBY', k, admitted_s, -1)
-      if v < 0 then redis.call('HSET', k, admitted_s, 0) end
-    end
-  end
+  window_adjust(P .. 'rl:k:' .. key_id .. ':r', admitted_s, -1)
+  window_adjust(P .. 'rl:o:' .. org_id .. ':r', admitted_s, -1)
 end
 
 local delta = actual - est
 if delta ~= 0 then
-  for _, k in ipairs({P .. 'rl:k:' .. key_id .. ':t', P .. 'rl:o:' .. org_id .. ':t'}) do
-    if redis.call('HEXISTS', k, admitted_s) == 1 then
-      local v = redis.call('HINCRBY', k, admitted_s, delta)
-      if v < 0 then redis.call('HSET', k, admitted_s, 0) end
-    end
-  end
+  window_adjust(P .. 'rl:k:' .. key_id .. ':t', admitted_s, delta)
+  window_adjust(P .. 'rl:o:' .. org_id .. ':t', admitted_s, delta)
 end
 local qkey = P .. 'quota:' .. org_id .. ':' .. period
 if redis.call('EXISTS', qkey) == 1 then
   if delta ~= 0 then redis.call('HINCRBY', qkey, 't', delta) end
   if served == 0 then
     redis.call('HINCRBY', qkey, 'r', -1)
-    local wkey = P .. 'win:' .. org_id
-    local wb = tostring(math.floor(tonumber(admitted_s) / wbucket))
-    if redis.call('HEXISTS', wkey, wb) == 1 then redis.call('HINCRBY', wkey, wb, -1) end
+    window_adjust(P .. 'win:' .. org_id, tostring(math.floor(tonumber(admitted_s) / wbucket)), -1)
   end
 end
 return 1
