@@ -16,18 +16,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.db import transaction  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.db import transaction
+from django.utils import timezone
 
-from accounts.models import Organization, Plan  # noqa: E402
-from accounts.services import org_change_plan  # noqa: E402
-from pools import services as pool_services  # noqa: E402
-from pools.catalog import catalog_bump_version  # noqa: E402
-from pools.models import Model, Route, Router, RouterPool  # noqa: E402
+from accounts.models import Organization, Plan
+from accounts.services import org_change_plan
+from pools import services as pool_services
+from pools.catalog import catalog_bump_version
+from pools.models import Model, Route, Router, RouterPool
 
 # High enough that nothing is ever refused, low enough that every check runs.
 BENCH_PLAN = {

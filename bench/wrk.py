@@ -66,9 +66,9 @@ def _parse(output: str) -> Run:
     requests = int(re.search(r"(\d+) requests in ([\d.]+\w+)", output).group(1))
     seconds = _duration(re.search(r"\d+ requests in ([\d.]+\w+)", output).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    avg = re.search(r"^\s+Latency\s+(\S+)", output, re.M)
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    avg = re.search(r"^\s+Latency\s+(\S+)", output, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
     errors = 0
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
