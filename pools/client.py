@@ -20,7 +20,6 @@ import http.client
 import http.cookiejar
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -32,60 +31,18 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from pools.catalog import RouteEntry, RouterEntry
+from pools.routererrors import (  # noqa: F401  (RouterError is part of this module's API)
+    ERROR_BODY_BYTES,
+    RETRYABLE_4XX,
+    RouterError,
+    _exception_error,
+    _protocol_error,
+    _status_error,
+)
 from pools.sse import SSEDecoder, SSEError
 
 READ_SIZE = 64 * 1024
-ERROR_BODY_BYTES = 2048
 _READ_FAILURES = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
-
-# 4xx answers that are the router's (or its configuration's) fault rather than the
-# request's: a wrong router key, a session this router does not serve, a router
-# timeout, rate limiting. Another router may well succeed.
-RETRYABLE_4XX = frozenset({401, 403, 404, 408, 429})
-
-_MESSAGES = {
-    "connect": "The router could not be reached.",
-    "timeout": "The router timed out.",
-    "status": "The router answered with an error.",
-    "protocol": "The router sent an invalid response.",
-}
-
-
-class RouterError(Exception):
-    """A failed router call. `str()` is safe to show; `detail` is for logs only.
-
-    retryable: another router may be tried (nothing reached the customer yet).
-    kind: "connect", "timeout", "status" or "protocol".
-    after_first_byte: a stream failed after at least one chunk was yielded.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        after_first_byte: bool = False,
-        detail: str = "",
-        router_id: int | None = None,
-    ):
-        self.kind = kind
-        self.retryable = retryable
-        self.status = status
-        self.after_first_byte = after_first_byte
-        self.detail = detail
-        self.router_id = router_id
-        message = _MESSAGES[kind]
-        if status is not None:
-            message = f"{message[:-1]} (HTTP {status})."
-        super().__init__(message)
-
-    def __repr__(self) -> str:
-        return (
-            f"RouterError(kind={self.kind!r}, retryable={self.retryable}, status={self.status}, "
-            f"after_first_byte={self.after_first_byte}, router_id={self.router_id})"
-        )
-
 
 # --- the process-wide session ------------------------------------------------------------
 
@@ -418,56 +375,3 @@ def _release(raw) -> None:
         for _ in range(4):
             if not raw.read1(READ_SIZE):
                 return
-
-
-def _scrub(text: str, router: RouterEntry) -> str:
-    if router.api_key:
-        text = text.replace(router.api_key, "***")
-    return text[:500]
-
-
-def _status_error(status: int, body: bytes, router: RouterEntry) -> RouterError:
-    retryable = status >= 500 or status in RETRYABLE_4XX
-    return RouterError(
-        "status",
-        retryable=retryable,
-        status=status,
-        detail=_scrub(body[:ERROR_BODY_BYTES].decode("utf-8", "replace"), router),
-        router_id=router.id,
-    )
-
-
-def _protocol_error(detail: str, router: RouterEntry, *, served: bool) -> RouterError:
-    return RouterError(
-        "protocol",
-        retryable=not served,
-        after_first_byte=served,
-        detail=_scrub(detail, router),
-        router_id=router.id,
-    )
-
-
-def _exception_error(exc: BaseException, router: RouterEntry, *, served: bool) -> RouterError:
-    return RouterError(
-        _exception_kind(exc),
-        retryable=not served,
-        after_first_byte=served,
-        detail=_scrub(f"{type(exc).__name__}: {exc}", router),
-        router_id=router.id,
-    )
-
-
-def _exception_kind(exc: BaseException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connect"
-    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | socket.timeout):
-        return "timeout"
-    if isinstance(exc, requests.ConnectionError):
-        # requests wraps a timeout while reading the body in a ConnectionError.
-        inner = exc.args[0] if exc.args else None
-        if isinstance(inner, urllib3.exceptions.ReadTimeoutError):
-            return "timeout"
-        return "connect"
-    if isinstance(exc, requests.RequestException):
-        return "protocol" if isinstance(exc, requests.ChunkedEncodingError) else "connect"
-    return "protocol"
