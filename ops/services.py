@@ -28,18 +28,18 @@ logger = logging.getLogger(__name__)
 # --- models, pools, routers ---------------------------------------------------------------
 
 
-def _model_set(
-    *, model: Model, status: str, actor: object, reason: str, now: datetime, action: str
-) -> Model:
-    locked = Model.objects.select_for_update().get(pk=model.pk)
+def _audited_status(
+    *, locked, status: str, set_status, target_type: str, action: str, actor: object, reason: str, now: datetime
+):
+    """Move a locked model or pool to `status` through its pools service, with an audit row."""
     if locked.status == status:
         return locked
     before = {"status": locked.status}
-    pool_services.model_set_status(model=locked, status=status)
+    set_status(status)
     audit_record(
         actor=actor,
         action=action,
-        target_type="model",
+        target_type=target_type,
         target_id=locked.name,
         reason=reason,
         before=before,
@@ -47,64 +47,52 @@ def _model_set(
         now=now,
     )
     return locked
+
+
+def _model_set(*, model: Model, status: str, action: str, **audit) -> Model:
+    locked = Model.objects.select_for_update().get(pk=model.pk)
+    return _audited_status(
+        locked=locked,
+        status=status,
+        set_status=lambda value: pool_services.model_set_status(model=locked, status=value),
+        target_type="model",
+        action=action,
+        **audit,
+    )
+
+
+def _pool_set(*, pool: RouterPool, status: str, action: str, **audit) -> RouterPool:
+    locked = RouterPool.objects.select_for_update().get(pk=pool.pk)
+    return _audited_status(
+        locked=locked,
+        status=status,
+        set_status=lambda value: pool_services.pool_set_status(pool=locked, status=value),
+        target_type="router_pool",
+        action=action,
+        **audit,
+    )
 
 
 @transaction.atomic
 def model_disable(*, model: Model, actor: object, reason: str, now: datetime) -> Model:
     """The model answers 403 `model_disabled` from the next request on."""
     return _model_set(
-        model=model,
-        status=Model.Status.DISABLED,
-        actor=actor,
-        reason=reason,
-        now=now,
-        action="model.disable",
+        model=model, status=Model.Status.DISABLED, action="model.disable", actor=actor, reason=reason, now=now
     )
 
 
 @transaction.atomic
 def model_enable(*, model: Model, actor: object, reason: str, now: datetime) -> Model:
     return _model_set(
-        model=model,
-        status=Model.Status.ENABLED,
-        actor=actor,
-        reason=reason,
-        now=now,
-        action="model.enable",
+        model=model, status=Model.Status.ENABLED, action="model.enable", actor=actor, reason=reason, now=now
     )
-
-
-def _pool_set(
-    *, pool: RouterPool, status: str, actor: object, reason: str, now: datetime, action: str
-) -> RouterPool:
-    locked = RouterPool.objects.select_for_update().get(pk=pool.pk)
-    if locked.status == status:
-        return locked
-    before = {"status": locked.status}
-    pool_services.pool_set_status(pool=locked, status=status)
-    audit_record(
-        actor=actor,
-        action=action,
-        target_type="router_pool",
-        target_id=locked.name,
-        reason=reason,
-        before=before,
-        after={"status": status},
-        now=now,
-    )
-    return locked
 
 
 @transaction.atomic
 def pool_drain(*, pool: RouterPool, actor: object, reason: str, now: datetime) -> RouterPool:
     """No new requests go to the pool; requests already on its routers finish."""
     return _pool_set(
-        pool=pool,
-        status=RouterPool.Status.DRAINING,
-        actor=actor,
-        reason=reason,
-        now=now,
-        action="pool.drain",
+        pool=pool, status=RouterPool.Status.DRAINING, action="pool.drain", actor=actor, reason=reason, now=now
     )
 
 
@@ -112,12 +100,7 @@ def pool_drain(*, pool: RouterPool, actor: object, reason: str, now: datetime) -
 def pool_activate(*, pool: RouterPool, actor: object, reason: str, now: datetime) -> RouterPool:
     """Undrain (or re-enable) a pool: it takes new requests again."""
     return _pool_set(
-        pool=pool,
-        status=RouterPool.Status.ACTIVE,
-        actor=actor,
-        reason=reason,
-        now=now,
-        action="pool.activate",
+        pool=pool, status=RouterPool.Status.ACTIVE, action="pool.activate", actor=actor, reason=reason, now=now
     )
 
 
@@ -125,12 +108,7 @@ def pool_activate(*, pool: RouterPool, actor: object, reason: str, now: datetime
 def pool_disable(*, pool: RouterPool, actor: object, reason: str, now: datetime) -> RouterPool:
     """Like drain, for a pool that is not coming back soon."""
     return _pool_set(
-        pool=pool,
-        status=RouterPool.Status.DISABLED,
-        actor=actor,
-        reason=reason,
-        now=now,
-        action="pool.disable",
+        pool=pool, status=RouterPool.Status.DISABLED, action="pool.disable", actor=actor, reason=reason, now=now
     )
 
 
