@@ -1,0 +1,173 @@
+"""The benchmark's phases: each measures one target, direct and through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from bench import load, stack, wrk
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def phase_saturated(b: Bench) -> None:
+    """Requests/s and p50/p99 at saturation, direct vs gateway, per upstream and mode."""
+    out = b.results.setdefault("saturated", {})
+    for upstream, model in (("canned", "bench-canned"), ("sim", "bench-sim")):
+        for stream in (False, True):
+            name = f"{upstream} {'stream' if stream else 'non-stream'}"
+            say(f"saturated {name}: direct")
+            direct, _ = b.saturate(b.direct_target(upstream, stream=stream), b.plan.direct_seconds)
+            # The headline run (canned, non-stream) is repeated in a full run; the one that
+            # ran with the least other load on the machine is reported.
+            repeats = 3 if (upstream, stream) == ("canned", False) and not b.plan.quick else 1
+            runs = []
+            for index in range(repeats):
+                say(f"saturated {name}: gateway" + (f" ({index + 1} of {repeats})" if repeats > 1 else ""))
+                since = int(time.time() * 1000)
+                gateway, cpu = b.saturate(b.gateway_target(model, stream=stream), b.plan.sat_seconds)
+                runs.append((cpu.get("other", 0), gateway, cpu, stack.request_log_summary(since)))
+            _, gateway, cpu, logged = min(runs, key=lambda run: run[0])
+            out[name] = {
+                "direct": direct.__dict__, "gateway": gateway.__dict__, "cpu": cpu, "logged": logged,
+                "all_runs": [(round(run[1].rps), round(run[0], 2)) for run in runs],
+            }
+
+
+def phase_single(b: Bench) -> None:
+    """One client, one keep-alive connection: added latency and time to first byte."""
+    out = b.results.setdefault("single", {})
+    n = b.plan.single_requests
+    for upstream, model in (("canned", "bench-canned"), ("sim", "bench-sim")):
+        say(f"single client {upstream}: {n} non-stream and {n // 2} stream requests each way")
+        # Twice each; the run with the least other load on the machine counts.
+        def quietest(target: load.Target, count: int) -> dict:
+            return min((b.single(target, count) for _ in range(2)), key=lambda run: run["other"])
+
+        out[upstream] = {
+            "direct": quietest(b.direct_target(upstream, stream=False), n),
+            "gateway": quietest(b.gateway_target(model, stream=False), n),
+            "direct_stream": quietest(b.direct_target(upstream, stream=True), n // 2),
+            "gateway_stream": quietest(b.gateway_target(model, stream=True), n // 2),
+        }
+
+
+def phase_fixed_rate(b: Bench, rate: float = 200) -> None:
+    say(f"fixed rate {rate:.0f} req/s for {b.plan.rate_seconds:.0f} s: direct, then gateway")
+    b.results["rate"] = {
+        "rate": rate,
+        "direct": b.fixed_rate(b.direct_target("canned", stream=False), rate, b.plan.rate_seconds),
+        "gateway": b.fixed_rate(b.gateway_target("bench-canned", stream=False), rate, b.plan.rate_seconds),
+    }
+
+
+def phase_slow_upstream(b: Bench, connections: int = 500) -> None:
+    """500 concurrent requests against an upstream that takes 2 s."""
+    say(f"{connections} concurrent against the 2 s upstream: direct")
+    direct, _ = b.saturate(b.direct_target("slow", stream=False), b.plan.slow_seconds, connections, timeout_s=15)
+    say(f"{connections} concurrent against the 2 s upstream: gateway")
+    since = int(time.time() * 1000)
+    gateway, cpu = b.saturate(b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, connections, timeout_s=15)
+    b.results["slow"] = {
+        "connections": connections, "direct": direct.__dict__, "gateway": gateway.__dict__, "cpu": cpu,
+        "logged": stack.request_log_summary(since),
+    }
+
+
+def phase_held_streams(b: Bench, count: int = 1000) -> None:
+    """1,000 streams open at once through the gateway; the peak memory of each worker."""
+    say(f"{count} concurrent streams, {b.plan.stream_tokens} tokens at 2 tokens/s each")
+    b.quiet()
+    workers = b.worker_pids()
+    idle = {pid: stack.rss_mb(pid)[0] for pid in workers}
+    peak = dict(idle)
+    samples: list[int] = []
+
+    def on_tick(in_flight: int) -> None:
+        samples.append(in_flight)
+        for pid in workers:
+            peak[pid] = max(peak[pid], stack.rss_mb(pid)[0])
+
+    # Sample memory on a thread too, so a busy event loop does not miss the peak.
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.is_set():
+            for pid in workers:
+                peak[pid] = max(peak[pid], stack.rss_mb(pid)[0])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    since = int(time.time() * 1000)
+    started = time.perf_counter()
+    results, most = asyncio.run(load.held_streams(b.gateway_target("bench-stream", stream=True), count, on_tick))
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    errors = [r.error for r in results if not r.ok]
+    b.results["streams"] = {
+        "count": count,
+        "ok": len(results) - len(errors),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "most_in_flight": most,
+        "seconds": elapsed,
+        "rss_idle_mb": idle,
+        "rss_peak_mb": peak,
+        "hwm_mb": {pid: stack.rss_mb(pid)[1] for pid in workers},
+        "logged": stack.request_log_summary(since),
+    }
+
+
+def phase_enforcement(b: Bench, rounds: int = 3) -> None:
+    """The same server with GATEWAY_ENFORCEMENT=false beside it; short runs alternate
+    between the two so a change in the machine's other load hits both alike."""
+    say("enforcement on vs off: starting a second gateway with GATEWAY_ENFORCEMENT=false")
+    off_gateway = b.st.gateway(
+        name=f"gateway-{b.plan.server}-off", worker_class=b.plan.server, workers=b.plan.workers,
+        threads=b.plan.threads, enforcement=False,
+    )
+    off_target = b.gateway_target("bench-canned", stream=False, gateway=off_gateway)
+    on_target = b.gateway_target("bench-canned", stream=False)
+    wrk.saturate(b.wrk_bin, off_target, connections=16, seconds=2)  # warm
+    seconds = max(3.0, b.plan.sat_seconds / 2)
+    runs: dict[str, list] = {"on": [], "off": []}
+    for index in range(rounds):
+        say(f"enforcement on vs off: round {index + 1} of {rounds}")
+        runs["on"].append(b.saturate(on_target, seconds))
+        runs["off"].append(b.saturate(off_target, seconds, gateway=off_gateway))
+    b.st.stop(off_gateway)
+
+    def median(pairs):
+        ordered = sorted(pairs, key=lambda pair: pair[0].rps)
+        return ordered[len(ordered) // 2]
+
+    on, on_cpu = median(runs["on"])
+    off, off_cpu = median(runs["off"])
+    # Each round's on/off pair ran back to back: the median of the per-round ratios is the
+    # figure least moved by other load that comes and goes.
+    ratios = sorted(a[0].rps / c[0].rps for a, c in zip(runs["on"], runs["off"]) if c[0].rps)
+    b.results["enforcement"] = {
+        "on": on.__dict__, "off": off.__dict__, "on_cpu": on_cpu, "off_cpu": off_cpu,
+        "on_all": [run.rps for run, _ in runs["on"]], "off_all": [run.rps for run, _ in runs["off"]],
+        "other_all": [round((x[1].get("other", 0) + y[1].get("other", 0)) / 2, 2) for x, y in zip(runs["on"], runs["off"])],
+        "ratio": ratios[len(ratios) // 2] * 100 if ratios else float("nan"),
+    }
+
+
+def phase_compare(b: Bench) -> None:
+    """The alternative server model (gthread), for the choice of server: same tests."""
+    threads = 32
+    say(f"server comparison: gthread, {b.plan.workers} workers x {threads} threads")
+    b.start_gateway(server="gthread", workers=b.plan.workers, threads=threads, enforcement=True)
+    sat, cpu = b.saturate(b.gateway_target("bench-canned", stream=False), b.plan.sat_seconds)
+    slow, _ = b.saturate(b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, 500, timeout_s=15)
+    b.results["compare"] = {"server": f"gthread {b.plan.workers}x{threads}", "saturated": sat.__dict__,
+                            "cpu": cpu, "slow": slow.__dict__}
