@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from django.conf import settings
@@ -31,12 +32,11 @@ def hash_secret(secret: str) -> str:
     return hmac.new(settings.API_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
+_KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + "[0-9A-Za-z]{%d}" % _BODY_LENGTH)
+
+
 def looks_like_key(secret: str) -> bool:
-    return (
-        secret.startswith(KEY_PREFIX)
-        and len(secret) == len(KEY_PREFIX) + _BODY_LENGTH
-        and all(c in _ALPHABET for c in secret[len(KEY_PREFIX):])
-    )
+    return _KEY_SHAPE.fullmatch(secret) is not None
 
 
 def display_parts(secret: str) -> tuple[str, str]:

@@ -44,6 +44,16 @@ from bench.phases import (
 )
 from bench.report import report
 
+PHASES = {
+    "saturated": phase_saturated,
+    "single": phase_single,
+    "fixed-rate": phase_fixed_rate,
+    "slow-upstream": phase_slow_upstream,
+    "held-streams": phase_held_streams,
+    "enforcement": phase_enforcement,
+    "compare": phase_compare,
+}
+
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 MAX_TOKENS = 16
 PROMPT = "<|im_start|>user\nSay hello in one short sentence.<|im_end|>\n<|im_start|>assistant\n"
@@ -226,7 +236,13 @@ def main() -> int:
                         help="Also measure gthread for the server choice (default: on in a full run).")
     parser.add_argument("--json", metavar="FILE", help="Also write every figure as JSON.")
     parser.add_argument("--keep-logs", action="store_true", help="Keep the process logs (printed path).")
+    parser.add_argument("--only", metavar="PHASE,...", default="",
+                        help=f"Run only these phases ({', '.join(PHASES)}); the report leaves the rest out.")
     args = parser.parse_args()
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     plan = Plan(
         quick=args.quick, server=args.server, workers=args.workers, threads=args.threads,
         compare=(not args.quick) if args.compare is None else args.compare,
@@ -272,14 +288,9 @@ def main() -> int:
         say(f"starting the gateway: gunicorn -c portal/gunicorn.py ({plan.server}, {plan.workers} workers)")
         b.start_gateway(server=plan.server, workers=plan.workers, threads=plan.threads, enforcement=True)
 
-        phase_saturated(b)
-        phase_single(b)
-        phase_fixed_rate(b)
-        phase_slow_upstream(b)
-        phase_held_streams(b)
-        phase_enforcement(b)
-        if plan.compare:
-            phase_compare(b)
+        for name, phase in PHASES.items():
+            if name in only or (not only and (name != "compare" or plan.compare)):
+                phase(b)
         ok = True
     except KeyboardInterrupt:
         say("interrupted")

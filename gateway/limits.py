@@ -22,22 +22,18 @@ _LUA = Path(__file__).with_name("lua")
 
 @lru_cache(maxsize=None)
 def _source(name: str) -> str:
-    """A script's source, after the libraries it uses (windows.lua, routers.lua)."""
-    libraries = {"admit": ("windows", "routers"), "failover": ("routers",), "settle": ("windows",)}
+    """A script's source, after the libraries it uses (common.lua, windows.lua, routers.lua)."""
+    libraries = {
+        "admit": ("common", "windows", "routers"),
+        "failover": ("common", "routers"),
+        "settle": ("common", "windows", "routers"),
+    }
     parts = [(_LUA / f"{lib}.lua").read_text() for lib in libraries.get(name, ())]
     return "".join(parts) + (_LUA / f"{name}.lua").read_text()
 
 
-_scripts: dict[tuple[int, str], object] = {}
-
-
 def _script(name: str):
-    client = faststate.get_client()
-    handle = _scripts.get((id(client), name))
-    if handle is None:
-        handle = client.register_script(_source(name))
-        _scripts[(id(client), name)] = handle
-    return handle
+    return faststate.script(_source(name))
 
 
 @dataclass(slots=True)
@@ -99,6 +95,7 @@ def admit(
             settings.GATEWAY_INFLIGHT_TTL_MS,
             settings.BREAKER_COOLDOWN_MS,
             settings.BREAKER_PROBE_TTL_MS,
+            random.random(),
             random.random(),
             random.random(),
             len(cands) // 3,

@@ -11,14 +11,30 @@ from django.db.models import Q
 from accounts.models import Organization, Plan
 from apikeys.models import ApiKey
 
+# _HOT_TABLE_NOTE: usage_events and request_logs take one row each per gateway request, so
+# every index and check on them is paid on the request path. Their org and key columns
+# carry no database foreign key: each would run a lookup and take a KEY SHARE lock on
+# the org's (and the key's) row per insert, so every concurrent request of one org
+# would share a lock on one hot row (a multixact per commit). Orgs and keys are never
+# deleted on the request path, and the ORM applies on_delete when one is. The org
+# column's own index is dropped too: (org, created_at) serves every org lookup; and
+# request_id is unique through a constraint, without the LIKE index `unique=True`
+# adds on Postgres (nothing searches request ids by prefix).
+
 # Rollups key "no API key" (a deleted key) with this id: unique buckets need non-null columns.
 NO_KEY = uuid.UUID(int=0)
 
 
 class UsageEvent(models.Model):
-    request_id = models.CharField(max_length=40, unique=True)
-    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    request_id = models.CharField(max_length=40)
+    # No database-level foreign keys on the two per-request tables (see _HOT_TABLE_NOTE);
+    # Django still applies on_delete when an org or key is deleted through the ORM.
+    org = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     model_name = models.CharField(max_length=100)
     prompt_tokens = models.PositiveIntegerField()
     completion_tokens = models.PositiveIntegerField()
@@ -33,6 +49,7 @@ class UsageEvent(models.Model):
 
     class Meta:
         db_table = "usage_events"
+        constraints = [models.UniqueConstraint(fields=["request_id"], name="usage_events_request_id_key")]
         indexes = [
             models.Index(fields=["org", "created_at"], name="usage_events_org_time_idx"),
             # The rollup's work queue: small, because counted events leave it.
@@ -50,9 +67,14 @@ class UsageEvent(models.Model):
 class RequestLog(models.Model):
     """One row per gateway request: who, what, where it went and how it ended. No prompt text."""
 
-    request_id = models.CharField(max_length=40, unique=True)
-    org = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    request_id = models.CharField(max_length=40)
+    org = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_constraint=False, db_index=False,
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     endpoint = models.CharField(max_length=40)
     model_name = models.CharField(max_length=100, blank=True, default="")
     route_id = models.BigIntegerField(null=True, blank=True)
@@ -69,6 +91,7 @@ class RequestLog(models.Model):
 
     class Meta:
         db_table = "request_logs"
+        constraints = [models.UniqueConstraint(fields=["request_id"], name="request_logs_request_id_key")]
         indexes = [
             models.Index(fields=["org", "created_at"], name="request_logs_org_time_idx"),
             models.Index(fields=["created_at"], name="request_logs_time_idx"),

@@ -33,8 +33,7 @@ MAX_PARALLEL_PROBES = 16
 _FEED_BREAKER = """
 local bk = KEYS[1]
 if ARGV[1] == '1' then
-  redis.call('HSET', bk, 'state', 'closed', 'fails', 0)
-  redis.call('HDEL', bk, 'opened', 'probe')
+  redis.call('DEL', bk)  -- closed, no failures counted (as a successful request leaves it)
   return 'closed'
 end
 local fails = redis.call('HINCRBY', bk, 'fails', 1)

@@ -15,6 +15,8 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _client: redis.Redis | None = None
+_script_client: object | None = None  # respclient.ScriptClient, or False when redis-py serves scripts
+_scripts: dict[str, object] = {}
 
 
 def get_client() -> redis.Redis:
@@ -51,11 +53,60 @@ def _make_client() -> redis.Redis:
     return fakeredis.FakeRedis()
 
 
+def script(source: str):
+    """A callable running `source` in Redis: `script(src)(args=[...])`.
+
+    Over a plain TCP Redis the lean client in portal/respclient.py runs it (the request
+    path's two calls per request cost less than half as much CPU); otherwise redis-py does.
+    """
+    global _script_client
+    handle = _scripts.get(source)
+    if handle is not None:
+        return handle
+    client = get_client()
+    with _lock:
+        if _script_client is None:
+            _script_client = _make_script_client(client) or False
+        if _script_client:
+            from portal.respclient import Script
+
+            handle = Script(_script_client, source)
+        else:
+            handle = client.register_script(source)
+        _scripts[source] = handle
+    return handle
+
+
+def _make_script_client(client):
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or pool.connection_class is not redis.Connection:
+        return None  # the in-process stand-in, TLS or a unix socket: redis-py serves scripts
+    try:
+        from portal.respclient import ScriptClient
+    except ImportError:  # hiredis missing
+        return None
+    kw = pool.connection_kwargs
+    return ScriptClient(
+        host=kw.get("host", "localhost"),
+        port=int(kw.get("port", 6379)),
+        db=int(kw.get("db", 0) or 0),
+        username=kw.get("username"),
+        password=kw.get("password"),
+        socket_timeout=kw.get("socket_timeout") or 2.0,
+        connect_timeout=kw.get("socket_connect_timeout") or 2.0,
+        max_connections=pool.max_connections,
+    )
+
+
 def key(*parts: object) -> str:
     """A namespaced fast-state key: `portal:authctx:abc`."""
     return settings.FAST_STATE_PREFIX + ":".join(str(p) for p in parts)
 
 
 def reset_client_for_tests() -> None:
-    global _client
+    global _client, _script_client
     _client = None
+    if _script_client:
+        _script_client.close()
+    _script_client = None
+    _scripts.clear()

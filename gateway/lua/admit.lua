@@ -6,7 +6,7 @@
 --
 -- ARGV: prefix, key_hash, now_ms, request_id, model (canonical, "" if unknown),
 --       est_tokens, inflight_ttl_ms, breaker_cooldown_ms, probe_ttl_ms,
---       rand_a, rand_b (two uniform draws in [0,1)), n_candidates,
+--       rand_a, rand_b, rand_c (three uniform draws in [0,1)), n_candidates,
 --       then (router_id, weight, tier) per candidate.
 -- Returns {status, ctx_json, catalog_version, pause_message, rpm_limit, rpm_left,
 --          rpm_reset_ms, tpm_limit, tpm_left, tpm_reset_ms, retry_after_ms, router_id}
@@ -21,9 +21,11 @@ local inflight_ttl = tonumber(ARGV[7])
 local cooldown = tonumber(ARGV[8])
 local probe_ttl = tonumber(ARGV[9])
 local rand = {tonumber(ARGV[10]), tonumber(ARGV[11])}
-local ncand = tonumber(ARGV[12])
+local sweep = tonumber(ARGV[12]) < 0.02  -- a third draw: sweep expired leases about 1 in 50 times
+local ncand = tonumber(ARGV[13])
 
-local version = redis.call('GET', P .. 'catalog:version') or ''
+local head = redis.call('MGET', P .. 'catalog:version', P .. 'pause:global', P .. 'authctx:' .. key_hash)
+local version = head[1] or ''
 
 local function answer(status, ctx, pause, rl, retry, router)
   rl = rl or {0, 0, 0, 0, 0, 0}
@@ -31,10 +33,9 @@ local function answer(status, ctx, pause, rl, retry, router)
           retry or 0, router or 0}
 end
 
-local pause = redis.call('GET', P .. 'pause:global')
-if pause then return answer('paused', nil, pause) end
+if head[2] then return answer('paused', nil, head[2]) end
 
-local raw = redis.call('GET', P .. 'authctx:' .. key_hash)
+local raw = head[3]
 if not raw then return answer('miss') end
 if raw == 'none' then return answer('invalid') end
 local ctx = cjson.decode(raw)
@@ -64,15 +65,15 @@ end
 local plan = ctx.p
 
 local kr, ko = P .. 'rl:k:' .. ctx.k, P .. 'rl:o:' .. ctx.o
-local kreq, kreq_reset, kreq_b, kreq_c = window_read(kr .. ':r', now, 60, 1)
-local oreq, oreq_reset, oreq_b, oreq_c = window_read(ko .. ':r', now, 60, 1)
-local ktok, ktok_reset, ktok_b, ktok_c = window_read(kr .. ':t', now, 60, 1)
-local otok, otok_reset, otok_b, otok_c = window_read(ko .. ':t', now, 60, 1)
+local kreq = window_read(kr .. ':r', now, 60, 1)
+local oreq = window_read(ko .. ':r', now, 60, 1)
+local ktok = window_read(kr .. ':t', now, 60, 1)
+local otok = window_read(ko .. ':t', now, 60, 1)
 
-local used_req = math.max(kreq, oreq)
-local req_reset = math.max(kreq_reset, oreq_reset)
-local used_tok = math.max(ktok, otok)
-local tok_reset = math.max(ktok_reset, otok_reset)
+local used_req = math.max(kreq.total, oreq.total)
+local req_reset = math.max(kreq.reset, oreq.reset)
+local used_tok = math.max(ktok.total, otok.total)
+local tok_reset = math.max(ktok.reset, otok.reset)
 local function limits(extra_req, extra_tok)
   return {plan.rpm, math.max(plan.rpm - used_req - extra_req, 0), req_reset,
           plan.tpm, math.max(plan.tpm - used_tok - extra_tok, 0), tok_reset}
@@ -87,18 +88,17 @@ if used_tok + est > plan.tpm then
   return answer('rate_tokens', raw, nil, limits(0, 0), math.max(retry, 1000))
 end
 
+-- In-flight requests: leases that have not run out (swept now and then, below).
 local kc, oc = P .. 'cc:k:' .. ctx.k, P .. 'cc:o:' .. ctx.o
-redis.call('ZREMRANGEBYSCORE', kc, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', oc, '-inf', now)
-if redis.call('ZCARD', kc) >= plan.cc or redis.call('ZCARD', oc) >= plan.cc then
+local live_from = '(' .. ARGV[3]
+if redis.call('ZCOUNT', kc, live_from, '+inf') >= plan.cc or redis.call('ZCOUNT', oc, live_from, '+inf') >= plan.cc then
   return answer('concurrency', raw, nil, limits(0, 0), 1000)
 end
 
 local wb = math.max(1, math.floor(plan.ws / 60))
-local wkey = P .. 'win:' .. ctx.o
-local wused, wreset, wcur, wc = window_read(wkey, now, plan.ws, wb)
-if wused + 1 > plan.wr then
-  return answer('window', raw, nil, limits(0, 0), math.max(wreset, 1000))
+local win = window_read(P .. 'win:' .. ctx.o, now, plan.ws, wb)
+if win.total + 1 > plan.wr then
+  return answer('window', raw, nil, limits(0, 0), math.max(win.reset, 1000))
 end
 
 local qkey = P .. 'quota:' .. ctx.o .. ':' .. ctx.ps
@@ -110,22 +110,23 @@ if qt + est > plan.qt then return answer('quota_tokens', raw, nil, limits(0, 0),
 
 -- Router pick (routers.lua), before anything is written.
 if ncand == 0 then return answer('no_router', raw, nil, limits(0, 0), 1000) end
-local router = choose_router(P, now, cooldown, 13, ncand, rand)
+local router = choose_router(P, now, cooldown, 14, ncand, rand)
 if router == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) end
 
 -- Every check passed: record the request (its own bucket now bounds the resets).
 if req_reset <= 0 then req_reset = 60000 - (now % 1000) end
 if tok_reset <= 0 then tok_reset = 60000 - (now % 1000) end
-window_add(kr .. ':r', kreq_b, kreq_c, 1, 120)
-window_add(ko .. ':r', oreq_b, oreq_c, 1, 120)
-window_add(kr .. ':t', ktok_b, ktok_c, est, 120)
-window_add(ko .. ':t', otok_b, otok_c, est, 120)
-redis.call('ZADD', kc, now + inflight_ttl, rid)
-redis.call('ZADD', oc, now + inflight_ttl, rid)
-redis.call('PEXPIRE', kc, inflight_ttl)
-redis.call('PEXPIRE', oc, inflight_ttl)
-window_add(wkey, wcur, wc, 1, plan.ws + 60)
-redis.call('HINCRBY', qkey, 'r', 1)
-redis.call('HINCRBY', qkey, 't', est)
-take_router(P, router, now, rid, inflight_ttl, probe_ttl)
+window_add(kreq, 1, 120)
+window_add(oreq, 1, 120)
+window_add(ktok, est, 120)
+window_add(otok, est, 120)
+local lease = fmt(now + inflight_ttl)
+for _, set in ipairs({kc, oc}) do
+  if sweep then redis.call('ZREMRANGEBYSCORE', set, '-inf', ARGV[3]) end
+  redis.call('ZADD', set, lease, rid)
+  redis.call('PEXPIRE', set, inflight_ttl)
+end
+window_add(win, 1, plan.ws + 60)
+redis.call('HSET', qkey, 'r', fmt(qr + 1), 't', fmt(qt + est))
+take_router(P, router, now, rid, inflight_ttl, probe_ttl, sweep)
 return answer('ok', raw, nil, limits(1, est), 0, router.id)

@@ -17,16 +17,10 @@ local probe_ttl = tonumber(ARGV[8])
 local rand = {tonumber(ARGV[9]), tonumber(ARGV[10])}
 local ncand = tonumber(ARGV[11])
 
-local bk = P .. 'brk:' .. failed
 redis.call('ZREM', P .. 'rif:' .. failed, rid)
-local fails = redis.call('HINCRBY', bk, 'fails', 1)
-local state = redis.call('HGET', bk, 'state')
-if fails >= threshold or state == 'open' then
-  redis.call('HSET', bk, 'state', 'open', 'opened', now)
-  redis.call('HDEL', bk, 'probe')
-end
+breaker_failed(P .. 'brk:' .. failed, threshold, now)
 
 local c = choose_router(P, now, cooldown, 12, ncand, rand)
 if c == nil then return 0 end
-take_router(P, c, now, rid, inflight_ttl, probe_ttl)
+take_router(P, c, now, rid, inflight_ttl, probe_ttl, false)
 return tonumber(c.id)

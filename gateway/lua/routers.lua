@@ -17,10 +17,10 @@ local function choose_router(P, now, cooldown, first, ncand, rand)
       probe = ok
     end
     if ok then
-      local rk = P .. 'rif:' .. id
-      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+      -- Live in-flight requests: entries whose lease has not run out (take_router sweeps the rest).
+      local inflight = redis.call('ZCOUNT', P .. 'rif:' .. id, '(' .. fmt(now), '+inf')
       tiers[tier] = tiers[tier] or {}
-      table.insert(tiers[tier], {id = id, w = weight, load = redis.call('ZCARD', rk) / math.max(weight, 1), probe = probe})
+      table.insert(tiers[tier], {id = id, w = weight, load = inflight / math.max(weight, 1), probe = probe})
     end
   end
   local best = nil
@@ -43,9 +43,23 @@ local function choose_router(P, now, cooldown, first, ncand, rand)
 end
 
 -- take_router: hold an in-flight slot on the chosen router (and its probe lease).
-local function take_router(P, c, now, rid, inflight_ttl, probe_ttl)
-  if c.probe then redis.call('HSET', P .. 'brk:' .. c.id, 'probe', now + probe_ttl) end
-  redis.call('ZADD', P .. 'rif:' .. c.id, now + inflight_ttl, rid)
-  redis.call('PEXPIRE', P .. 'rif:' .. c.id, inflight_ttl)
+-- `sweep`: also drop leases that ran out (left by a process that died mid-request);
+-- counts ignore them anyway, so an occasional sweep keeps the set small.
+local function take_router(P, c, now, rid, inflight_ttl, probe_ttl, sweep)
+  local rk = P .. 'rif:' .. c.id
+  if c.probe then redis.call('HSET', P .. 'brk:' .. c.id, 'probe', fmt(now + probe_ttl)) end
+  if sweep then redis.call('ZREMRANGEBYSCORE', rk, '-inf', fmt(now)) end
+  redis.call('ZADD', rk, fmt(now + inflight_ttl), rid)
+  redis.call('PEXPIRE', rk, inflight_ttl)
 end
 
+
+-- A breaker is a hash only while its router has failed lately (fields fails, state,
+-- opened, probe); a success deletes it, so the common case reads an absent key.
+local function breaker_failed(bk, threshold, now)
+  local fails = redis.call('HINCRBY', bk, 'fails', 1)
+  if fails >= threshold or redis.call('HGET', bk, 'state') == 'open' then
+    redis.call('HSET', bk, 'state', 'open', 'opened', fmt(now))
+    redis.call('HDEL', bk, 'probe')
+  end
+end

@@ -26,14 +26,9 @@ if router ~= '' then
   local bk = P .. 'brk:' .. router
   redis.call('ZREM', P .. 'rif:' .. router, rid)
   if outcome == 'ok' then
-    redis.call('HSET', bk, 'fails', 0, 'state', 'closed')
-    redis.call('HDEL', bk, 'opened', 'probe')
+    redis.call('DEL', bk)  -- closed, no failures counted
   elseif outcome == 'fail' then
-    local fails = redis.call('HINCRBY', bk, 'fails', 1)
-    if fails >= threshold or redis.call('HGET', bk, 'state') == 'open' then
-      redis.call('HSET', bk, 'state', 'open', 'opened', now)
-      redis.call('HDEL', bk, 'probe')
-    end
+    breaker_failed(bk, threshold, now)
   end
 end
 
@@ -52,7 +47,7 @@ if redis.call('EXISTS', qkey) == 1 then
   if delta ~= 0 then redis.call('HINCRBY', qkey, 't', delta) end
   if served == 0 then
     redis.call('HINCRBY', qkey, 'r', -1)
-    window_adjust(P .. 'win:' .. org_id, tostring(math.floor(tonumber(admitted_s) / wbucket)), -1)
+    window_adjust(P .. 'win:' .. org_id, fmt(math.floor(tonumber(admitted_s) / wbucket)), -1)
   end
 end
 return 1

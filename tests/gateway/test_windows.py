@@ -85,3 +85,27 @@ def test_settling_a_bucket_that_already_left_changes_nothing(context):
     )
     assert admit(T0 + 62_000, est=11).status == "rate_tokens"  # still 90 of 100 in the window
     assert admit(T0 + 62_000, est=10).status == "ok"
+
+
+def test_large_counters_stay_exact_integers(context, fast_state):
+    """Counters are written back by the script: past 10**14 Lua's default number format
+    would switch to exponent notation and corrupt them."""
+    ctx = context(tpm=10**15, qt=10**16)  # Lua numbers are doubles: exact below 2**53
+    qkey = quota_key(org_id="org1", period_start_ms=ctx["ps"])
+    fast_state.hset(qkey, mapping={"r": 5, "t": 10**15 + 3})
+    assert admit(T0, est=2 * 10**14 + 7).status == "ok"
+    assert fast_state.hget(qkey, "t") == str(10**15 + 2 * 10**14 + 10).encode()
+    assert fast_state.hget(qkey, "r") == b"6"
+    assert admit(T0 + 1, est=1).tpm_remaining == 10**15 - (2 * 10**14 + 7) - 1
+
+
+def test_expired_in_flight_leases_do_not_count(context, fast_state):
+    """A request whose process died never settles: its lease runs out and stops counting."""
+    from django.conf import settings
+
+    context(cc=1)
+    first = admit(T0)
+    assert first.status == "ok"
+    assert admit(T0 + 1).status == "concurrency"
+    after_lease = T0 + settings.GATEWAY_INFLIGHT_TTL_MS + 1
+    assert admit(after_lease).status == "ok"
