@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
 
 from metering.closing import billing_period_close, billing_periods_close_due
@@ -27,6 +28,7 @@ from metering.pricing import price_micro_usd
 from metering.quotas import quota_reconcile, quota_seed
 from metering.request_logs import keys_last_used_refresh, request_logs_prune
 from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
+from portal.pgpool.base import run_pooled
 
 __all__ = [
     "RequestRecord",
@@ -128,11 +130,16 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
     ]
     if served:
         params += [record.estimated, _cost(record)]
+    sql = with_event if served else insert_log
+    # On the pooled (gevent) server the statement runs on a pooled connection of its own,
+    # prepared once per connection (portal/pgpool); it commits by itself.
+    if run_pooled(connection, sql, params, prepare=settings.DB_PREPARED_STATEMENTS):
+        return
     # Outside a transaction the one statement is its own; inside one (a caller's atomic
     # block), a savepoint keeps a conflict from breaking the caller's transaction.
     with transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext():
         with connection.cursor() as cursor:
-            cursor.execute(with_event if served else insert_log, params)
+            cursor.execute(sql, params)
 
 
 def _write_orm(record: RequestRecord, served: bool) -> None:

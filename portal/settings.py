@@ -118,7 +118,11 @@ if DATABASE_URL:
             "max_size": DB_POOL_MAX_SIZE,
             "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
         }
-else:
+# The request path's one write (request log + usage event) as a server-side prepared
+# statement on the pooled server. Turn off behind a pooler in transaction mode that
+# cannot keep prepared statements (older PgBouncer, Supabase's port 6543).
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
+if not DATABASE_URL:
     VAR_DIR.mkdir(exist_ok=True)
     DATABASES = {
         "default": {

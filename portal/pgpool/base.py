@@ -11,6 +11,7 @@ back (the pool replaces it) and the next one is tried.
 
 from __future__ import annotations
 
+import psycopg
 from django.db.backends.postgresql import base
 from psycopg import pq
 
@@ -47,3 +48,41 @@ class DatabaseWrapper(base.DatabaseWrapper):
             pool.putconn(connection)  # closed: the pool discards it and opens a replacement
             connection = super().get_new_connection(conn_params)
         return connection
+
+
+def _checkout(pool):
+    """A usable connection from `pool` (dead idle ones are closed and replaced)."""
+    for _ in range(pool.max_size + 1):
+        connection = pool.getconn()
+        if usable(connection):
+            return connection
+        connection.close()
+        pool.putconn(connection)
+    return pool.getconn()
+
+
+def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
+    """Run one statement on its own pooled connection, in autocommit, bypassing Django's
+    per-request connection set-up (a checkout, time zone and role checks, signals).
+    Errors are Django's (IntegrityError, OperationalError, ...), as from a cursor.
+
+    For the request path's one write (metering/services.py). `prepare`: a server-side
+    prepared statement, parsed and planned once per connection. Returns False, having done
+    nothing, when `wrapper` has no pool or is inside a transaction of its own: the caller
+    then goes through Django's cursor.
+    """
+    pool = wrapper.pool if isinstance(wrapper, DatabaseWrapper) else None
+    if pool is None or wrapper.in_atomic_block:
+        return False
+    pool.open()
+    connection = _checkout(pool)
+    try:
+        if not connection.autocommit:
+            connection.autocommit = True  # the statement commits by itself
+        # A plain (server-binding) cursor: Django's connections default to client-side
+        # binding, which cannot prepare.
+        with wrapper.wrap_database_errors, psycopg.Cursor(connection) as cursor:
+            cursor.execute(sql, params, prepare=prepare or None)
+    finally:
+        pool.putconn(connection)
+    return True
