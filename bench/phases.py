@@ -40,22 +40,46 @@ def phase_saturated(b: Bench) -> None:
             }
 
 
-def phase_single(b: Bench) -> None:
-    """One client, one keep-alive connection: added latency and time to first byte."""
+def phase_single(b: Bench, blocks: int = 5) -> None:
+    """One client, one keep-alive connection: added latency and time to first byte.
+
+    A single client's latency is mostly the machine waking processes up, which drifts
+    over seconds on a shared 2-core machine; so direct and gateway requests alternate in
+    `blocks` short blocks each, and each p50 is the median of its blocks' p50s (p99 over
+    all of them): a drift then moves both sides alike."""
     out = b.results.setdefault("single", {})
     n = b.plan.single_requests
     for upstream, model in (("canned", "bench-canned"), ("sim", "bench-sim")):
-        say(f"single client {upstream}: {n} non-stream and {n // 2} stream requests each way")
-        # Twice each; the run with the least other load on the machine counts.
-        def quietest(target: load.Target, count: int) -> dict:
-            return min((b.single(target, count) for _ in range(2)), key=lambda run: run["other"])
-
-        out[upstream] = {
-            "direct": quietest(b.direct_target(upstream, stream=False), n),
-            "gateway": quietest(b.gateway_target(model, stream=False), n),
-            "direct_stream": quietest(b.direct_target(upstream, stream=True), n // 2),
-            "gateway_stream": quietest(b.gateway_target(model, stream=True), n // 2),
+        say(f"single client {upstream}: {n} non-stream and {n // 2} stream requests each way, in {blocks} blocks")
+        kinds = {
+            "direct": (b.direct_target(upstream, stream=False), n),
+            "gateway": (b.gateway_target(model, stream=False), n),
+            "direct_stream": (b.direct_target(upstream, stream=True), n // 2),
+            "gateway_stream": (b.gateway_target(model, stream=True), n // 2),
         }
+        runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        for _ in range(blocks):
+            for kind, (target, count) in kinds.items():
+                runs[kind].append(b.single(target, max(1, count // blocks)))
+        out[upstream] = {kind: _combine(block_runs) for kind, block_runs in runs.items()}
+
+
+def _combine(blocks: list[dict]) -> dict:
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    totals = [t for run in blocks for t in run["totals"]]
+    ttfbs = [t for run in blocks for t in run["ttfbs"]]
+    return {
+        "other": max(run["other"] for run in blocks),
+        "p50_ms": median([run["p50_ms"] for run in blocks]),
+        "p99_ms": load.percentile(totals, 99) * 1000 if totals else float("nan"),
+        "ttfb_p50_ms": median([run["ttfb_p50_ms"] for run in blocks]),
+        "ttfb_p99_ms": load.percentile(ttfbs, 99) * 1000 if ttfbs else float("nan"),
+        "errors": sum(run["errors"] for run in blocks),
+        "blocks_p50_ms": [round(run["p50_ms"], 3) for run in blocks],
+    }
 
 
 def phase_fixed_rate(b: Bench, rate: float = 200) -> None:

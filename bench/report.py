@@ -64,6 +64,11 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
         p(f"   {upstream:<10}{_f(d['p50_ms'], 2):>11}{_f(g['p50_ms'], 2):>9}{_f(g['p50_ms'] - d['p50_ms'], 2):>11}"
           f"{_f(d['p99_ms'], 2):>12}{_f(g['p99_ms'], 2):>9}{_f(g['p99_ms'] - d['p99_ms'], 2):>11}"
           f"{_f(ds['ttfb_p50_ms'], 2):>13}{_f(gs['ttfb_p50_ms'], 2):>9}{_f(gs['ttfb_p50_ms'] - ds['ttfb_p50_ms'], 2):>8}")
+    for upstream, row in r.get("single", {}).items():
+        if "blocks_p50_ms" in row["gateway"]:
+            p(f"   {upstream}: p50 of each block, direct " + " ".join(f"{v:.2f}" for v in row["direct"]["blocks_p50_ms"])
+              + "; gateway " + " ".join(f"{v:.2f}" for v in row["gateway"]["blocks_p50_ms"]))
+    p("   (direct and gateway alternate in blocks; each p50 is the median of its blocks' p50s, p99 over all)")
     p("   (TTFB: stream request sent -> first body byte, p50; errors: "
       + ", ".join(f"{u} {sum(v[k]['errors'] for k in v)}" for u, v in r.get("single", {}).items())
       + "; other load during the gateway runs: "

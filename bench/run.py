@@ -81,7 +81,7 @@ class Plan:
 
     @property
     def single_requests(self) -> int:
-        return 200 if self.quick else 500
+        return 300 if self.quick else 1000
 
     @property
     def rate_seconds(self) -> float:
@@ -184,6 +184,8 @@ class Bench:
             "ttfb_p50_ms": load.percentile([r.ttfb for r in good], 50) * 1000,
             "ttfb_p99_ms": load.percentile([r.ttfb for r in good], 99) * 1000,
             "errors": len(results) - len(good),
+            "totals": [r.total for r in good],
+            "ttfbs": [r.ttfb for r in good],
         }
 
     def fixed_rate(self, target: load.Target, rate: float, seconds: float) -> dict:
@@ -290,6 +292,7 @@ def main() -> int:
 
         for name, phase in PHASES.items():
             if name in only or (not only and (name != "compare" or plan.compare)):
+                stack.settle_database()
                 phase(b)
         ok = True
     except KeyboardInterrupt:

@@ -82,6 +82,17 @@ def flush_fast_state() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
+def settle_database() -> None:
+    """Pay the previous phase's maintenance debt now: vacuum and analyze the two tables
+    every request writes, then checkpoint, so each phase starts from the same state
+    instead of meeting an autovacuum or checkpoint midway."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/{DB_NAME}", autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) request_logs, usage_events")
+        conn.execute("CHECKPOINT")
+
+
 def postgres_pids() -> list[int]:
     """Postgres processes working for the benchmark: its database's backends and the
     server's own background processes (other databases' backends are someone else's)."""
@@ -317,14 +328,19 @@ class CpuMeter:
 
 
 def wait_for_quiet(own: Callable[[], list[int]], *, limit: float = 0.25, timeout: float = 30.0) -> float:
-    """Wait (up to `timeout` s) until processes other than ours use less than `limit` cores
-    over half a second; returns the last reading. Other work on a 2-core machine moves
-    every figure, so each measurement starts on a quiet machine when it can."""
+    """Wait (up to `timeout` s) until the machine uses less than `limit` cores over half a
+    second, and return what processes other than ours used in the last reading.
+
+    Between measurements nothing of the benchmark's should run, so the whole machine is
+    judged: work left over from the previous phase (Postgres autovacuum and checkpoints
+    after thousands of inserts, a worker finishing) counts as much as other programs.
+    Other work on a 2-core machine moves every figure."""
     deadline = time.monotonic() + timeout
     while True:
         busy0, own0, t0 = machine_cpu_seconds(), cpu_seconds(own()), time.monotonic()
         time.sleep(0.5)
         wall = time.monotonic() - t0
-        other = max(0.0, (machine_cpu_seconds() - busy0) - (cpu_seconds(own()) - own0)) / wall
-        if other < limit or time.monotonic() > deadline:
+        busy = (machine_cpu_seconds() - busy0) / wall
+        other = max(0.0, busy - (cpu_seconds(own()) - own0) / wall)
+        if busy < limit or time.monotonic() > deadline:
             return other

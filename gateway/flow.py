@@ -291,16 +291,20 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
 
 
 def _finish(call: Call) -> None:
-    """Settle the reservation and write the request durably; exactly once per request."""
+    """Settle the reservation and write the request durably; exactly once per request.
+
+    The settlement is sent to Redis first and its reply read after the Postgres write,
+    so the two round trips overlap."""
     if call.finished:
         return
     call.finished = True
     answer = call.answer
     served_tokens = (answer.prompt_tokens + answer.completion_tokens) if answer and (answer.completion_tokens or answer.text) else 0
+    settling = None
     try:
         if call.adm is not None:
             target = call.trail.target
-            limits.settle(
+            settling = limits.settle_begin(
                 request_id=call.request_id,
                 ctx=call.adm.ctx,
                 router_id=target.router.id if target else None,
@@ -313,6 +317,18 @@ def _finish(call: Call) -> None:
             )
     except Exception:
         logger.exception("settlement failed", extra={"request_id": call.request_id})
+    try:
+        _record(call, served_tokens)
+    finally:
+        if settling is not None:
+            try:
+                settling.wait()
+            except Exception:
+                logger.exception("settlement failed", extra={"request_id": call.request_id})
+
+
+def _record(call: Call, served_tokens: int) -> None:
+    answer = call.answer
     ctx = call.ctx
     entry = call.entry
     trail = call.trail
@@ -336,8 +352,8 @@ def _finish(call: Call) -> None:
             org_id=ctx["o"] if ctx else None,
             api_key_id=ctx["k"] if ctx else None,
             model_name=entry.name if entry else call.model[:100],
-            route_id=call.trail.target.route.id if call.trail.target else None,
-            router_id=call.trail.target.router.id if call.trail.target else None,
+            route_id=trail.target.route.id if trail.target else None,
+            router_id=trail.target.router.id if trail.target else None,
             error_code=call.error_code,
             ttfb_ms=call.ttfb_ms,
             streamed=call.streamed,

@@ -140,7 +140,12 @@ def failover(*, now_ms: int, request_id: str, failed_router_id: int, cands: list
     )
 
 
-def settle(
+def settle(**kwargs) -> None:
+    """Settle a request and wait for Redis to confirm (see settle_begin)."""
+    settle_begin(**kwargs).wait()
+
+
+def settle_begin(
     *,
     request_id: str,
     ctx: dict,
@@ -152,9 +157,11 @@ def settle(
     served: bool,
     now_ms: int,
     unadmit: bool = False,
-) -> None:
-    """Settle a request; `unadmit` also takes back its requests/min count (it never ran)."""
-    _script("settle")(
+):
+    """Send a request's settlement; `.wait()` on the answer reads Redis's reply, so the
+    caller can write to Postgres meanwhile. `unadmit` also takes back its requests/min
+    count (it never ran)."""
+    return _script("settle").begin(
         args=[
             settings.FAST_STATE_PREFIX,
             request_id,
@@ -173,4 +180,3 @@ def settle(
             1 if unadmit else 0,
         ]
     )
-

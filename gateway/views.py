@@ -4,6 +4,7 @@ import json
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
 from apikeys.authcontext import build_for_identity
@@ -13,9 +14,21 @@ from pools.catalog import get_catalog
 from portal.errors import PortalError
 
 
+class _NoNegotiation(BaseContentNegotiation):
+    """The /v1 views build their own responses (JSON or SSE, OpenAI or Anthropic shape),
+    so DRF's Accept-header negotiation would pick a renderer nobody uses."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class _GatewayView(APIView):
     authentication_classes = ()
     permission_classes = ()
+    content_negotiation_class = _NoNegotiation
     shape: shapes.Shape
 
     @extend_schema(exclude=True)
@@ -40,6 +53,7 @@ class ModelsView(APIView):
 
     authentication_classes = ()
     permission_classes = ()
+    content_negotiation_class = _NoNegotiation
 
     @extend_schema(exclude=True)
     def get(self, request):
@@ -82,6 +96,7 @@ class HealthView(APIView):
 
     authentication_classes = ()
     permission_classes = ()
+    content_negotiation_class = _NoNegotiation
 
     @extend_schema(exclude=True)
     def get(self, request):

@@ -295,7 +295,8 @@ def _post(
     if session.trust_env:
         # Proxies, CA bundles and .netrc come from the environment, read per request.
         return session.post(
-            url, data=data, headers=_headers(router, request_id=request_id, stream=stream), timeout=timeout, stream=stream
+            url, data=data, headers=_headers(router, request_id=request_id, stream=stream), timeout=timeout,
+            stream=stream, allow_redirects=False,
         )
     templates = session.__dict__.get("_portal_templates")
     if templates is None:
@@ -316,7 +317,9 @@ def _post(
         prepared.headers["X-Request-Id"] = request_id
     prepared.body = data
     prepared.headers["Content-Length"] = str(len(data))
-    return session.send(prepared, timeout=timeout, allow_redirects=True, **send_settings)
+    # Straight to the session's pooled adapter: a router has no cookies or hooks to apply,
+    # and a redirect is not followed (it answers as a non-2xx status, not a trip elsewhere).
+    return session.get_adapter(prepared.url).send(prepared, timeout=timeout, **send_settings)
 
 
 def _encode(payload: dict) -> bytes:

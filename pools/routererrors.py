@@ -70,7 +70,10 @@ def _scrub(text: str, router: RouterEntry) -> str:
 
 
 def _status_error(status: int, body: bytes, router: RouterEntry) -> RouterError:
-    retryable = status >= 500 or status in RETRYABLE_4XX
+    # 5xx, a rate limit or an unserved session are the router's state; a redirect is its
+    # misconfiguration (never followed: the request and its key stay with the router we
+    # chose). Another router may answer. Other 4xx are the request's fault.
+    retryable = status >= 500 or status in RETRYABLE_4XX or 300 <= status < 400
     return RouterError(
         "status",
         retryable=retryable,

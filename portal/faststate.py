@@ -72,9 +72,32 @@ def script(source: str):
 
             handle = Script(_script_client, source)
         else:
-            handle = client.register_script(source)
+            handle = _RedisPyScript(client.register_script(source))
         _scripts[source] = handle
     return handle
+
+
+class _RedisPyScript:
+    """redis-py's script handle with the lean client's interface (`begin` runs at once)."""
+
+    def __init__(self, script):
+        self._script = script
+
+    def __call__(self, keys=(), args=()):
+        return self._script(keys=list(keys), args=list(args))
+
+    def begin(self, keys=(), args=()):
+        return _Done(self(keys=keys, args=args))
+
+
+class _Done:
+    __slots__ = ("reply",)
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def wait(self):
+        return self.reply
 
 
 def _make_script_client(client):

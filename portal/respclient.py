@@ -5,7 +5,9 @@ each costs about 145 µs of gateway CPU under gevent (bench/README.md: observabi
 hooks, pool bookkeeping and a readiness poll on every checkout) against about 60 µs for
 the same EVALSHA over a plain pooled socket. This client does only that: EVALSHA on a
 pooled connection, the reply parsed by hiredis, NOSCRIPT answered by SCRIPT LOAD and one
-retry. Errors are redis-py's exception classes, so callers catch one family.
+retry. A call can be sent and its reply read later (`Script.begin(...).wait()`), so the
+settlement overlaps the request's Postgres write. Errors are redis-py's exception
+classes, so callers catch one family.
 
 It serves plain TCP connections (redis://); for TLS (rediss://) or a unix socket the
 scripts keep going through redis-py (portal/faststate.py decides).
@@ -29,8 +31,10 @@ class _Connection:
         self.reader = hiredis.Reader(replyError=ResponseError)
         self.buf = bytearray(16384)
 
-    def call(self, packed: bytes):
+    def send(self, packed: bytes) -> None:
         self.sock.sendall(packed)
+
+    def receive(self):
         reader, buf, sock = self.reader, self.buf, self.sock
         while True:
             n = sock.recv_into(buf)
@@ -103,39 +107,75 @@ class ScriptClient:
 
     @staticmethod
     def _expect_ok(conn: _Connection, command: tuple) -> None:
-        reply = conn.call(hiredis.pack_command(command))
+        conn.send(hiredis.pack_command(command))
+        reply = conn.receive()
         if isinstance(reply, ResponseError):
             raise ConnectionError(f"Redis refused {command[0]}: {reply}")
 
     def execute(self, *command):
         """Send one command and return its reply; a Redis error reply is raised."""
+        return self.begin(*command).wait()
+
+    def begin(self, *command) -> Pending:
+        """Send one command now and read its reply later (`.wait()`), so the caller can do
+        other I/O meanwhile. The connection is held until then."""
         if self._pid != os.getpid():  # forked (a gunicorn worker): never share the parent's sockets
             self._reset()
         if not self._slots.acquire(timeout=self.wait_timeout):
             raise ConnectionError("No Redis connection available.")
         try:
             conn = self._idle.pop() if self._idle else self._connect()
-            try:
-                reply = conn.call(hiredis.pack_command(command))
-            except socket.timeout as exc:
-                conn.close()
-                raise TimeoutError("Timeout reading from Redis.") from exc
-            except (OSError, hiredis.ProtocolError) as exc:
-                conn.close()
-                raise ConnectionError(f"Error talking to Redis: {exc}") from exc
-            except BaseException:  # e.g. a greenlet killed mid-call: the reply may still come
-                conn.close()
-                raise
-            self._idle.append(conn)
-        finally:
+        except BaseException:
             self._slots.release()
-        if isinstance(reply, ResponseError):
-            raise NoScriptError(str(reply)) if str(reply).startswith("NOSCRIPT") else reply
-        return reply
+            raise
+        pending = Pending(self, conn)
+        pending._io(conn.send, hiredis.pack_command(command))
+        return pending
+
+    def _done(self, conn: _Connection | None) -> None:
+        if conn is not None:
+            self._idle.append(conn)
+        self._slots.release()
 
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+class Pending:
+    """A command sent whose reply is still to be read."""
+
+    __slots__ = ("client", "conn", "reply")
+
+    def __init__(self, client: ScriptClient, conn: _Connection):
+        self.client = client
+        self.conn = conn
+        self.reply = None
+
+    def _io(self, action, *args):
+        try:
+            return action(*args)
+        except BaseException as exc:
+            # The connection may still owe a reply: it never goes back to the pool.
+            self.conn.close()
+            self.client._done(None)
+            self.conn = None
+            if isinstance(exc, socket.timeout):
+                raise TimeoutError("Timeout reading from Redis.") from exc
+            if isinstance(exc, (OSError, hiredis.ProtocolError)):
+                raise ConnectionError(f"Error talking to Redis: {exc}") from exc
+            raise
+
+    def wait(self):
+        """The reply (read once); a Redis error reply is raised."""
+        if self.conn is not None:
+            self.reply = self._io(self.conn.receive)
+            self.client._done(self.conn)
+            self.conn = None
+        reply = self.reply
+        if isinstance(reply, ResponseError):
+            raise NoScriptError(str(reply)) if str(reply).startswith("NOSCRIPT") else reply
+        return reply
 
 
 class Script:
@@ -149,8 +189,24 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __call__(self, keys=(), args=()):
+        return self.begin(keys=keys, args=args).wait()
+
+    def begin(self, keys=(), args=()) -> ScriptCall:
+        """Run the script without waiting for its answer: `.wait()` reads it."""
+        return ScriptCall(self, keys, args)
+
+
+class ScriptCall:
+    __slots__ = ("script", "keys", "args", "pending")
+
+    def __init__(self, script: Script, keys, args):
+        self.script, self.keys, self.args = script, keys, args
+        self.pending = script.client.begin("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def wait(self):
         try:
-            return self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.client.execute("SCRIPT", "LOAD", self.source)
-            return self.client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return self.pending.wait()
+        except NoScriptError:  # Redis restarted or its script cache was flushed
+            client = self.script.client
+            client.execute("SCRIPT", "LOAD", self.script.source)
+            return client.execute("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)

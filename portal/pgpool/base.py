@@ -12,6 +12,7 @@ back (the pool replaces it) and the next one is tried.
 from __future__ import annotations
 
 import psycopg
+from django.db import OperationalError as DjangoOperationalError
 from django.db.backends.postgresql import base
 from psycopg import pq
 
@@ -69,20 +70,29 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
     For the request path's one write (metering/services.py). `prepare`: a server-side
     prepared statement, parsed and planned once per connection. Returns False, having done
     nothing, when `wrapper` has no pool or is inside a transaction of its own: the caller
-    then goes through Django's cursor.
+    then goes through Django's cursor. The statement must be idempotent: when the server
+    drops the connection under it, it is sent once more on another.
     """
     pool = wrapper.pool if isinstance(wrapper, DatabaseWrapper) else None
     if pool is None or wrapper.in_atomic_block:
         return False
     pool.open()
-    connection = _checkout(pool)
-    try:
-        if not connection.autocommit:
-            connection.autocommit = True  # the statement commits by itself
-        # A plain (server-binding) cursor: Django's connections default to client-side
-        # binding, which cannot prepare.
-        with wrapper.wrap_database_errors, psycopg.Cursor(connection) as cursor:
-            cursor.execute(sql, params, prepare=prepare or None)
-    finally:
-        pool.putconn(connection)
+    for attempt in (1, 2):
+        connection = _checkout(pool)
+        try:
+            if not connection.autocommit:
+                connection.autocommit = True  # the statement commits by itself
+            # A plain (server-binding) cursor: Django's connections default to client-side
+            # binding, which cannot prepare.
+            with wrapper.wrap_database_errors, psycopg.Cursor(connection) as cursor:
+                cursor.execute(sql, params, prepare=prepare or None)
+            return True
+        except DjangoOperationalError:
+            # The server dropped this connection between the check and the statement (a
+            # restart, a terminated backend). Callers' statements are idempotent: once more
+            # on another connection.
+            if attempt == 2 or not connection.broken:
+                raise
+        finally:
+            pool.putconn(connection)  # a broken connection is discarded and replaced
     return True

@@ -4,6 +4,7 @@ write on a pooled connection of its own (run_pooled, used by metering/services.p
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from metering.models import RequestLog, UsageEvent
 from metering.services import RequestRecord, _write_postgres
+from portal.pgpool import base as pgpool_base
 from portal.pgpool.base import DatabaseWrapper, run_pooled
 from tests.apikeys.factories import issue_key
 
@@ -86,17 +88,49 @@ def test_a_wrapper_without_a_pool_is_left_to_django():
     assert run_pooled(connections["default"], "SELECT 1", []) is False
 
 
-def test_a_connection_the_server_dropped_is_replaced(pooled, owner):
+def _drop_idle_connections(pooled) -> None:
+    """Terminate the backends of every idle connection in the pool and wait until they are gone."""
+    pooled.pool.open()
+    pooled.pool.wait()
+    idle = [pooled.pool.getconn() for _ in range(pooled.pool.get_stats()["pool_available"])]
+    pids = [conn.info.backend_pid for conn in idle]
+    for conn in idle:
+        pooled.pool.putconn(conn)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+        for _ in range(200):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids])
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.01)
+
+
+def test_a_connection_the_server_dropped_is_replaced_at_checkout(pooled, owner):
     org, key = owner
     _write_postgres(pooled, _record(org, key), served=True)  # the pool now holds an idle connection
-    idle = pooled.pool.getconn()
-    backend_pid = idle.info.backend_pid
-    pooled.pool.putconn(idle)
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    _drop_idle_connections(pooled)
     record = _record(org, key)
     _write_postgres(pooled, record, served=True)
     assert RequestLog.objects.filter(request_id=record.request_id).exists()
+
+
+def test_a_connection_dropped_after_the_check_is_retried_once(pooled, owner, monkeypatch):
+    org, key = owner
+    _write_postgres(pooled, _record(org, key), served=True)
+    _drop_idle_connections(pooled)
+    real_check, missed = pgpool_base.usable, []
+
+    def check_misses_once(connection):
+        if not missed:
+            missed.append(connection)
+            return True  # the server drops it just after the check
+        return real_check(connection)
+
+    monkeypatch.setattr(pgpool_base, "usable", check_misses_once)
+    record = _record(org, key)
+    _write_postgres(pooled, record, served=True)
+    assert UsageEvent.objects.filter(request_id=record.request_id).count() == 1
+    assert missed and missed[0].closed  # the statement failed on it, and it was dropped
 
 
 def test_a_connection_left_outside_autocommit_still_commits(pooled, owner):

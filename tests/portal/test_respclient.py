@@ -140,3 +140,34 @@ def test_a_forked_process_opens_its_own_connections(client):
     client._pid = -1  # as if this were a child forked after the parent connected
     client.execute("PING")
     assert len(client._idle) == 1 and client._pid == os.getpid()
+
+
+def test_a_call_can_be_sent_now_and_read_later(client):
+    script = Script(client, "return tonumber(ARGV[1]) * 2")
+    first = script.begin(args=[1])
+    second = script.begin(args=[2])  # a second connection: the first still owes its reply
+    assert client._slots.acquire(timeout=0) and client._slots.release() is None
+    assert second.wait() == 4
+    assert first.wait() == 2
+    assert first.wait() == 2  # read once, kept
+    assert len(client._idle) == 2
+
+
+def test_a_begun_call_reloads_a_flushed_script(client):
+    script = Script(client, "return 'back'")
+    script()
+    client.execute("SCRIPT", "FLUSH")
+    assert script.begin().wait() == b"back"
+
+
+def test_a_reply_lost_midway_frees_the_slot():
+    server = _listener()
+    try:
+        client = ScriptClient(host="127.0.0.1", port=server.getsockname()[1], socket_timeout=0.2, max_connections=1)
+        pending = client.begin("PING")
+        with pytest.raises(redis.TimeoutError):
+            pending.wait()
+        assert client._idle == []
+        assert client._slots.acquire(timeout=0)  # the one slot is free again
+    finally:
+        server.close()
