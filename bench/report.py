@@ -25,7 +25,9 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     plan = b.plan
     p("")
     p(f"Cortensor Portal gateway benchmark ({'quick' if plan.quick else 'full'}) — {time.strftime('%Y-%m-%d %H:%M')}")
-    p(f"server: gunicorn {plan.server}, {plan.workers} workers"
+    from bench.stack import WORKER_CLASSES
+
+    p(f"server: gunicorn {WORKER_CLASSES[plan.server]}, {plan.workers} workers"
       + (f" x {plan.threads} threads" if plan.server == "gthread" else "")
       + f"; machine: {os.cpu_count()} cores; load generator: {r.get('tool', '?')}; "
       "enforcement on, durable writes (Postgres, synchronous commit)")
@@ -117,12 +119,13 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
           f"on = {enf['ratio']:.1f}% of off")
         p(f"   CPU, median run on: {_cpu(enf['on_cpu'])}")
         p(f"   CPU, median run off: {_cpu(enf['off_cpu'])}")
-    cmp_ = r.get("compare")
-    if cmp_:
+    if r.get("compare"):
         p("")
-        p(f"7. Server model comparison: {cmp_['server']} (same tests)")
-        p(f"   saturated canned non-stream {_f(cmp_['saturated']['rps'], 0)} req/s (CPU: {_cpu(cmp_['cpu'])}); "
-          f"500 concurrent on the 2 s upstream {_f(cmp_['slow']['rps'])} req/s, errors {cmp_['slow']['errors']}")
+        p(f"7. Server model comparison (production: {plan.server}, figures above)")
+        for cmp_ in r["compare"]:
+            p(f"   {cmp_['server']}: saturated canned non-stream {_f(cmp_['saturated']['rps'], 0)} req/s "
+              f"(CPU: {_cpu(cmp_['cpu'])}); one client gateway p50 {_f(cmp_['single']['p50_ms'], 2)} ms; "
+              f"500 concurrent on the 2 s upstream {_f(cmp_['slow']['rps'])} req/s, errors {cmp_['slow']['errors']}")
     for note in b.notes:
         p(f"   note: {note}")
 

@@ -230,12 +230,13 @@ def _json(obj) -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the gateway against the simulator and a canned upstream.")
     parser.add_argument("--quick", action="store_true", help="Shorter runs (about 2.5 minutes).")
-    parser.add_argument("--server", default="gevent", choices=["gevent", "gthread"],
+    parser.add_argument("--server", default="gevent", choices=sorted(stack.WORKER_CLASSES),
                         help="Worker class (default gevent, as portal/gunicorn.py).")
     parser.add_argument("--workers", type=int, default=2, help="Gateway worker processes (default 2).")
     parser.add_argument("--threads", type=int, default=32, help="Threads per worker, gthread only.")
     parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
-                        help="Also measure gthread for the server choice (default: on in a full run).")
+                        help="Also measure gunicorn's own gevent worker and gthread, for the server choice "
+                             "(default: on in a full run).")
     parser.add_argument("--json", metavar="FILE", help="Also write every figure as JSON.")
     parser.add_argument("--keep-logs", action="store_true", help="Keep the process logs (printed path).")
     parser.add_argument("--only", metavar="PHASE,...", default="",

@@ -25,6 +25,15 @@ REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/2")
 PREFIX = "bench:"
 
 
+# bench/run.py --server NAME -> gunicorn's worker class. "gevent" is production's
+# (portal/gunicorn.py's default); the others are the alternatives it was chosen over.
+WORKER_CLASSES = {
+    "gevent": "portal.webworker.GeventWorker",
+    "gunicorn-gevent": "gevent",
+    "gthread": "gthread",
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -205,7 +214,7 @@ class Stack:
         port = free_port()
         env = bench_env(
             WEB_BIND=f"127.0.0.1:{port}",
-            WEB_WORKER_CLASS=worker_class,
+            WEB_WORKER_CLASS=WORKER_CLASSES[worker_class],
             WEB_WORKERS=str(workers),
             WEB_THREADS=str(threads),
             WEB_ACCESS_LOG=os.environ.get("BENCH_ACCESS_LOG", "-"),

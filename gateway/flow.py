@@ -27,6 +27,7 @@ from pools.catalog import ModelEntry
 from pools.client import RouterError
 from portal import metrics
 from portal.errors import PortalError
+from portal.pgpool.base import release_pooled
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def serve(request, shape: Shape) -> HttpResponse:
             _admit(call, identity=get_provider().authenticate(secret), req=req)
         else:
             _admit_unenforced(call, req=req)
+        release_pooled()  # a cold admission read Postgres: not held through the router call
         if req.stream:
             return _stream(call, shape, req)
         return _whole(call, shape, req)

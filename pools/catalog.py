@@ -24,6 +24,7 @@ from django.db import transaction
 from pools.models import Model, ModelAlias, Route, Router, RouterPool
 from pools.sealing import unseal
 from portal import faststate
+from portal.pgpool.base import release_pooled
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,9 @@ def current_catalog(version: str | bytes | None) -> Catalog:
     snapshot = _cached
     if _is_fresh(snapshot, version, namespace, max_age):
         return snapshot
+    # Nobody may wait for the lock while holding a pooled database connection: the holder
+    # needs one to load, and waiters holding the rest of a small pool would stall it.
+    release_pooled()
     with _lock:
         snapshot = _cached
         if _is_fresh(snapshot, version, namespace, max_age):

@@ -3,15 +3,18 @@ run this file, so production serves what the benchmark measured (bench/run.py).
 
     gunicorn -c portal/gunicorn.py portal.wsgi:application
 
-gevent workers: each request is a greenlet, so a worker holds thousands of slow or
+gevent workers (portal/webworker.py: gevent's pywsgi server with idle and slow-header
+timeouts): each request is a greenlet, so a worker holds thousands of slow or
 streaming requests at once (router calls, Redis and Postgres all yield while they
 wait); two workers use both cores of a small machine. Under gevent, Postgres
 connections come from a pool (portal/settings.py, DB_POOL_MAX_SIZE).
 
 Environment (all optional): WEB_BIND (0.0.0.0:8000), WEB_WORKERS (2),
-WEB_WORKER_CLASS (gevent; gthread also works), WEB_WORKER_CONNECTIONS (2000 per
-worker, gevent), WEB_THREADS (4, gthread only), WEB_ACCESS_LOG ("-" = stdout; empty =
-none), WEB_TIMEOUT (330 s), WEB_KEEPALIVE (5 s).
+WEB_WORKER_CLASS (portal.webworker.GeventWorker; gunicorn's gevent or gthread also
+work), WEB_WORKER_CONNECTIONS (2000 per worker, gevent), WEB_THREADS (4, gthread only),
+WEB_ACCESS_LOG ("-" = stdout; empty = none), WEB_TIMEOUT (330 s), WEB_KEEPALIVE (5 s:
+how long a connection may wait idle for its next request), WEB_HEADER_TIMEOUT (10 s to
+send a request head).
 
 This file must not import Django or anything that opens a socket: the gevent worker
 monkey-patches the standard library when it starts, after this file was read.
@@ -22,7 +25,7 @@ import resource
 
 bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 workers = int(os.environ.get("WEB_WORKERS", "2"))
-worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+worker_class = os.environ.get("WEB_WORKER_CLASS", "portal.webworker.GeventWorker")
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 backlog = 4096

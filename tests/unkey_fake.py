@@ -321,6 +321,12 @@ def _content_type(status: int) -> dict[str, str]:
 # --- over HTTP, for other processes ----------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    # A gevent gateway sends a burst of concurrent verifications at once: the default listen
+    # backlog of 5 would reset some of those connections.
+    request_queue_size = 256
+
+
 class FakeUnkeyServer:
     """The fake behind a threaded HTTP server on 127.0.0.1 (live gateway processes call it)."""
 
@@ -358,7 +364,7 @@ class FakeUnkeyServer:
             def log_message(self, *args):  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="fake-unkey", daemon=True).start()
         return self

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import psycopg
 from django.db import OperationalError as DjangoOperationalError
+from django.db import connections
 from django.db.backends.postgresql import base
 from psycopg import pq
 
@@ -69,12 +70,15 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
 
     For the request path's one write (metering/services.py). `prepare`: a server-side
     prepared statement, parsed and planned once per connection. Returns False, having done
-    nothing, when `wrapper` has no pool or is inside a transaction of its own: the caller
-    then goes through Django's cursor. The statement must be idempotent: when the server
+    nothing, when `wrapper` has no pool, is inside a transaction or already holds a
+    connection: the caller then goes through Django's cursor. The statement must be idempotent: when the server
     drops the connection under it, it is sent once more on another.
     """
     pool = wrapper.pool if isinstance(wrapper, DatabaseWrapper) else None
-    if pool is None or wrapper.in_atomic_block:
+    if pool is None or wrapper.in_atomic_block or wrapper.connection is not None:
+        # No pool; the caller's transaction; or this thread already holds a pooled
+        # connection: taking a second while holding one could empty the pool between
+        # holders waiting on each other.
         return False
     pool.open()
     for attempt in (1, 2):
@@ -96,3 +100,21 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
         finally:
             pool.putconn(connection)  # a broken connection is discarded and replaced
     return True
+
+
+def release_pooled(alias: str = "default") -> None:
+    """Hand this thread's (greenlet's) pooled connection back now, if it holds one.
+
+    Django keeps a request's connection until the request ends; a gateway request that
+    read Postgres on a cold cache would then hold a pooled connection through the whole
+    router call, and a burst of such requests would empty the pool. Called before
+    forwarding. No-op without a pool or inside a transaction."""
+    wrapper = getattr(connections._connections, alias, None)  # never creates a wrapper
+    if (
+        wrapper is not None
+        and wrapper.connection is not None
+        and isinstance(wrapper, DatabaseWrapper)
+        and wrapper.pool is not None
+        and not wrapper.in_atomic_block
+    ):
+        wrapper.close()

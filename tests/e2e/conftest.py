@@ -132,7 +132,11 @@ def gateway(request, settings, fast_state, tmp_path):
             API_KEY_PEPPER=settings.API_KEY_PEPPER,
             ROUTER_KEY_ENCRYPTION_KEY=settings.ROUTER_KEY_ENCRYPTION_KEY,
             LOG_LEVEL="WARNING",
-            **{**provider_env(), **{name: str(value) for name, value in env.items()}},
+            **{
+                "DB_POOL_MAX_SIZE": "4",  # several servers share the test's Postgres
+                **provider_env(),
+                **{name: str(value) for name, value in env.items()},
+            },
         )
         index = len(servers)
         process = Process(f"gateway {index}", args, environment, tmp_path / f"gateway-{index}.log", ready)

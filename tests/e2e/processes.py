@@ -241,10 +241,8 @@ class GatewayServer:
 
 
 def server_command() -> tuple[list[str], str]:
-    """gunicorn with one gthread worker (16 threads), else Django's threaded development server.
-
-    gunicorn is not in the test extra: a fresh CI virtualenv gets the fallback.
-    """
+    """gunicorn with one worker of production's class (portal/webworker.py: gevent), else
+    Django's threaded development server when gunicorn is missing."""
     if importlib.util.find_spec("gunicorn") is None:
         port = free_port()
         return [
@@ -254,8 +252,8 @@ def server_command() -> tuple[list[str], str]:
 
     args = [
         sys.executable, "-m", "gunicorn", "portal.wsgi:application",
-        "--bind", "127.0.0.1:0", "--workers", "1", "--worker-class", "gthread", "--threads", "16",
-        "--chdir", str(ROOT), "--timeout", "120", "--log-level", "info",
+        "--bind", "127.0.0.1:0", "--workers", "1", "--worker-class", "portal.webworker.GeventWorker",
+        "--worker-connections", "1000", "--chdir", str(ROOT), "--timeout", "120", "--log-level", "info",
     ]
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
         args.append("--no-control-socket")  # gunicorn 25+: one shared socket path for every server

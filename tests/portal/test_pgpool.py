@@ -151,3 +151,15 @@ def test_database_errors_arrive_as_django_errors(pooled, owner):
     record = _record(org, key)
     _write_postgres(pooled, record, served=False)  # the pool is fine afterwards
     assert RequestLog.objects.filter(request_id=record.request_id).exists()
+
+
+def test_a_thread_holding_a_connection_writes_on_it(pooled, owner):
+    """Taking a second connection while holding one could deadlock a small pool."""
+    org, key = owner
+    with pooled.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert pooled.connection is not None
+    assert run_pooled(pooled, "SELECT 1", []) is False
+    record = _record(org, key)
+    _write_postgres(pooled, record, served=True)  # through the held connection
+    assert RequestLog.objects.filter(request_id=record.request_id).exists()
