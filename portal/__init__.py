@@ -1,3 +1,8 @@
-from portal.celery import app as celery_app
+"""The Portal's project package: settings, URLs, the WSGI app and shared plumbing.
 
-__all__ = ["celery_app"]
+Importing it imports nothing else: gunicorn's master imports portal.webworker (the
+worker class) before the gevent worker monkey-patches the standard library, and a
+package import that pulled in Celery or Django settings here would load them unpatched.
+The Celery app is bound when Django starts (PortalConfig.ready) and found by
+`celery -A portal` in portal/celery.py.
+"""
