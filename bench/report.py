@@ -83,7 +83,8 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
         p(f"3. Fixed rate {rate['rate']:.0f} req/s, canned upstream, latency from each request's scheduled start (ms)")
         p(f"   direct p50 {_f(d['p50_ms'], 2)}  p99 {_f(d['p99_ms'], 2)};  gateway p50 {_f(g['p50_ms'], 2)}  "
           f"p99 {_f(g['p99_ms'], 2)};  added p50 {_f(g['p50_ms'] - d['p50_ms'], 2)}  p99 {_f(g['p99_ms'] - d['p99_ms'], 2)};"
-          f"  errors {g['errors']} of {g['requests']}")
+          f"  errors {g['errors']} of {g['requests']}"
+          + (f" ({', '.join(f'{k}: {n}' for k, n in g['error_kinds'].items())})" if g.get("error_kinds") else ""))
         p(f"   CPU during the gateway run: {_cpu(g['cpu'])}")
     slow = r.get("slow")
     if slow:

@@ -195,7 +195,13 @@ class Bench:
         results = asyncio.run(load.fixed_rate(target, rate, seconds))
         cpu = meter.stop()
         good = [r.total for r in results if r.ok]
+        kinds: dict[str, int] = {}
+        for r in results:
+            if not r.ok:
+                kind = r.error or f"HTTP {r.status}"
+                kinds[kind] = kinds.get(kind, 0) + 1
         return {
+            "error_kinds": kinds,
             "cpu": cpu,
             "p50_ms": load.percentile(good, 50) * 1000,
             "p99_ms": load.percentile(good, 99) * 1000,
