@@ -38,29 +38,23 @@ def usable(connection) -> bool:
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
-        connection = super().get_new_connection(conn_params)
-        pool = self.pool
-        if pool is None:
-            return connection
-        # Every idle connection may be dead after a server restart: try them all, then a new one.
-        for _ in range(pool.max_size + 1):
-            if usable(connection):
-                return connection
-            connection.close()
-            pool.putconn(connection)  # closed: the pool discards it and opens a replacement
-            connection = super().get_new_connection(conn_params)
-        return connection
+        if self.pool is None:
+            return super().get_new_connection(conn_params)
+        return _first_usable(self.pool, lambda: super(DatabaseWrapper, self).get_new_connection(conn_params))
 
 
-def _checkout(pool):
-    """A usable connection from `pool` (dead idle ones are closed and replaced)."""
+def _first_usable(pool, take):
+    """The first usable connection `take()` gives from `pool`. Every idle connection may be
+    dead after a server restart: each dead one is closed and handed back (the pool opens a
+    replacement), so after them all comes a new one."""
+    connection = take()
     for _ in range(pool.max_size + 1):
-        connection = pool.getconn()
         if usable(connection):
             return connection
         connection.close()
         pool.putconn(connection)
-    return pool.getconn()
+        connection = take()
+    return connection
 
 
 def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
@@ -80,9 +74,10 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
         # connection: taking a second while holding one could empty the pool between
         # holders waiting on each other.
         return False
-    pool.open()
+    if pool.closed:
+        pool.open()
     for attempt in (1, 2):
-        connection = _checkout(pool)
+        connection = _first_usable(pool, pool.getconn)
         try:
             if not connection.autocommit:
                 connection.autocommit = True  # the statement commits by itself
