@@ -57,6 +57,10 @@ def _first_usable(pool, take):
     return connection
 
 
+# psycopg prepares a statement after this many executions, or at once with prepare=True.
+_ONLY_WHEN_ASKED = 2**31 - 1
+
+
 def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
     """Run one statement on its own pooled connection, in autocommit, bypassing Django's
     per-request connection set-up (a checkout, time zone and role checks, signals).
@@ -81,6 +85,11 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
         try:
             if not connection.autocommit:
                 connection.autocommit = True  # the statement commits by itself
+            if prepare and connection.prepare_threshold is None:
+                # Django opens connections with prepare_threshold=None, with which psycopg
+                # ignores `prepare=True`. Its own cursors bind client-side and never prepare,
+                # so this enables preparing for statements that ask for it, and only them.
+                connection.prepare_threshold = _ONLY_WHEN_ASKED
             # A plain (server-binding) cursor: Django's connections default to client-side
             # binding, which cannot prepare.
             with wrapper.wrap_database_errors, psycopg.Cursor(connection) as cursor:

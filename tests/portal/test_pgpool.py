@@ -71,6 +71,15 @@ def test_the_write_commits_on_its_own_connection(pooled, owner, settings, prepar
     assert events.count() == 7
     assert {e.cost for e in events} == {10 * 1 + 5 * 2}
     assert pooled.connection is None  # Django's own per-thread connection was never opened
+    # The server holds the statement prepared (or not) on the connection that ran it.
+    connection = pooled.pool.getconn()
+    try:
+        prepared = connection.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%INSERT INTO \"usage_events\"%"]
+        ).fetchone()[0]
+    finally:
+        pooled.pool.putconn(connection)
+    assert prepared == (1 if prepare else 0)
 
 
 def test_inside_a_transaction_the_caller_s_connection_is_used(pooled):
