@@ -17,7 +17,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from apikeys.providers import KeyIdentity, get_provider
-from gateway import admission, answers, forward, limits, shaping
+from gateway import admission, answers, forward, limits, shaping, stops
 from gateway.shapes import Answer, Shape
 from gateway.templates import render_prompt
 from gateway.tokens import estimate_tokens, worst_case_tokens
@@ -212,8 +212,10 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
         ),
     )
     call.ttfb_ms = call.elapsed_ms()
-    text = shaping.extract_text(router_body)
-    call.answer = _answer(call, text=text, finish=shaping.extract_finish(router_body), usage=shaping.extract_usage(router_body))
+    text, hit = stops.cut(shaping.extract_text(router_body), req.stop)
+    call.answer = _answer(
+        call, text=text, finish=shaping.extract_finish(router_body), usage=shaping.extract_usage(router_body), stop=hit
+    )
     body = shape.whole(
         request_id=call.request_id, model=call.model, created=int(call.now.timestamp()), answer=call.answer, router_body=router_body
     )
@@ -223,11 +225,27 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
     return answers.json_response(body, headers=headers)
 
 
-def _answer(call: Call, *, text: str, finish: str | None, usage: tuple[int, int] | None) -> Answer:
+def _answer(
+    call: Call, *, text: str, finish: str | None, usage: tuple[int, int] | None, stop: str | None = None
+) -> Answer:
+    """The answer as the client gets it. Cut at a stop sequence (`stop`), it ended with
+    "stop", and the client pays for the text it got: the router's count, if it reported
+    one, covers text after the cut, so the estimate of what was sent counts, capped by it."""
+    if stop is not None:
+        finish = "stop"
+        if usage is not None:
+            usage = (usage[0], min(usage[1], estimate_tokens(text)))
+            call.estimated = True
     if usage is None:
         call.estimated = True
         usage = (call.prompt_tokens, estimate_tokens(text))
-    return Answer(text=text, finish=shaping.normalize_finish(finish) if finish else None, prompt_tokens=usage[0], completion_tokens=usage[1])
+    return Answer(
+        text=text,
+        finish=shaping.normalize_finish(finish) if finish else None,
+        prompt_tokens=usage[0],
+        completion_tokens=usage[1],
+        stop_sequence=stop,
+    )
 
 
 def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
@@ -255,9 +273,10 @@ def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
 def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks):
     created = int(call.now.timestamp())
     common = {"request_id": call.request_id, "model": call.model, "created": created}
-    served: list[str] = []
+    served: list[str] = []  # what reached the client: what it pays for
     finish: str | None = None
     usage: tuple[int, int] | None = None
+    scanner = stops.StopScanner(req.stop) if req.stop else None
     call.status = 200
     try:
         yield from shape.opening(req=req, prompt_tokens=call.prompt_tokens, **common)
@@ -265,13 +284,21 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
         chunk = first
         while chunk is not None:
             text = shaping.extract_text(chunk)
+            if scanner is not None:
+                text = scanner.feed(text)
             if text:
                 served.append(text)
                 yield shape.piece(text=text, **common)
+            if scanner is not None and scanner.hit is not None:
+                break  # the answer ends here: the router's stream is closed below
             finish = shaping.extract_finish(chunk) or finish
             usage = shaping.extract_usage(chunk) or usage
             chunk = next(chunks, None)
-        call.answer = _answer(call, text="".join(served), finish=finish, usage=usage)
+        if scanner is not None and (rest := scanner.flush()):
+            served.append(rest)
+            yield shape.piece(text=rest, **common)
+        hit = scanner.hit if scanner is not None else None
+        call.answer = _answer(call, text="".join(served), finish=finish, usage=None if hit else usage, stop=hit)
         yield from shape.closing(req=req, answer=call.answer, **common)
     except RouterError:
         call.trail.outcome, call.error_code = "fail", "upstream_error"

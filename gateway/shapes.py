@@ -11,12 +11,14 @@ from gateway.validation import InferenceRequest
 
 @dataclass(slots=True)
 class Answer:
-    """What the router said, normalized: text, finish reason, counts."""
+    """What the router said, normalized: text, finish reason, counts, and the stop
+    sequence the text was cut at (gateway/stops.py), if it was."""
 
     text: str
     finish: str | None
     prompt_tokens: int
     completion_tokens: int
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ def _chat_whole(*, request_id, model, created, answer: Answer, router_body) -> d
         router_body=router_body,
         usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
         created=created,
+        text=answer.text,
+        finish_reason=answer.finish,
     )
 
 
@@ -97,6 +101,8 @@ def _completion_whole(*, request_id, model, created, answer: Answer, router_body
         router_body=router_body,
         usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
         created=created,
+        text=answer.text,
+        finish_reason=answer.finish,
     )
 
 
@@ -149,6 +155,7 @@ def _messages_whole(*, request_id, model, created, answer: Answer, router_body) 
         text=answer.text,
         finish_reason=answer.finish,
         usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
+        stop_sequence=answer.stop_sequence,
     )
 
 
@@ -172,6 +179,7 @@ def _messages_closing(*, request_id, model, created, req, answer: Answer) -> Ite
             finish_reason=answer.finish,
             output_tokens=answer.completion_tokens,
             input_tokens=answer.prompt_tokens,
+            stop_sequence=answer.stop_sequence,
         )
     )
     yield sse.named_event(*anthropic.message_stop_event())

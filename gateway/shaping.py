@@ -102,10 +102,12 @@ def _suffix(request_id: str) -> str:
 
 
 def chat_completion(
-    *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None
+    *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None,
+    text: str | None = None, finish_reason: str | None = None,
 ) -> dict:
-    """A `chat.completion`; `created` defaults to the router's, else now."""
-    message = {"role": "assistant", "content": extract_text(router_body), "refusal": None}
+    """A `chat.completion`; `created` defaults to the router's, else now. `text` and
+    `finish_reason`, when given, replace the router's (the Portal cut the text at a stop sequence)."""
+    message = {"role": "assistant", "content": extract_text(router_body) if text is None else text, "refusal": None}
     return {
         "id": "chatcmpl-" + _suffix(request_id),
         "object": "chat.completion",
@@ -115,7 +117,7 @@ def chat_completion(
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": extract_finish(router_body) or "stop",
+                "finish_reason": finish_reason or extract_finish(router_body) or "stop",
                 "logprobs": None,
             }
         ],
@@ -125,9 +127,10 @@ def chat_completion(
 
 
 def text_completion(
-    *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None
+    *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None,
+    text: str | None = None, finish_reason: str | None = None,
 ) -> dict:
-    """A `text_completion`; `created` defaults to the router's, else now."""
+    """A `text_completion`, like `chat_completion`."""
     return {
         "id": "cmpl-" + _suffix(request_id),
         "object": "text_completion",
@@ -136,8 +139,8 @@ def text_completion(
         "choices": [
             {
                 "index": 0,
-                "text": extract_text(router_body),
-                "finish_reason": extract_finish(router_body) or "stop",
+                "text": extract_text(router_body) if text is None else text,
+                "finish_reason": finish_reason or extract_finish(router_body) or "stop",
                 "logprobs": None,
             }
         ],

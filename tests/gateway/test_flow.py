@@ -187,6 +187,55 @@ def test_a_client_leaving_mid_stream_is_billed_for_what_was_served(simulator):
     assert chat(tenant.secret).status_code == 200
 
 
+# --- stop sequences the router ignores ------------------------------------------------------------
+
+
+def _stop_inside(text: str) -> tuple[str, str]:
+    """A stop sequence from the middle of `text`, spanning two simulator tokens, and the text before it."""
+    stop = text[21:27]  # tokens are 4 characters: this one starts in the 6th and ends in the 7th
+    return stop, text[: text.find(stop)]
+
+
+def test_the_answer_ends_before_a_stop_sequence_and_only_what_was_sent_is_billed(simulator):
+    seeding.catalog(router_urls=[simulator(completion_tokens=40)])
+    tenant = seeding.tenant()
+    full = chat(tenant.secret).json()["choices"][0]["message"]["content"]
+    stop, before = _stop_inside(full)
+
+    whole = chat(tenant.secret, stop=[stop, "never-there"])
+    streamed = chat(tenant.secret, stop=stop, stream=True, stream_options={"include_usage": True})
+
+    choice = whole.json()["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == (before, "stop")
+    events = stream_events(streamed)
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-2]) == before
+    assert events[-3]["choices"][0]["finish_reason"] == "stop"
+    for response, usage in ((whole, whole.json()["usage"]), (streamed, events[-2]["usage"])):
+        event = UsageEvent.objects.get(request_id=response["x-request-id"])
+        assert usage["completion_tokens"] == event.completion_tokens == estimate_tokens(before) < 40
+        assert event.estimated is True
+
+
+def test_text_completions_and_anthropic_messages_honour_stop_sequences(simulator):
+    seeding.catalog(router_urls=[simulator(completion_tokens=40)])
+    tenant = seeding.tenant()
+    body = {"model": seeding.MODEL, "prompt": "Count for me."}
+    stop, before = _stop_inside(post("/v1/completions", tenant.secret, body).json()["choices"][0]["text"])
+    completion = post("/v1/completions", tenant.secret, {**body, "stop": stop}).json()["choices"][0]
+    assert (completion["text"], completion["finish_reason"]) == (before, "stop")
+
+    body = {"model": seeding.MODEL, "max_tokens": 100, "messages": MESSAGES}
+    stop, before = _stop_inside(post("/v1/messages", tenant.secret, body).json()["content"][0]["text"])
+    message = post("/v1/messages", tenant.secret, {**body, "stop_sequences": ["never-there", stop]}).json()
+    assert message["content"][0]["text"] == before
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", stop)
+    events = stream_events(post("/v1/messages", tenant.secret, {**body, "stop_sequences": [stop], "stream": True}))
+    deltas = [e["delta"] for e in events if e["type"] in ("content_block_delta", "message_delta")]
+    assert "".join(d.get("text", "") for d in deltas[:-1]) == before
+    assert (deltas[-1]["stop_reason"], deltas[-1]["stop_sequence"]) == ("stop_sequence", stop)
+    assert events[-1]["type"] == "message_stop"
+
+
 # --- nothing the customer wrote or read is stored ------------------------------------------------
 
 
