@@ -95,6 +95,10 @@ class Connection:
         if started is None:
             started = time.perf_counter()
         try:
+            if self.writer is not None and self.reader.at_eof():
+                # The server closed this kept-alive connection while it sat idle (its
+                # keep-alive timeout): as HTTP clients do, check before reuse and reconnect.
+                self.close()
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(self.target.host, self.target.port)
             self.writer.write(self.request)

@@ -12,9 +12,15 @@ connections come from a pool (portal/settings.py, DB_POOL_MAX_SIZE).
 Environment (all optional): WEB_BIND (0.0.0.0:8000), WEB_WORKERS (2),
 WEB_WORKER_CLASS (portal.webworker.GeventWorker; gunicorn's gevent or gthread also
 work), WEB_WORKER_CONNECTIONS (2000 per worker, gevent), WEB_THREADS (4, gthread only),
-WEB_ACCESS_LOG ("-" = stdout; empty = none), WEB_TIMEOUT (330 s), WEB_KEEPALIVE (5 s:
+WEB_ACCESS_LOG ("-" = stdout; empty = none), WEB_TIMEOUT (330 s), WEB_KEEPALIVE (75 s:
 how long a connection may wait idle for its next request), WEB_HEADER_TIMEOUT (10 s to
 send a request head).
+
+The keep-alive outlasts the idle expiry of clients and load balancers (httpx, under the
+openai SDK: 5 s; AWS ALB: 60 s), so they drop an idle connection before the server does.
+A server that closed first would race a client reusing the connection at that moment:
+the request meets a closed socket (seen in bench/ with a 5 s keep-alive, about 1 in
+1,000 requests at 200 req/s).
 
 This file must not import Django or anything that opens a socket: the gevent worker
 monkey-patches the standard library when it starts, after this file was read.
@@ -32,7 +38,7 @@ backlog = 4096
 # Streams may stay silent for the router read timeout (120 s) plus failover.
 timeout = int(os.environ.get("WEB_TIMEOUT", "330"))
 graceful_timeout = 30
-keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))
+keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
 # Gunicorn's control socket (a per-user file) is not used; several servers on one host
 # would share it.

@@ -26,7 +26,7 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 
 class _Handler(PyWSGIHandler):
-    idle_timeout = 5.0
+    idle_timeout = 75.0
     header_timeout = 10.0
 
     def read_requestline(self):
@@ -50,6 +50,6 @@ class GeventWorker(GeventPyWSGIWorker):
     wsgi_handler = _Handler
 
     def init_process(self):
-        _Handler.idle_timeout = float(self.cfg.keepalive) if self.cfg.keepalive else 5.0
+        _Handler.idle_timeout = float(self.cfg.keepalive) if self.cfg.keepalive else 75.0
         _Handler.header_timeout = float(os.environ.get("WEB_HEADER_TIMEOUT", "10"))
         super().init_process()
