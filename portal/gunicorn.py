@@ -66,3 +66,9 @@ def on_starting(server):
     os.makedirs(_metrics_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
         os.remove(stale)
+
+
+def post_worker_init(worker):
+    from portal.webworker import settle_heap
+
+    settle_heap()

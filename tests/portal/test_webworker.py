@@ -42,3 +42,12 @@ def test_settings_loaded_after_patching_pool_database_connections():
 def test_the_celery_app_is_current_once_django_has_started():
     out = _run("import django; django.setup(); from celery import current_app; print(current_app.main)")
     assert out == "portal"
+
+
+def test_a_worker_freezes_the_loaded_application_out_of_full_collections():
+    out = _run(
+        "import django, gc, sys; django.setup(); from portal.webworker import settle_heap; "
+        "before = gc.get_freeze_count(); settle_heap(); "
+        "print(before, gc.get_freeze_count() > 100_000, 'gateway.views' in sys.modules, 'gateway.flow' in sys.modules)"
+    )
+    assert out == "0 True True True"
