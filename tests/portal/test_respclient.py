@@ -171,3 +171,32 @@ def test_a_reply_lost_midway_frees_the_slot():
         assert client._slots.acquire(timeout=0)  # the one slot is free again
     finally:
         server.close()
+
+
+def test_under_gevent_greenlets_wait_for_a_connection_on_gevent_s_semaphore(redis_url):
+    """The gevent server's case: 50 greenlets through a pool of 2 connections, each
+    waiting greenlet letting the others run (the semaphore is gevent's own)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import sys, gevent, gevent.lock, redis\n"
+        "from portal.respclient import Script, ScriptClient\n"
+        "kw = redis.Redis.from_url(sys.argv[1]).connection_pool.connection_kwargs\n"
+        "client = ScriptClient(host=kw['host'], port=kw['port'], db=kw.get('db') or 0, max_connections=2)\n"
+        "assert isinstance(client._slots, gevent.lock.BoundedSemaphore), type(client._slots)\n"
+        "slow = Script(client, 'redis.call(\"INCR\", ARGV[1]); return redis.call(\"GET\", ARGV[1])')\n"
+        "key = 'respclient-gevent-test'\n"
+        "client.execute('DEL', key)\n"
+        "gevent.joinall([gevent.spawn(slow, args=[key]) for _ in range(50)], raise_error=True)\n"
+        "print(int(client.execute('GET', key)), len(client._idle))\n"
+        "client.execute('DEL', key)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, redis_url], cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["50", "2"]
