@@ -2,9 +2,8 @@
 gunicorn, with idle and slow-header timeouts.
 
 gunicorn's own `gevent` worker parses HTTP in gunicorn's Python parser; its
-`gevent_pywsgi` worker hands connections to gevent's pywsgi server, which costs less per
-request (bench/README.md: about 0.35 ms less per request for one client, and more
-requests/s at saturation on two cores). What pywsgi lacks is a limit on how long a
+`gevent_pywsgi` worker hands connections to gevent's pywsgi server, which gave a little
+more throughput at saturation on two cores (README.md, Performance). What pywsgi lacks is a limit on how long a
 connection may sit idle between requests, or take to send its request head: without
 one, idle keep-alive connections (or a slow-header client) hold greenlets of the
 worker's `worker_connections` forever. This worker adds both:
