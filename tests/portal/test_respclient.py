@@ -199,4 +199,5 @@ def test_under_gevent_greenlets_wait_for_a_connection_on_gevent_s_semaphore(redi
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["50", "2"]
+    count, idle = done.stdout.split()
+    assert count == "50" and 1 <= int(idle) <= 2  # never more connections than the bound
