@@ -7,6 +7,7 @@ windows, quota counters, in-flight counts, breaker state, pause flags).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import redis
@@ -15,7 +16,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _client: redis.Redis | None = None
-_script_client: object | None = None  # respclient.ScriptClient, or False when redis-py serves scripts
+_script_client: object | None = None  # respclient.ScriptClient or respmux.MuxClient; False: redis-py serves scripts
 _scripts: dict[str, object] = {}
 
 
@@ -57,7 +58,8 @@ def script(source: str):
     """A callable running `source` in Redis: `script(src)(args=[...])`.
 
     Over a plain TCP Redis the lean client in portal/respclient.py runs it (the request
-    path's two calls per request cost less than half as much CPU); otherwise redis-py does.
+    path's two calls per request cost less than half as much CPU), or under gevent its
+    one-connection variant in portal/respmux.py; otherwise redis-py does.
     """
     global _script_client
     handle = _scripts.get(source)
@@ -109,7 +111,7 @@ def _make_script_client(client):
     except ImportError:  # hiredis missing
         return None
     kw = pool.connection_kwargs
-    return ScriptClient(
+    common = dict(
         host=kw.get("host", "localhost"),
         port=int(kw.get("port", 6379)),
         db=int(kw.get("db", 0) or 0),
@@ -117,8 +119,17 @@ def _make_script_client(client):
         password=kw.get("password"),
         socket_timeout=kw.get("socket_timeout") or 2.0,
         connect_timeout=kw.get("socket_connect_timeout") or 2.0,
-        max_connections=pool.max_connections,
     )
+    if _gevent_patched():  # the gevent web worker: one connection shared by its greenlets
+        from portal.respmux import MuxClient
+
+        return MuxClient(**common)
+    return ScriptClient(**common, max_connections=pool.max_connections)
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("socket"))
 
 
 def key(*parts: object) -> str:
