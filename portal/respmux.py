@@ -7,7 +7,7 @@ connection (in order, under a lock) and one reader greenlet reads the replies, h
 each to its caller in the order the commands went out (Redis answers a connection in
 order). Calls that meet in Redis's socket buffer are read, run and answered together,
 and one read in the worker brings back several replies: about 3 % more requests/s at
-saturation with every check on (bench/README.md).
+saturation with every check on (README.md, Performance).
 
 The interface is respclient.ScriptClient's (`begin(...).wait()`, `execute`), with the
 same errors (redis-py's classes). A reply not back within `socket_timeout`, a closed
