@@ -85,7 +85,7 @@ class MuxClient:
         except OSError as exc:
             raise ConnectionError(f"Error connecting to Redis at {address}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.socket_timeout)
+        sock.settimeout(self.socket_timeout)  # for the set-up below
         link = _Link(sock)
         try:
             prelude = []
@@ -104,6 +104,9 @@ class MuxClient:
             if isinstance(exc, OSError):
                 raise ConnectionError(f"Error setting up the Redis connection to {address}: {exc}") from exc
             raise
+        # From here on each caller times out on its own reply (MuxPending.wait), which
+        # breaks the link for all; the reader just waits, however long the link is idle.
+        sock.settimeout(None)
         gevent.spawn(self._read_replies, link)
         return link
 
@@ -112,12 +115,7 @@ class MuxClient:
         sock, reader, owed = link.sock, link.reader, link.owed
         try:
             while link.broken is None:
-                try:
-                    n = sock.recv_into(buf)
-                except socket.timeout:
-                    if owed:  # a call waited socket_timeout with nothing back
-                        raise TimeoutError("Timeout reading from Redis.") from None
-                    continue  # idle
+                n = sock.recv_into(buf)
                 if not n:
                     raise ConnectionError("Redis closed the connection.")
                 reader.feed(buf, 0, n)

@@ -167,3 +167,17 @@ def test_after_the_server_drops_the_connection_the_next_call_reconnects(redis_ur
         redis_url,
     )
     assert out == [True, "PONG"]
+
+
+def test_a_link_idle_longer_than_the_timeout_stays_open(redis_url):
+    """Timeouts belong to calls waiting for a reply, not to an idle connection."""
+    out = run(
+        """
+        c = client(socket_timeout=0.3)
+        first = int(c.execute("CLIENT", "ID"))
+        gevent.sleep(0.8)
+        print(json.dumps(int(c.execute("CLIENT", "ID")) == first))
+        """,
+        redis_url,
+    )
+    assert out is True
