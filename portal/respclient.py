@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import dataclass
 
 import hiredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
@@ -52,6 +53,56 @@ class _Connection:
             pass
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to connect: shared by this client and portal/respmux.py's."""
+
+    host: str
+    port: int
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    socket_timeout: float = 2.0
+    connect_timeout: float = 2.0
+
+    def connect(self) -> socket.socket:
+        """A connected socket, authenticated and on `db`, with `socket_timeout` set. Errors
+        are redis-py's ConnectionError or TimeoutError."""
+        address = f"{self.host}:{self.port}"
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except socket.timeout as exc:
+            raise TimeoutError(f"Timeout connecting to Redis at {address}.") from exc
+        except OSError as exc:
+            raise ConnectionError(f"Error connecting to Redis at {address}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.socket_timeout)
+        prelude = []
+        if self.password:
+            prelude.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+        if self.db:
+            prelude.append(("SELECT", self.db))
+        try:
+            reader, buf = hiredis.Reader(replyError=ResponseError), bytearray(4096)
+            for command in prelude:
+                sock.sendall(hiredis.pack_command(command))
+                while (reply := reader.gets()) is False:
+                    n = sock.recv_into(buf)
+                    if not n:
+                        raise ConnectionError("Redis closed the connection.")
+                    reader.feed(buf, 0, n)
+                if isinstance(reply, ResponseError):
+                    raise ConnectionError(f"Redis refused {command[0]}: {reply}")
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, socket.timeout):
+                raise TimeoutError(f"Timeout setting up the Redis connection to {address}.") from exc
+            if isinstance(exc, OSError):
+                raise ConnectionError(f"Error setting up the Redis connection to {address}: {exc}") from exc
+            raise
+        return sock
+
+
 def _slots(count: int):
     """A bounded semaphore: gevent's own when gevent patched threading. The patched
     `threading.BoundedSemaphore` is a Condition over a patched lock, whose every release
@@ -84,12 +135,7 @@ class ScriptClient:
         max_connections: int = 128,
         wait_timeout: float = 2.0,
     ):
-        self.address = (host, port)
-        self.db = db
-        self.username = username
-        self.password = password
-        self.socket_timeout = socket_timeout
-        self.connect_timeout = connect_timeout
+        self.endpoint = Endpoint(host, port, db, username, password, socket_timeout, connect_timeout)
         self.max_connections = max_connections
         self.wait_timeout = wait_timeout
         self._reset()
@@ -100,32 +146,7 @@ class ScriptClient:
         self._slots = _slots(self.max_connections)
 
     def _connect(self) -> _Connection:
-        try:
-            sock = socket.create_connection(self.address, timeout=self.connect_timeout)
-        except socket.timeout as exc:
-            raise TimeoutError(f"Timeout connecting to Redis at {self.address[0]}:{self.address[1]}.") from exc
-        except OSError as exc:
-            raise ConnectionError(f"Error connecting to Redis at {self.address[0]}:{self.address[1]}: {exc}") from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.socket_timeout)
-        conn = _Connection(sock)
-        try:
-            if self.password:
-                auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
-                self._expect_ok(conn, auth)
-            if self.db:
-                self._expect_ok(conn, ("SELECT", self.db))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @staticmethod
-    def _expect_ok(conn: _Connection, command: tuple) -> None:
-        conn.send(hiredis.pack_command(command))
-        reply = conn.receive()
-        if isinstance(reply, ResponseError):
-            raise ConnectionError(f"Redis refused {command[0]}: {reply}")
+        return _Connection(self.endpoint.connect())
 
     def execute(self, *command):
         """Send one command and return its reply; a Redis error reply is raised."""

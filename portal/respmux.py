@@ -29,6 +29,8 @@ from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
+from portal.respclient import Endpoint
+
 
 class _Link:
     """One connection: its socket, its reply parser and the callers owed a reply, in order."""
@@ -40,16 +42,6 @@ class _Link:
         self.reader = hiredis.Reader(replyError=ResponseError)
         self.owed: deque[AsyncResult] = deque()
         self.broken: BaseException | None = None
-
-    def read_one(self):
-        """A reply read inline (before the reader greenlet runs: AUTH and SELECT)."""
-        buf = bytearray(4096)
-        while (reply := self.reader.gets()) is False:
-            n = self.sock.recv_into(buf)
-            if not n:
-                raise ConnectionError("Redis closed the connection.")
-            self.reader.feed(buf, 0, n)
-        return reply
 
 
 class MuxClient:
@@ -64,12 +56,7 @@ class MuxClient:
         socket_timeout: float = 2.0,
         connect_timeout: float = 2.0,
     ):
-        self.address = (host, port)
-        self.db = db
-        self.username = username
-        self.password = password
-        self.socket_timeout = socket_timeout
-        self.connect_timeout = connect_timeout
+        self.endpoint = Endpoint(host, port, db, username, password, socket_timeout, connect_timeout)
         self._pid = os.getpid()
         self._link: _Link | None = None
         self._sending = Semaphore(1)
@@ -77,36 +64,11 @@ class MuxClient:
     # --- connection ------------------------------------------------------------------
 
     def _connect(self) -> _Link:
-        address = f"{self.address[0]}:{self.address[1]}"
-        try:
-            sock = socket.create_connection(self.address, timeout=self.connect_timeout)
-        except socket.timeout as exc:
-            raise TimeoutError(f"Timeout connecting to Redis at {address}.") from exc
-        except OSError as exc:
-            raise ConnectionError(f"Error connecting to Redis at {address}: {exc}") from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.socket_timeout)  # for the set-up below
-        link = _Link(sock)
-        try:
-            prelude = []
-            if self.password:
-                prelude.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
-            if self.db:
-                prelude.append(("SELECT", self.db))
-            for command in prelude:
-                sock.sendall(hiredis.pack_command(command))
-                if isinstance(link.read_one(), ResponseError):
-                    raise ConnectionError(f"Redis refused {command[0]}.")
-        except BaseException as exc:
-            sock.close()
-            if isinstance(exc, socket.timeout):
-                raise TimeoutError(f"Timeout setting up the Redis connection to {address}.") from exc
-            if isinstance(exc, OSError):
-                raise ConnectionError(f"Error setting up the Redis connection to {address}: {exc}") from exc
-            raise
+        sock = self.endpoint.connect()
         # From here on each caller times out on its own reply (MuxPending.wait), which
         # breaks the link for all; the reader just waits, however long the link is idle.
         sock.settimeout(None)
+        link = _Link(sock)
         gevent.spawn(self._read_replies, link)
         return link
 
@@ -178,7 +140,7 @@ class MuxPending:
     def wait(self):
         """The reply; a Redis error reply is raised (NoScriptError for NOSCRIPT)."""
         try:
-            reply = self.result.get(timeout=self.client.socket_timeout)
+            reply = self.result.get(timeout=self.client.endpoint.socket_timeout)
         except gevent.Timeout:
             self.client._break(self.link, TimeoutError("Timeout reading from Redis."))
             raise self.link.broken from None
