@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from gateway import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("v1/messages", views.MessagesView.as_view(), name="v1-messages"),
     path("v1/models", views.ModelsView.as_view(), name="v1-models"),
     path("health", views.HealthView.as_view(), name="health"),
+    re_path(r"^v1/", views.unknown_url, name="v1-unknown"),  # last: every other /v1/ path
 ]

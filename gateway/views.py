@@ -3,6 +3,7 @@
 import json
 
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
@@ -11,7 +12,7 @@ from apikeys.authcontext import build_for_identity
 from apikeys.providers import get_provider
 from gateway import answers, flow, shapes
 from pools.catalog import get_catalog
-from portal.errors import PortalError
+from portal.errors import PortalError, unknown_url_message
 
 
 class _NoNegotiation(BaseContentNegotiation):
@@ -35,6 +36,11 @@ class _GatewayView(APIView):
     def post(self, request):
         return flow.serve(request._request, self.shape)
 
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        """405 in the endpoint's own error shape (Anthropic's under /v1/messages)."""
+        err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
+        return answers.error_response(err, style=self.shape.style)
+
 
 class ChatCompletionsView(_GatewayView):
     shape = shapes.CHAT
@@ -46,6 +52,14 @@ class CompletionsView(_GatewayView):
 
 class MessagesView(_GatewayView):
     shape = shapes.MESSAGES
+
+
+@csrf_exempt
+def unknown_url(request, *args, **kwargs):
+    """Every other /v1/ path: a JSON 404 the SDKs can read, DEBUG or not; Anthropic's
+    shape under /v1/messages/ (the Anthropic SDK's batches and count_tokens)."""
+    style = shapes.MESSAGES.style if request.path.startswith("/v1/messages/") else "openai"
+    return answers.error_response(PortalError("not_found", unknown_url_message(request)), style=style)
 
 
 class ModelsView(APIView):

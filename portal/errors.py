@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -192,8 +193,19 @@ def handler403(request, exception=None):
     return json_error_response("permission_denied")
 
 
+def unknown_url_message(request) -> str:
+    return f"Unknown request URL: {request.method} {request.path}. Please check the URL."
+
+
 def handler404(request, exception=None):
-    return json_error_response("not_found", f"No route for {request.method} {request.path}.")
+    return json_error_response("not_found", unknown_url_message(request))
+
+
+@csrf_exempt
+def unknown_url(request, *args, **kwargs):
+    """The catch-all route under the API prefixes: a JSON 404 even with DEBUG on, where
+    Django would otherwise answer with its HTML technical 404 page."""
+    return handler404(request)
 
 
 def handler500(request):

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apikeys.urls import portal_urlpatterns as portal_key_urls
@@ -7,7 +7,7 @@ from gateway.catalog_api import CatalogView
 from metering.urls import portal_urlpatterns as portal_usage_urls
 from ops import metrics as ops_metrics
 from ops import views as ops_views
-from portal import probes
+from portal import errors, probes
 
 admin.site.site_header = "Cortensor Portal"
 admin.site.site_title = "Cortensor Portal admin"
@@ -32,6 +32,9 @@ urlpatterns = [
     path("portal/", include(portal_usage_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Last: anything else under the API prefixes is a JSON 404, DEBUG or not (/v1/ has its
+    # own in gateway.urls, for the Anthropic shape under /v1/messages).
+    re_path(r"^(?:api|portal)/", errors.unknown_url, name="unknown-url"),
 ]
 
 handler400 = "portal.errors.handler400"

@@ -73,3 +73,78 @@ def test_a_body_within_the_size_limit_is_accepted(api, alice, alice_org, setting
     )
 
     assert response.status_code == 201
+
+
+# --- unknown URLs and methods under the API prefixes, DEBUG on or off ------------------------
+# With DEBUG on, Django answers an unresolved URL with its HTML technical 404 page; the SDKs
+# would put that HTML into their exceptions. Every API prefix answers JSON instead.
+
+DEBUG_MODES = pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+
+
+@DEBUG_MODES
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/foo", "/v1/chat/completions/", "/v1/files/file-1", "/v1/models/x/y", "/api/v1/nope", "/portal/nope",
+     "/api/v2/me"],
+)
+def test_an_unknown_api_url_is_a_json_404_naming_method_and_path(api, db, settings, debug, method, path):
+    settings.DEBUG = debug
+
+    response = getattr(api, method)(path)
+
+    error = assert_error(response, status=404, code="not_found", type_="invalid_request_error", param=None)
+    assert error["message"] == f"Unknown request URL: {method.upper()} {path}. Please check the URL."
+
+
+@DEBUG_MODES
+def test_an_unknown_url_under_v1_messages_answers_in_the_anthropic_shape(api, db, settings, debug):
+    settings.DEBUG = debug
+
+    response = api.post("/v1/messages/count_tokens", {"model": "m", "messages": []}, format="json")
+
+    assert response.status_code == 404
+    assert response["content-type"].startswith("application/json")
+    assert response["x-request-id"].startswith("req_")
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "not_found_error"
+    assert "/v1/messages/count_tokens" in body["error"]["message"]
+
+
+@DEBUG_MODES
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("get", "/v1/chat/completions", "POST"),
+        ("put", "/v1/chat/completions", "POST"),
+        ("get", "/v1/completions", "POST"),
+        ("post", "/v1/models", "GET"),
+        ("delete", "/health", "GET"),
+        ("put", "/api/v1/me", "GET"),
+    ],
+)
+def test_a_wrong_method_is_a_json_405_with_debug_on_or_off(api, alice, settings, debug, method, path, allowed):
+    settings.DEBUG = debug
+
+    response = getattr(api.as_user(alice), method)(path)
+
+    error = assert_error(response, status=405, code="method_not_allowed", type_="invalid_request_error")
+    assert method.upper() in error["message"]
+    assert allowed in response["allow"] and method.upper() not in response["allow"]
+
+
+@DEBUG_MODES
+def test_a_wrong_method_on_v1_messages_answers_in_the_anthropic_shape(api, db, settings, debug):
+    settings.DEBUG = debug
+
+    response = api.get("/v1/messages")
+
+    assert response.status_code == 405
+    assert response["x-request-id"].startswith("req_")
+    assert "POST" in response["allow"]
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "GET" in body["error"]["message"]
