@@ -11,8 +11,10 @@ with the request's `x-request-id` header set by the middleware.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -67,6 +69,25 @@ CATALOG: dict[str, ErrorKind] = {
 }
 
 
+# 503s that clear by themselves, and the `retry-after` (seconds) their answers carry. A staff
+# pause or a pool drain lasts minutes: a client polling every 30 s is gentle. Unkey outages
+# are usually short. The OpenAI and Anthropic SDKs wait this long between their automatic
+# retries (they honour up to 60 s).
+RETRY_AFTER_SECONDS: dict[str, int] = {
+    "access_paused": 30,
+    "key_service_unavailable": 5,
+}
+
+
+def retry_after_seconds(code: str) -> int | None:
+    """The `retry-after` of an error code's answer, or None for errors a wait does not fix."""
+    if code == "no_healthy_router":
+        # Routers down: an open breaker lets a trial request through after its cooldown
+        # (30 s by default). A drained or disabled pool answers the same way.
+        return max(1, math.ceil(settings.BREAKER_COOLDOWN_MS / 1000))
+    return RETRY_AFTER_SECONDS.get(code)
+
+
 class PortalError(Exception):
     """A domain error with a stable code from CATALOG."""
 
@@ -85,7 +106,8 @@ class PortalError(Exception):
         self.param = param
         self.status = status or kind.status
         self.type = kind.type
-        self.headers = headers or {}
+        retry_after = retry_after_seconds(code) if self.status == 503 else None
+        self.headers = {**({"retry-after": str(retry_after)} if retry_after else {}), **(headers or {})}
         super().__init__(self.message)
 
     def body(self) -> dict:

@@ -149,6 +149,7 @@ def test_create_while_unkey_is_down_is_a_503_and_creates_nothing(unkey_fake, ali
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "key_service_unavailable"
+    assert response["retry-after"] == "5"
     assert not ApiKey.objects.exists()
 
 
@@ -332,10 +333,13 @@ def test_fail_closed_answers_503_and_asks_unkey_once(unkey_fake, tenant, router,
     response = chat(tenant.secret)
 
     assert refused(response) == (503, "key_service_unavailable", "service_unavailable")
+    assert response["retry-after"] == "5"
     assert RequestLog.objects.get(request_id=response["x-request-id"]).error_code == "key_service_unavailable"
     assert _completions(router) == served
     assert len(unkey_fake.calls) - before == (0 if outage in ("timeout", "down") else 1)  # no retries
-    assert refused(models(tenant.secret))[:2] == (503, "key_service_unavailable")
+    listing = models(tenant.secret)
+    assert refused(listing)[:2] == (503, "key_service_unavailable")
+    assert listing["retry-after"] == "5"
 
 
 @pytest.mark.parametrize("outage", OUTAGES)
