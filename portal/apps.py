@@ -10,3 +10,4 @@ class PortalConfig(AppConfig):
         # everywhere uses it (the usual `from .celery import app` in __init__.py,
         # done here instead: see portal/__init__.py).
         import portal.celery  # noqa: F401
+        import portal.checks  # noqa: F401

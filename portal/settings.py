@@ -15,6 +15,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+try:  # runtime files (SQLite, collected static files, beat's schedule) go here by default
+    VAR_DIR.mkdir(exist_ok=True)
+except OSError:  # a read-only tree: every path below can be set elsewhere
+    pass
 
 env = environ.Env()
 _env_file = env.str("PORTAL_ENV_FILE", default=str(BASE_DIR / ".env"))
@@ -54,8 +58,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_extensions",
     "portal",
     "accounts",
@@ -68,7 +74,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",
+    # Answers CORS preflights itself (no view, no database) and decorates the answers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves collected static files (admin, ops dashboard, API docs) from STATIC_ROOT.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,7 +133,6 @@ if DATABASE_URL:
 # cannot keep prepared statements (older PgBouncer, Supabase's port 6543).
 DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 if not DATABASE_URL:
-    VAR_DIR.mkdir(exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -152,6 +161,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Where `celery -A portal beat` keeps its schedule state (outside the source tree).
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILE", default=str(VAR_DIR / "celerybeat-schedule")
+)
 
 # --- Metering --------------------------------------------------------------------
 # Usage events counted per rollup transaction, and transactions per task run.
@@ -173,8 +186,11 @@ def _every(seconds: int, task: str) -> dict:
     return {"task": task, "schedule": float(seconds), "options": {"expires": seconds * 0.9}}
 
 
+# How often pending usage events are rolled up into hour and day buckets.
+METERING_ROLLUP_SECONDS = env.int("METERING_ROLLUP_SECONDS", default=60)
+
 CELERY_BEAT_SCHEDULE = {
-    "metering.rollup_usage": _every(60, "metering.rollup_usage"),
+    "metering.rollup_usage": _every(METERING_ROLLUP_SECONDS, "metering.rollup_usage"),
     "metering.touch_keys_last_used": _every(60, "metering.touch_keys_last_used"),
     "metering.post_ledger": _every(300, "metering.post_ledger"),
     "metering.close_billing_periods": _every(300, "metering.close_billing_periods"),
@@ -307,6 +323,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Swagger UI and ReDoc from drf-spectacular-sidecar (pinned with the package), served
+    # as static files: the docs work without internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "ApiKeyStatusEnum": "apikeys.models.ApiKey.Status",
@@ -320,13 +341,83 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-STATIC_URL = "static/"
-STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_576)
 
+# --- Static files ------------------------------------------------------------------
+# `manage.py collectstatic` gathers them into STATIC_ROOT (the Dockerfile and bin/serve
+# run it); WhiteNoise serves them from the web process with far-future cache headers,
+# under content-hashed names, gzip and brotli compressed. Under DEBUG the hashed names
+# are not needed (runserver serves the sources). The test suite renders pages without a
+# collectstatic run, so it keeps plain names.
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
+try:  # WhiteNoise warns at every start about a missing folder (bin/dev never collects)
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- CORS --------------------------------------------------------------------------
+# Browsers may call the dashboard API (the web app on its own origin) and /v1 (SDKs
+# running in a browser) from these origins; "*" allows any origin (keys and tokens are
+# bearer headers, never cookies, so no credentials are allowed in either case).
+_cors_origins = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = "*" in _cors_origins
+CORS_ALLOWED_ORIGINS = [origin for origin in _cors_origins if origin != "*"]
+CORS_URLS_REGEX = r"^/(api/v1|v1|portal)/"
+CORS_ALLOW_CREDENTIALS = False
+CORS_PREFLIGHT_MAX_AGE = env.int("CORS_PREFLIGHT_MAX_AGE", default=86400)
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "user-agent",
+    "x-api-key",
+    "x-request-id",
+    "openai-organization",
+    "openai-project",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    # The official SDKs add x-stainless-* headers whose set changes between releases;
+    # "*" covers them (it never covers `authorization`, hence the explicit list).
+    "*",
+)
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "retry-after",
+    "x-should-retry",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+# --- HTTPS -------------------------------------------------------------------------
+# Behind a proxy that terminates TLS: BEHIND_TLS_PROXY=true trusts its
+# X-Forwarded-Proto, SECURE_SSL_REDIRECT=true sends plain-HTTP visitors to https (the
+# probes stay reachable over plain HTTP for load balancers), SECURE_HSTS_SECONDS tells
+# browsers to use https only.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+# System check ids to silence, e.g. security.W021 when the domain is not to be preloaded.
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 # JSON lines with the request id (portal/logs.py) unless DEBUG; LOG_FORMAT=plain|json overrides.
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
