@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from apikeys.authcontext import build_for_identity
 from apikeys.providers import get_provider
-from gateway import answers, flow, shapes
+from gateway import answers, flow, shapes, status
 from pools.catalog import get_catalog
 from portal.errors import PortalError, unknown_url_message
 
@@ -63,7 +63,8 @@ def unknown_url(request, *args, **kwargs):
 
 
 class ModelsView(APIView):
-    """`GET /v1/models`: the models this key may use, read fresh from Postgres."""
+    """`GET /v1/models`: the models this key may use (its context read fresh from Postgres)
+    that an active pool serves now."""
 
     authentication_classes = ()
     permission_classes = ()
@@ -85,6 +86,8 @@ class ModelsView(APIView):
                 continue
             if ctx["am"] is not None and entry.name not in ctx["am"]:
                 continue
+            if not entry.serving_routes():
+                continue  # only drained or disabled pools (or no enabled router) serve it
             data.append({"id": name, "object": "model", "created": 0, "owned_by": "cortensor"})
         return answers.json_response({"object": "list", "data": data})
 
@@ -106,7 +109,9 @@ def _key_context(secret: str) -> dict:
 
 
 class HealthView(APIView):
-    """`GET /health`: liveness and the public model names each pool serves. No secrets."""
+    """`GET /health`: always 200 (it informs, it does not gate): `status` "ok" or "paused" (with
+    the pause's customer message), each pool's status and public names, the names no active
+    pool serves. No secrets."""
 
     authentication_classes = ()
     permission_classes = ()
@@ -114,12 +119,4 @@ class HealthView(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        catalog = get_catalog()
-        pools: dict[str, dict] = {}
-        for name in catalog.public_names():
-            entry = catalog.resolve(name)
-            for route in entry.routes:
-                pool = pools.setdefault(route.pool_name, {"status": route.pool_status, "models": []})
-                if name not in pool["models"]:
-                    pool["models"].append(name)
-        return answers.json_response({"status": "ok", "pools": pools})
+        return answers.json_response(status.service_status())

@@ -283,10 +283,12 @@ def test_health_lists_pools_and_public_names_without_router_internals(simulator)
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
+        "message": None,
         "pools": {
             "e2e-pool": {"status": "active", "models": [seeding.ALIAS, seeding.MODEL]},
             "other-pool": {"status": "draining", "models": ["other", "other-model"]},
         },
+        "unavailable_models": ["other", "other-model"],
     }
     body = response.content.decode()
     host_port = router.split("//", 1)[1]
