@@ -115,6 +115,7 @@ class OrganizationMemberAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["user__email", "org__name", "org__slug"]
     autocomplete_fields = ["user", "org"]
+    readonly_fields = ["created_at"]  # set on save
 
 
 class ModelAccessPolicyInline(admin.TabularInline):

@@ -3,6 +3,7 @@
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 
 class User(models.Model):
@@ -26,6 +27,9 @@ class User(models.Model):
 
     class Meta:
         db_table = "users"
+        # "Users" in the admin are the staff (`auth.User`); these are the customers.
+        verbose_name = "customer user"
+        verbose_name_plural = "customer users"
         constraints = [
             models.UniqueConstraint(fields=["auth_provider", "subject"], name="users_provider_subject_uniq")
         ]
@@ -75,7 +79,8 @@ class OrganizationMember(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField()
+    # Services pass `now`; staff adding a membership in the admin get the time of the save.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         db_table = "organization_members"
@@ -124,6 +129,7 @@ class ModelAccessPolicy(models.Model):
 
     class Meta:
         db_table = "model_access_policies"
+        verbose_name_plural = "model access policies"
         constraints = [
             models.UniqueConstraint(fields=["plan", "model_name"], name="model_access_plan_model_uniq")
         ]

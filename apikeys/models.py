@@ -43,6 +43,8 @@ class ApiKey(models.Model):
 
     class Meta:
         db_table = "api_keys"
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
         indexes = [models.Index(fields=["org", "status"], name="api_keys_org_status_idx")]
         constraints = [
             models.UniqueConstraint(

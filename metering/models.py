@@ -203,6 +203,7 @@ class LedgerEntry(models.Model):
 
     class Meta:
         db_table = "billing_ledger"
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind="usage", amount__gte=0) | Q(kind="credit", amount__lt=0) | Q(kind="adjustment"),

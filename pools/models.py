@@ -40,6 +40,7 @@ class ModelAlias(models.Model):
 
     class Meta:
         db_table = "model_aliases"
+        verbose_name_plural = "model aliases"
         ordering = ["alias"]
 
     def __str__(self) -> str:

@@ -152,7 +152,7 @@ def test_key_controls(staff_client, staff_user, key, action, status, audit_actio
     assert event.before["status"] == "active" and event.after["status"] == status
     assert event.created_at is not None and event.target_id == str(key.key.pk)
     follow = staff_client.get(response["Location"])
-    assert f"1 api key {status}." in follow.content.decode()
+    assert f"1 API key {status}." in follow.content.decode()
 
 
 def test_key_enable_after_disable(staff_client, key):
