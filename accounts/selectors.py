@@ -14,6 +14,11 @@ def user_memberships(*, user: User) -> QuerySet[OrganizationMember]:
     return OrganizationMember.objects.filter(user=user).select_related("org").order_by("created_at", "id")
 
 
+def users_with_email(*, provider: str, email: str) -> list[User]:
+    """The users of `provider` whose last-seen email is `email` (any case)."""
+    return list(User.objects.filter(auth_provider=provider, email__iexact=email).order_by("created_at"))
+
+
 def get_membership_or_404(*, user: User, org_id: object) -> OrganizationMember:
     """The caller's membership in `org_id`; another org (or a malformed id) is 404, never 403."""
     try:

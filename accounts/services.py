@@ -168,6 +168,34 @@ def audit_record(
 
 
 @transaction.atomic
+def org_member_add(
+    *, org: Organization, user: User, role: str, actor: object, now: datetime, reason: str = ""
+) -> OrganizationMember:
+    """Make `user` a member of `org` with `role` (an existing member gets the role); idempotent."""
+    membership, created = OrganizationMember.objects.select_for_update().get_or_create(
+        org=org, user=user, defaults={"role": role, "created_at": now}
+    )
+    if not created and membership.role == role:
+        return membership
+    before = None if created else {"role": membership.role}
+    if not created:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    audit_record(
+        actor=actor,
+        action="org.member_add" if created else "org.member_role",
+        target_type="organization",
+        target_id=org.pk,
+        org=org,
+        reason=reason,
+        before=before,
+        after={"user": str(user), "role": role},
+        now=now,
+    )
+    return membership
+
+
+@transaction.atomic
 def org_change_plan(*, org: Organization, plan: Plan, actor: object, now: datetime, reason: str = "") -> PlanSubscription:
     """Move `org` to `plan`; the gateway applies the new limits on the next request."""
     from accounts.invalidation import org_changed_on_commit
