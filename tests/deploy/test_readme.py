@@ -150,3 +150,15 @@ def test_no_snippet_uses_a_name_it_does_not_import():
             if re.search(rf"\b{module}\.", block.text):
                 assert re.search(rf"^import {module}\b", block.text, re.MULTILINE), f"{block.where()}: import {module}"
 
+
+
+def test_env_example_lists_every_setting_the_processes_read():
+    read = set()
+    for source in ("portal/settings.py", "portal/gunicorn.py"):
+        text = (ROOT / source).read_text()
+        read |= set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', text))
+        read |= set(re.findall(r'_secret\(\s*"([A-Z][A-Z0-9_]+)"', text))
+        read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', text))
+    listed = set(re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert len(read) > 60
+    assert not read - listed, f".env.example does not list {sorted(read - listed)}"

@@ -39,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json",
             action="store_true",
-            help="End with one JSON line: org_id, api_key, models, revoked_key_ids, owner.",
+            help="End with one JSON line: org_id, api_key, models, revoked_key_ids, revoked_keys, owner.",
         )
 
     def handle(self, *args, router_urls, router_key, owner_identity, owner_email, json: bool, **options):
@@ -69,6 +69,7 @@ class Command(BaseCommand):
                         "api_key": demo.api_key,
                         "models": demo.models,
                         "revoked_key_ids": [key.id for key in demo.revoked_keys],
+                        "revoked_keys": [key.masked for key in demo.revoked_keys],
                         "owner": None
                         if owner is None
                         else {
