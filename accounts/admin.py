@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import services
@@ -16,6 +17,7 @@ from accounts.models import (
     User,
 )
 from portal.adminactions import reason_action
+from portal.errors import PortalError
 
 
 class MembershipInline(admin.TabularInline):
@@ -46,6 +48,34 @@ class ChangePlanForm(forms.Form):
     )
 
 
+class OrganizationAddForm(forms.ModelForm):
+    """Name, optional slug, starting plan and reason: `services.org_create` sets everything else."""
+
+    plan = forms.ModelChoiceField(
+        queryset=Plan.objects.order_by("code"), help_text="The plan the organization starts on."
+    )
+    reason = forms.CharField(
+        max_length=1000,
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        help_text="Why: recorded in the audit log with your name.",
+    )
+
+    class Meta:
+        model = Organization
+        fields = ["name", "slug"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].required = False
+        self.fields["slug"].help_text = "Leave blank to make one from the name."
+        try:
+            self.fields["plan"].initial = services.default_plan()
+        except PortalError:
+            pass  # no default plan configured: staff pick one
+
+
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
     list_display = ["email", "display_name", "auth_provider", "status", "created_at"]
@@ -64,9 +94,24 @@ class OrganizationAdmin(admin.ModelAdmin):
     inlines = [MembershipInline, SubscriptionInline]
     actions = ["pause_orgs", "resume_orgs", "change_plan"]
 
+    add_form = OrganizationAddForm
+    add_fieldsets = [(None, {"fields": ["name", "slug", "plan", "reason"]})]
+
     def get_readonly_fields(self, request, obj=None):
         # Status changes go through the audited pause / resume actions.
         return [*self.readonly_fields, "status"] if obj is not None else self.readonly_fields
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_inlines(self, request, obj):
+        # A new org's subscription comes from the service; members may be added with it.
+        return self.inlines if obj is not None else [MembershipInline]
 
     def get_queryset(self, request):
         active = PlanSubscription.objects.filter(org=OuterRef("pk"), status=PlanSubscription.Status.ACTIVE)
@@ -82,6 +127,21 @@ class OrganizationAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">keys</a>', url)
 
     def save_model(self, request, obj, form, change):
+        if not change:
+            org = services.org_create(
+                name=form.cleaned_data["name"],
+                slug=form.cleaned_data["slug"],
+                plan=form.cleaned_data["plan"],
+                actor=request.user,
+                now=timezone.now(),
+                reason=form.cleaned_data["reason"],
+            )
+            # The admin goes on with `obj` (membership rows, log entry, redirect): make it that row.
+            for field in Organization._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(org, field.attname))
+            obj._state.adding, obj._state.db = False, org._state.db
+            return
+        obj.updated_at = timezone.now()
         super().save_model(request, obj, form, change)
         org_changed_on_commit(obj.pk)  # status and plan take effect on the next gateway request
 

@@ -48,10 +48,14 @@ def default_plan() -> Plan:
     return plan
 
 
-def _slug_for(identity: Identity) -> str:
-    base = (identity.email.split("@")[0] if identity.email else identity.subject).lower()
-    base = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:40] or "org"
+def _slug_from(text: str) -> str:
+    """A URL-safe slug from `text` with a random tail, so two orgs of one name never collide."""
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "org"
     return f"{base}-{secrets.token_hex(3)}"
+
+
+def _slug_for(identity: Identity) -> str:
+    return _slug_from(identity.email.split("@")[0] if identity.email else identity.subject)
 
 
 def user_get_or_provision(*, identity: Identity, now: datetime) -> User:
@@ -90,23 +94,59 @@ def _refresh_snapshot(*, user: User, identity: Identity, now: datetime) -> None:
     user.email = identity.email
 
 
-def _create_personal_org(*, user: User, now: datetime) -> Organization:
-    label = user.display_name or user.email or "Personal"
+def _org_insert(
+    *, name: str, slug: str, plan: Plan, now: datetime, personal_for: User | None = None
+) -> Organization:
+    """An active org with its active subscription to `plan` for the period holding `now`.
+
+    Every org starts here (sign-up and staff alike), so none exists without a plan.
+    """
     org = Organization.objects.create(
-        name=f"{label}'s organization"[:200],
-        slug=_slug_for(Identity(user.auth_provider, user.subject, user.email)),
-        personal_for=user,
-        created_at=now,
-        updated_at=now,
+        name=name, slug=slug, personal_for=personal_for, created_at=now, updated_at=now
     )
-    OrganizationMember.objects.create(org=org, user=user, role=OrganizationMember.Role.OWNER, created_at=now)
     start, end = period_containing(now=now)
     PlanSubscription.objects.create(
         org=org,
-        plan=default_plan(),
+        plan=plan,
         current_period_start=start,
         current_period_end=end,
         created_at=now,
+    )
+    return org
+
+
+def _create_personal_org(*, user: User, now: datetime) -> Organization:
+    label = user.display_name or user.email or "Personal"
+    org = _org_insert(
+        name=f"{label}'s organization"[:200],
+        slug=_slug_for(Identity(user.auth_provider, user.subject, user.email)),
+        plan=default_plan(),
+        now=now,
+        personal_for=user,
+    )
+    OrganizationMember.objects.create(org=org, user=user, role=OrganizationMember.Role.OWNER, created_at=now)
+    return org
+
+
+@transaction.atomic
+def org_create(
+    *, name: str, actor: object, now: datetime, plan: Plan | None = None, slug: str = "", reason: str = ""
+) -> Organization:
+    """A team org created by staff: active, on `plan` (the default plan when None), audited.
+
+    It starts without members (staff add them alongside); a blank `slug` is made from the name.
+    """
+    plan = plan or default_plan()
+    org = _org_insert(name=name, slug=slug or _slug_from(name), plan=plan, now=now)
+    audit_record(
+        actor=actor,
+        action="org.create",
+        target_type="organization",
+        target_id=org.pk,
+        org=org,
+        reason=reason,
+        after={"name": org.name, "slug": org.slug, "plan": plan.code},
+        now=now,
     )
     return org
 
