@@ -2,7 +2,9 @@
 
 It speaks the router contract in ROUTER_API.md (completions, streaming, health) on plain
 asyncio, with knobs for latency, time to first token, pacing, failures and mid-stream
-disconnects, and a `/_sim/` control API (stats, live config, reset). Run it with
+disconnects, and a `/_sim/` control API (stats, live config, reset). A prompt that carries
+tool definitions or an output format gets a call in its family's syntax or a JSON object
+(structured.py), spoilt on request for the gateway's error paths. Run it with
 `manage.py simulate_router`, or in tests with `start_in_thread(**knobs)`.
 """
 

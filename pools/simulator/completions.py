@@ -6,7 +6,9 @@ the simulator's usage:
 - prompt_tokens = ceil(len(prompt) / 4), in characters (0 for an empty prompt);
 - a completion token is a three-letter word plus a space (exactly 4 characters), read
   from a fixed pseudo-random run at an offset given by the CRC-32 of the prompt, so the
-  same prompt always gets the same text and len(text) == 4 * completion_tokens.
+  same prompt always gets the same text and len(text) == 4 * completion_tokens;
+- a tool call or JSON answer (structured.py) is cut into 4-character tokens, the last
+  possibly shorter, so completion_tokens = ceil(len(text) / 4) there too.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def completion_tokens(prompt: str, count: int) -> list[str]:
     while len(tokens) < count:
         tokens.extend(_TOKEN_TABLE[: count - len(tokens)])
     return tokens
+
+
+def text_tokens(text: str) -> list[str]:
+    """`text` as a stream would send it: 4 characters a token."""
+    return [text[i : i + 4] for i in range(0, len(text), 4)]
 
 
 def _token_table(size: int) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .structured import JSON_MODES, TOOL_MODES
+
 # Knobs that can change while the server runs; host and port are fixed at start.
 LIVE_KNOBS = (
     "latency_ms",
@@ -25,7 +27,14 @@ LIVE_KNOBS = (
     "model_name",
     "seed",
     "quiet",
+    "tool_mode",
+    "json_mode",
+    "fault_count",
+    "parallel_calls",
 )
+
+# Changing one of these starts a fresh `fault_count` budget.
+FAULT_KNOBS = frozenset({"tool_mode", "json_mode", "fault_count"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,12 @@ class SimConfig:
     model_name: str = "sim-model"
     seed: int | None = None
     quiet: bool = True
+    # Tool-call and JSON answers (structured.py): how they go wrong; for how many answers
+    # (-1: all of them; N >= 0: only the next N, then well-formed again); calls per answer.
+    tool_mode: str = "call"
+    json_mode: str = "valid"
+    fault_count: int = -1
+    parallel_calls: int = 1
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -137,6 +152,27 @@ def _seed(name: str, value: Any) -> int | None:
     return value
 
 
+def _choice(options: tuple[str, ...]):
+    def parse(name: str, value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+        return value
+
+    return parse
+
+
+def _fault_count(name: str, value: Any) -> int:
+    if not _is_int(value) or value < -1:
+        raise ValueError(f"{name} must be an integer >= -1 (-1: always), got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
 _PARSERS = {
     "latency_ms": _non_negative_number,
     "ttft_ms": _non_negative_number,
@@ -151,4 +187,8 @@ _PARSERS = {
     "model_name": _model_name,
     "seed": _seed,
     "quiet": _bool,
+    "tool_mode": _choice(TOOL_MODES),
+    "json_mode": _choice(JSON_MODES),
+    "fault_count": _fault_count,
+    "parallel_calls": _positive_int,
 }

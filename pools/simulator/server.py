@@ -18,9 +18,10 @@ from .completions import (
     completion_tokens,
     prompt_token_count,
     sse_event,
+    text_tokens,
     usage,
 )
-from .config import SimConfig, config_update
+from .config import FAULT_KNOBS, SimConfig, config_update
 from .http1 import (
     LAST_CHUNK,
     MAX_HEAD_BYTES,
@@ -31,7 +32,9 @@ from .http1 import (
     read_request,
     stream_head,
 )
+from .prompts import OUTPUT_FORMAT_MARKER, TOOLS_MARKER, prompt_read
 from .stats import SimStats
+from .structured import structured_answer
 
 COMPLETIONS_PATH = "/api/v1/completions"
 ROUTER_NAME = "cortensor-router-sim"
@@ -45,6 +48,7 @@ class RouterSimulator:
         self.config = config
         self.stats = SimStats()
         self._rng = random.Random(config.seed)
+        self._faults_served = 0  # spoilt answers since the fault knobs last changed
         self._server: asyncio.Server | None = None
         self._stop: asyncio.Event | None = None
         self._connections: set[asyncio.Task] = set()
@@ -180,13 +184,21 @@ class RouterSimulator:
                 {"error": "simulated router failure", "status": config.fail_status},
             )
 
-        count = config.completion_tokens
+        prompt = completion.prompt
+        # The substring tests keep plain prompts (the bench's) off the parsing path.
+        structured = None
+        if TOOLS_MARKER in prompt or OUTPUT_FORMAT_MARKER in prompt:
+            structured = self._structured_tokens(prompt, config)
+        count = config.completion_tokens if structured is None else len(structured)
         finish_reason = "stop"
         if completion.max_tokens is not None and completion.max_tokens < count:
             count, finish_reason = completion.max_tokens, "length"
-        tokens = completion_tokens(completion.prompt, count)
+        if structured is None:
+            tokens = completion_tokens(prompt, count)
+        else:
+            tokens = structured[:count]
         totals = None if config.omit_usage else usage(
-            prompt_tokens=prompt_token_count(completion.prompt), completion_tokens=count
+            prompt_tokens=prompt_token_count(prompt), completion_tokens=count
         )
         completion_id = "cmpl-" + secrets.token_hex(12)
         if not completion.stream:
@@ -199,6 +211,27 @@ class RouterSimulator:
             request, writer, config=config, completion_id=completion_id, tokens=tokens,
             finish_reason=finish_reason, totals=totals,
         )
+
+    def _structured_tokens(self, prompt: str, config: SimConfig) -> list[str] | None:
+        """The tool-call or JSON answer's tokens, or None when the prompt asks for neither.
+
+        `fault_count` >= 0 limits how many answers `tool_mode` / `json_mode` spoil."""
+        asks = prompt_read(prompt)
+        if asks is None:
+            return None
+        spoil = config.fault_count < 0 or self._faults_served < config.fault_count
+        answer = structured_answer(
+            asks,
+            prompt=prompt,
+            tool_mode=config.tool_mode if spoil else "call",
+            json_mode=config.json_mode if spoil else "valid",
+            parallel_calls=config.parallel_calls,
+            text_tokens=config.completion_tokens,
+        )
+        if answer.faulty:
+            self._faults_served += 1
+        self.stats.structured_answered(kind=answer.kind, faulty=answer.faulty)
+        return text_tokens(answer.text)
 
     async def _stream(
         self,
@@ -314,10 +347,13 @@ class RouterSimulator:
                 return 400, {"error": str(exc)}
             if "seed" in changes:
                 self._rng.seed(self.config.seed)
+            if FAULT_KNOBS & {str(name).replace("-", "_") for name in changes}:
+                self._faults_served = 0
             return 200, {"config": self.config.as_json()}
         if route == ("POST", "/_sim/reset"):
             self.stats.reset()
             self._rng.seed(self.config.seed)
+            self._faults_served = 0
             return 200, {"reset": True}
         return 404, {"error": f"no control route {request.method} {request.path}"}
 

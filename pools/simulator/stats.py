@@ -29,6 +29,10 @@ class SimStats:
         self.streams_completed = 0
         self.streams_dropped = 0  # cut by --disconnect-after-tokens
         self.streams_abandoned = 0  # the client went away mid-stream
+        self.tool_call_answers = 0  # a call was due (answers spoilt by tool_mode included)
+        self.tool_result_answers = 0  # the answer after a tool result
+        self.json_answers = 0  # an output format was asked for
+        self.answer_faults_injected = 0  # answers spoilt by tool_mode / json_mode
         self.client_references: deque[str] = deque(maxlen=RECENT_REFERENCES)
         # The last few accepted completion requests, for tests that check what was forwarded.
         self.recent_completions: deque[dict[str, Any]] = deque(maxlen=RECENT_COMPLETIONS)
@@ -61,6 +65,16 @@ class SimStats:
             }
         )
 
+    def structured_answered(self, *, kind: str, faulty: bool) -> None:
+        if kind == "tool_call":
+            self.tool_call_answers += 1
+        elif kind == "tool_result":
+            self.tool_result_answers += 1
+        else:
+            self.json_answers += 1
+        if faulty:
+            self.answer_faults_injected += 1
+
     def as_json(self) -> dict[str, Any]:
         return {
             "since": self.since,
@@ -75,6 +89,10 @@ class SimStats:
             "streams_completed": self.streams_completed,
             "streams_dropped": self.streams_dropped,
             "streams_abandoned": self.streams_abandoned,
+            "tool_call_answers": self.tool_call_answers,
+            "tool_result_answers": self.tool_result_answers,
+            "json_answers": self.json_answers,
+            "answer_faults_injected": self.answer_faults_injected,
             "client_references": list(self.client_references),
             "recent_completions": list(self.recent_completions),
         }

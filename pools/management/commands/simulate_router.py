@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pools.simulator import SimConfig, config_update, run
+from pools.simulator.structured import JSON_MODES, TOOL_MODES
 
 
 class Command(BaseCommand):
@@ -54,6 +55,26 @@ class Command(BaseCommand):
         )
         parser.add_argument("--model-name", default="sim-model", help="`model` in answers.")
         parser.add_argument(
+            "--tool-mode", choices=TOOL_MODES, default="call",
+            help="Prompts with tools: a well-formed call (default), plain text instead, "
+            "a call with broken JSON, or arguments that break the function's schema.",
+        )
+        parser.add_argument(
+            "--json-mode", choices=JSON_MODES, default="valid",
+            help="Prompts with an output format: a valid object (default), one in ```json "
+            "fences, broken JSON, or an object that breaks the schema.",
+        )
+        parser.add_argument(
+            "--fault-count", type=int, default=-1,
+            help="Spoil only the next N tool/JSON answers by --tool-mode/--json-mode, then "
+            "answer well-formed again (default -1: all of them).",
+        )
+        parser.add_argument(
+            "--parallel-calls", type=int, default=1,
+            help="Calls per tool-call answer, cycling through the tools (default 1; one "
+            "when the prompt names a function or allows at most one).",
+        )
+        parser.add_argument(
             "--quiet", action="store_true",
             help="No per-request log lines, even with -v 2 (the default logs only the start line).",
         )
@@ -64,7 +85,8 @@ class Command(BaseCommand):
             for name in (
                 "latency_ms", "ttft_ms", "tokens_per_second", "completion_tokens", "failure_rate",
                 "fail_status", "seed", "disconnect_after_tokens", "omit_usage", "require_key",
-                "sessions", "model_name",
+                "sessions", "model_name", "tool_mode", "json_mode", "fault_count",
+                "parallel_calls",
             )
         }
         knobs["quiet"] = quiet or verbosity < 2
