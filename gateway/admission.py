@@ -57,10 +57,13 @@ def admit(
     model: str,
     estimate: Callable[[ModelEntry | None], int],
     now: datetime,
+    refuse: Callable[[ModelEntry | None], str] | None = None,
 ) -> Admitted:
     """Admit one request for `model` (a public name); the answer says yes, or why not.
 
-    `estimate(entry)` gives the request's worst-case tokens for the resolved model.
+    `estimate(entry)` gives the request's worst-case tokens for the resolved model;
+    `refuse(entry)`, called after it, a refusal the caller decided for that model ("" for
+    none), which admission answers once the key checks pass and before anything is counted.
     """
     now_ms = int(now.timestamp() * 1000)
     catalog = current_catalog(_seen_version[0])
@@ -75,6 +78,7 @@ def admit(
             model=_model_arg(entry),
             est_tokens=est_tokens,
             cands=cands,
+            refuse=refuse(entry) if refuse is not None else "",
         )
         if adm.status == "miss":
             refresh_auth_context(identity=identity, now=now)

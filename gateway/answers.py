@@ -7,7 +7,7 @@ import math
 
 from django.http import HttpResponse
 
-from gateway import anthropic
+from gateway import anthropic, budget as budgets
 from gateway.limits import Admission
 from portal.errors import CATALOG, PortalError
 
@@ -96,9 +96,15 @@ REFUSALS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def refusal(adm: Admission, *, model: str) -> PortalError:
+def refusal(
+    adm: Admission, *, model: str, budget: budgets.Budget | None = None, kind: str = "chat"
+) -> PortalError:
+    """The error for an admission that did not pass; `budget` is the request's on the
+    resolved model (None when the model is unknown), `kind` the request's."""
     if adm.status == "paused":
         return PortalError("access_paused", adm.pause_message or None)
+    if adm.status == budgets.CONTEXT_LENGTH:
+        return budgets.context_length_error(budget, kind=kind)
     code, message = REFUSALS[adm.status]
     if code in ("model_not_found", "model_not_allowed", "model_disabled") and model:
         message = {

@@ -17,10 +17,9 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from apikeys.providers import KeyIdentity, get_provider
-from gateway import admission, answers, forward, limits, shaping, stops
+from gateway import admission, answers, budget, forward, limits, shaping, stops
 from gateway.shapes import Answer, Shape
-from gateway.templates import render_prompt
-from gateway.tokens import estimate_tokens, worst_case_tokens
+from gateway.tokens import estimate_tokens
 from gateway.validation import InferenceRequest, parse_json_body
 from metering.services import RequestRecord, request_record
 from pools.catalog import ModelEntry
@@ -141,39 +140,43 @@ def serve(request, shape: Shape) -> HttpResponse:
 
 
 def _max_tokens(req: InferenceRequest, entry: ModelEntry) -> int:
-    return min(req.max_tokens or settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
+    """The max_tokens sent to the router: the client's, capped at the model's max output,
+    or what the model can still produce after the prompt (the budget admission reserved)."""
+    if req.max_tokens is not None:
+        return min(req.max_tokens, entry.max_output_tokens)
+    prompt = _prompt_tokens(req, entry, raw_estimate=estimate_tokens(_prompt_text(req)))
+    return max(1, budget.plan(req, entry, prompt_tokens=prompt).completion)
 
 
 def _prompt_tokens(req: InferenceRequest, entry: ModelEntry, *, raw_estimate: int) -> int:
-    """The prompt as the routers will see it: chat is rendered through each route's template,
-    which adds tokens the router bills, so the reservation must count them too."""
-    if req.kind == "completion":
-        return raw_estimate
-    rendered = [
-        estimate_tokens(render_prompt(route.template, req.messages, req.system))
-        for route in entry.serving_routes()
-        if route.api_style != "openai"
-    ]
-    return max([raw_estimate, *rendered])
+    return budget.prompt_tokens(req, entry, raw_estimate=raw_estimate)
 
 
 def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
+    """Admission (gateway/admission.py) with the request's budget on the resolved model: a
+    request that cannot fit its context window is refused once the key may use the model,
+    before anything is reserved."""
     call.identity = identity
-    est = [0]
+    planned: list[budget.Budget | None] = [None]
 
     def estimate(entry: ModelEntry | None) -> int:
         if entry is None:
+            planned[0] = None
             return 0
         call.prompt_tokens = _prompt_tokens(req, entry, raw_estimate=call.prompt_tokens)
-        est[0] = worst_case_tokens(req, call.prompt_tokens, settings.GATEWAY_DEFAULT_MAX_TOKENS, entry.max_output_tokens)
-        return est[0]
+        planned[0] = budget.plan(req, entry, prompt_tokens=call.prompt_tokens)
+        return planned[0].total
+
+    def refuse(entry: ModelEntry | None) -> str:
+        return budget.CONTEXT_LENGTH if planned[0] is not None and not planned[0].fits else ""
 
     admitted = admission.admit(
-        identity=identity, request_id=call.request_id, model=req.model, estimate=estimate, now=call.now
+        identity=identity, request_id=call.request_id, model=req.model, estimate=estimate, refuse=refuse, now=call.now
     )
-    call.ctx, call.entry, call.est_tokens = admitted.adm.ctx, admitted.entry, est[0]
+    call.ctx, call.entry = admitted.adm.ctx, admitted.entry
     if admitted.adm.status != "ok":
-        raise answers.refusal(admitted.adm, model=req.model)
+        raise answers.refusal(admitted.adm, model=req.model, budget=planned[0], kind=req.kind)
+    call.est_tokens = planned[0].total
     call.adm = admitted.adm  # from here on the request holds a reservation to settle
 
 

@@ -82,8 +82,10 @@ def candidates(routes: tuple[RouteEntry, ...], exclude: frozenset[int] = frozens
 
 
 def admit(
-    *, key_hash: str, now_ms: int, request_id: str, model: str, est_tokens: int, cands: list
+    *, key_hash: str, now_ms: int, request_id: str, model: str, est_tokens: int, cands: list, refuse: str = ""
 ) -> Admission:
+    """`refuse`: a status the caller already decided (e.g. "context_length"); the script
+    answers it once the key may use the model, before counting anything."""
     r = _script("admit")(
         args=[
             settings.FAST_STATE_PREFIX,
@@ -98,6 +100,7 @@ def admit(
             random.random(),
             random.random(),
             random.random(),
+            refuse,
             len(cands) // 3,
             *cands,
         ]

@@ -1,11 +1,15 @@
-"""Cheap token counts: used when a router omits usage, and for worst-case reservations."""
+"""Cheap token counts: used when a router omits usage, for worst-case reservations and
+for the context-window check.
+
+The Portal has no tokenizer per model: every count is an estimate of 4 characters per
+token over the text as the router sees it (chat rendered through the route's template,
+`gateway.budget.prompt_tokens`). That is close for English prose with today's BPE
+tokenizers; code, non-Latin scripts and emoji take more tokens per character, so the
+estimate can be low and a router may still refuse a prompt the Portal let through.
+Routers' reported usage, when they send it, is billed.
+"""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gateway.validation import InferenceRequest
 
 CHARS_PER_TOKEN = 4
 
@@ -14,9 +18,3 @@ def estimate_tokens(text: str) -> int:
     """ceil(len / 4): 0 for empty text, at least 1 otherwise; deterministic and O(1)."""
     return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
-
-def worst_case_tokens(
-    req: InferenceRequest, prompt_tokens: int, default_max_output: int, model_max_output: int
-) -> int:
-    """The most tokens the request can use: its prompt plus the capped output allowance."""
-    return prompt_tokens + min(req.max_tokens or default_max_output, model_max_output)

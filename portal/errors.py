@@ -38,6 +38,9 @@ CATALOG: dict[str, ErrorKind] = {
     "method_not_allowed": ErrorKind(405, "invalid_request_error", "Method not allowed."),
     "unsupported_media_type": ErrorKind(415, "invalid_request_error", "Send a JSON body."),
     "not_found": ErrorKind(404, "invalid_request_error", "Not found."),
+    "context_length_exceeded": ErrorKind(
+        400, "invalid_request_error", "The prompt and max_tokens exceed the model's context window."
+    ),
     # identity
     "not_authenticated": ErrorKind(401, "authentication_error", "Authentication credentials were not provided."),
     "invalid_token": ErrorKind(401, "authentication_error", "The bearer token is invalid."),

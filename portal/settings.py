@@ -279,7 +279,6 @@ if KEY_PROVIDER == "unkey":
 
 # --- Gateway -------------------------------------------------------------------------
 GATEWAY_INFLIGHT_TTL_MS = env.int("GATEWAY_INFLIGHT_TTL_MS", default=600_000)
-GATEWAY_DEFAULT_MAX_TOKENS = env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=1024)
 GATEWAY_MAX_TRIES = env.int("GATEWAY_MAX_TRIES", default=3)
 GATEWAY_ENFORCEMENT = env.bool("GATEWAY_ENFORCEMENT", default=True)
 AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)

@@ -6,8 +6,9 @@
 --
 -- ARGV: prefix, key_hash, now_ms, request_id, model (canonical, "" if unknown),
 --       est_tokens, inflight_ttl_ms, breaker_cooldown_ms, probe_ttl_ms,
---       rand_a, rand_b, rand_c (three uniform draws in [0,1)), n_candidates,
---       then (router_id, weight, tier) per candidate.
+--       rand_a, rand_b, rand_c (three uniform draws in [0,1)), refuse (a refusal the
+--       caller already decided, e.g. "context_length", answered once the key may use the
+--       model; "" for none), n_candidates, then (router_id, weight, tier) per candidate.
 -- Returns {status, ctx_json, catalog_version, pause_message, rpm_limit, rpm_left,
 --          rpm_reset_ms, tpm_limit, tpm_left, tpm_reset_ms, retry_after_ms, router_id}
 
@@ -22,7 +23,8 @@ local cooldown = tonumber(ARGV[8])
 local probe_ttl = tonumber(ARGV[9])
 local rand = {tonumber(ARGV[10]), tonumber(ARGV[11])}
 local sweep = tonumber(ARGV[12]) < 0.02  -- a third draw: sweep expired leases about 1 in 50 times
-local ncand = tonumber(ARGV[13])
+local refuse = ARGV[13]
+local ncand = tonumber(ARGV[14])
 
 local head = redis.call('MGET', P .. 'catalog:version', P .. 'pause:global', P .. 'authctx:' .. key_hash)
 local version = head[1] or ''
@@ -61,6 +63,10 @@ end
 if (not ctx.p.all and not member(ctx.p.m, model)) or (ctx.am ~= cjson.null and not member(ctx.am, model)) then
   return answer('model_not_allowed', raw)
 end
+
+-- The caller's own refusal (the request cannot fit the model): after the checks that
+-- say who may know about the model, before anything is counted.
+if refuse ~= '' then return answer(refuse, raw) end
 
 local plan = ctx.p
 
@@ -110,7 +116,7 @@ if qt + est > plan.qt then return answer('quota_tokens', raw, nil, limits(0, 0),
 
 -- Router pick (routers.lua), before anything is written.
 if ncand == 0 then return answer('no_router', raw, nil, limits(0, 0), 1000) end
-local router = choose_router(P, now, cooldown, 14, ncand, rand)
+local router = choose_router(P, now, cooldown, 15, ncand, rand)
 if router == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) end
 
 -- Every check passed: record the request (its own bucket now bounds the resets).

@@ -307,8 +307,7 @@ def test_done_and_named_events():
 
 # -- token estimates (gateway.tokens) ----------------------------------------------------
 
-from gateway.tokens import estimate_tokens, worst_case_tokens  # noqa: E402
-from gateway.validation import InferenceRequest  # noqa: E402
+from gateway.tokens import estimate_tokens  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -317,12 +316,3 @@ from gateway.validation import InferenceRequest  # noqa: E402
 def test_estimate_tokens_is_a_quarter_of_the_characters_rounded_up(text, tokens):
     assert estimate_tokens(text) == tokens
 
-
-@pytest.mark.parametrize(
-    ("max_tokens", "expected"),
-    [(None, 100 + 512), (50, 100 + 50), (10_000, 100 + 4096)],
-)
-def test_worst_case_is_prompt_plus_capped_output(max_tokens, expected):
-    req = InferenceRequest(kind="chat", model="m", max_tokens=max_tokens)
-
-    assert worst_case_tokens(req, 100, default_max_output=512, model_max_output=4096) == expected
