@@ -66,8 +66,16 @@ def router_body(req: InferenceRequest, route: RouteEntry, *, max_tokens: int) ->
 def _failure(err: RouterError) -> PortalError:
     if err.kind == "timeout":
         return PortalError("upstream_timeout")
+    if err.kind == "status" and err.status is not None and 400 <= err.status < 500 and not err.retryable:
+        # A router's "bad request" (400, 413, 422...; pools.routererrors.RETRYABLE_4XX are
+        # the router's own state): the request is at fault, and a 4xx tells SDKs not to retry.
+        return PortalError(
+            "upstream_rejected_request",
+            f"The model backend rejected the request as invalid (HTTP {err.status}). Check the request's"
+            " parameters; a long prompt may not fit the model: shorten it or lower max_tokens.",
+        )
     if not err.retryable:
-        return PortalError("upstream_error", "The model backend rejected the request.", status=502)
+        return PortalError("upstream_error", status=502)
     return PortalError("no_healthy_router")
 
 

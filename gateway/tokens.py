@@ -5,8 +5,8 @@ The Portal has no tokenizer per model: every count is an estimate of 4 character
 token over the text as the router sees it (chat rendered through the route's template,
 `gateway.budget.prompt_tokens`). That is close for English prose with today's BPE
 tokenizers; code, non-Latin scripts and emoji take more tokens per character, so the
-estimate can be low and a router may still refuse a prompt the Portal let through.
-Routers' reported usage, when they send it, is billed.
+estimate can be low and a router may still refuse a prompt the Portal let through (the
+client gets 400 `upstream_rejected_request`). Routers' reported usage, when sent, is billed.
 """
 
 from __future__ import annotations

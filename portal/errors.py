@@ -68,6 +68,9 @@ CATALOG: dict[str, ErrorKind] = {
     "no_healthy_router": ErrorKind(503, "service_unavailable", "No healthy router can serve this model now."),
     "upstream_timeout": ErrorKind(504, "timeout", "The model took too long to answer."),
     "upstream_error": ErrorKind(502, "api_error", "The model backend failed to answer."),
+    "upstream_rejected_request": ErrorKind(
+        400, "invalid_request_error", "The model backend rejected the request as invalid."
+    ),
     "internal_error": ErrorKind(500, "api_error", "Internal server error."),
 }
 

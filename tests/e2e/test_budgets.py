@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import anthropic
 import openai
 import pytest
 from django.utils import timezone
@@ -76,3 +77,27 @@ def test_without_max_tokens_the_answer_is_not_cut_at_a_fixed_1024(live):
 
     assert completion.usage.completion_tokens == 1500
     assert completion.choices[0].finish_reason == "stop"
+
+
+def test_a_router_rejecting_the_request_is_a_400_the_sdks_do_not_retry(live):
+    server, sims, key = live()
+    for sim in sims:
+        sim.configure(failure_rate=1.0, fail_status=422)
+    messages = [{"role": "user", "content": "Something the router dislikes."}]
+
+    with pytest.raises(openai.BadRequestError) as openai_err:
+        client(server, key).chat.completions.create(model=MODEL, messages=messages)
+    with pytest.raises(anthropic.BadRequestError) as anthropic_err:
+        anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=2, timeout=20).messages.create(
+            model=MODEL, max_tokens=16, messages=messages
+        )
+
+    err = openai_err.value
+    assert (err.status_code, err.code, err.type) == (400, "upstream_rejected_request", "invalid_request_error")
+    assert "rejected the request as invalid (HTTP 422)" in err.message
+    assert "simulated router failure" not in err.response.text and "127.0.0.1" not in err.response.text
+    assert anthropic_err.value.status_code == 400
+    assert anthropic_err.value.body["error"]["type"] == "invalid_request_error"
+    assert routed(sims) == 2  # each request reached one router once: no failover, no SDK retry
+    assert RequestLog.objects.filter(error_code="upstream_rejected_request").count() == 2
+    assert not UsageEvent.objects.exists()
