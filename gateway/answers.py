@@ -112,7 +112,20 @@ def refusal(
             "model_not_allowed": f"This key or plan may not use the model `{model}`.",
             "model_disabled": f"The model `{model}` is temporarily disabled.",
         }[code]
+    if adm.status == "rate_tokens" and budget is not None and budget.total > adm.tpm_limit:
+        return _larger_than_tokens_per_minute(adm, budget)
     headers = {}
     if CATALOG[code].status == 429:
         headers = {**rate_limit_headers(adm), **retry_headers(adm.retry_after_ms)}
     return PortalError(code, message, param="model" if code.startswith("model") else None, headers=headers)
+
+
+def _larger_than_tokens_per_minute(adm: Admission, budget: budgets.Budget) -> PortalError:
+    """A request whose worst case exceeds the whole tokens-per-minute limit never fits: no
+    retry-after, and `x-should-retry: false` so the SDKs do not wait and send it again."""
+    return PortalError(
+        "rate_limit_exceeded",
+        f"This request needs {budget.total} tokens (prompt {budget.prompt} + max_tokens {budget.completion}),"
+        f" more than this plan's limit of {adm.tpm_limit} tokens per minute; lower max_tokens or shorten the prompt.",
+        headers={**rate_limit_headers(adm), "x-should-retry": "false"},
+    )

@@ -88,10 +88,12 @@ end
 if used_req + 1 > plan.rpm then
   return answer('rate_requests', raw, nil, limits(0, 0), math.max(req_reset, 1000))
 end
+if est > plan.tpm then
+  -- Larger than the whole limit: no wait helps (retry 0; the caller says so).
+  return answer('rate_tokens', raw, nil, limits(0, 0), 0)
+end
 if used_tok + est > plan.tpm then
-  local retry = tok_reset
-  if est > plan.tpm then retry = 0 end
-  return answer('rate_tokens', raw, nil, limits(0, 0), math.max(retry, 1000))
+  return answer('rate_tokens', raw, nil, limits(0, 0), math.max(tok_reset, 1000))
 end
 
 -- In-flight requests: leases that have not run out (swept now and then, below).

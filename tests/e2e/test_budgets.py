@@ -101,3 +101,28 @@ def test_a_router_rejecting_the_request_is_a_400_the_sdks_do_not_retry(live):
     assert routed(sims) == 2  # each request reached one router once: no failover, no SDK retry
     assert RequestLog.objects.filter(error_code="upstream_rejected_request").count() == 2
     assert not UsageEvent.objects.exists()
+
+
+def test_a_request_larger_than_the_plans_tokens_per_minute_is_a_429_not_to_retry(live):
+    server, sims, _ = live()
+    tenant = seeding.tenant("small@example.com", on_plan=seeding.plan("small-tpm", tokens_per_minute=1000))
+    messages = [{"role": "user", "content": "A long answer, please."}]
+
+    with pytest.raises(openai.RateLimitError) as info:
+        client(server, tenant.secret).chat.completions.create(model=MODEL, messages=messages, max_tokens=2000)
+
+    err = info.value
+    assert (err.status_code, err.code, err.type) == (429, "rate_limit_exceeded", "rate_limit_error")
+    message = err.response.json()["error"]["message"]
+    assert re.fullmatch(
+        r"This request needs (\d+) tokens \(prompt (\d+) \+ max_tokens 2000\), more than this plan's limit"
+        r" of 1000 tokens per minute; lower max_tokens or shorten the prompt\.",
+        message,
+    )
+    headers = err.response.headers
+    assert headers["x-should-retry"] == "false"
+    assert "retry-after" not in headers and "retry-after-ms" not in headers
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
+    assert RequestLog.objects.filter(error_code="rate_limit_exceeded").count() == 1  # the SDK did not retry
+    assert routed(sims) == 0
+    assert client(server, tenant.secret).chat.completions.create(model=MODEL, messages=messages, max_tokens=100).choices

@@ -7,10 +7,13 @@ import json
 import pytest
 from django.test import Client
 
+from gateway.templates import render_prompt
+from gateway.tokens import estimate_tokens
 from metering.models import UsageEvent
 from pools.catalog import catalog_bump_version
 from pools.simulator import start_in_thread
 from tests.e2e import seeding
+from tests.portal.stable_errors import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +64,24 @@ def test_the_limit_admits_exactly_its_requests_across_catalog_changes(router_url
 
     assert statuses == [200, 200, 200, 429, 429]
     assert UsageEvent.objects.count() == 3
+
+
+def test_a_request_larger_than_tokens_per_minute_is_refused_for_good_and_spends_nothing(router_url):
+    seeding.catalog(router_urls=[router_url])
+    tenant = seeding.tenant(on_plan=seeding.plan("small-tpm", tokens_per_minute=100))
+    prompt = estimate_tokens(render_prompt("chatml", MESSAGES))
+
+    response = chat(tenant.secret, max_tokens=200)
+
+    error = assert_error(response, status=429, code="rate_limit_exceeded", type_="rate_limit_error")
+    assert error["message"] == (
+        f"This request needs {prompt + 200} tokens (prompt {prompt} + max_tokens 200), more than this plan's"
+        " limit of 100 tokens per minute; lower max_tokens or shorten the prompt."
+    )
+    assert response["x-should-retry"] == "false"
+    assert not response.has_header("retry-after") and not response.has_header("retry-after-ms")
+    assert response["x-ratelimit-limit-tokens"] == "100"
+    assert response["x-ratelimit-remaining-tokens"] == "100"
+    assert not UsageEvent.objects.exists()
+    fits = chat(tenant.secret, max_tokens=100 - prompt)
+    assert fits.status_code == 200, fits.content
