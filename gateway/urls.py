@@ -7,6 +7,7 @@ urlpatterns = [
     path("v1/completions", views.CompletionsView.as_view(), name="v1-completions"),
     path("v1/messages", views.MessagesView.as_view(), name="v1-messages"),
     path("v1/models", views.ModelsView.as_view(), name="v1-models"),
+    path("v1/models/<str:model_id>", views.ModelView.as_view(), name="v1-model"),
     path("health", views.HealthView.as_view(), name="health"),
     re_path(r"^v1/", views.unknown_url, name="v1-unknown"),  # last: every other /v1/ path
 ]

@@ -1,16 +1,11 @@
 """The hosted /v1 API. Keys are checked by the flow, not by DRF's authentication."""
 
-import json
-
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
-from apikeys.authcontext import build_for_identity
-from apikeys.providers import get_provider
-from gateway import answers, flow, shapes, status
+from gateway import answers, flow, keyaccess, shapes, status
 from pools.catalog import get_catalog
 from portal.errors import PortalError, unknown_url_message
 
@@ -73,39 +68,30 @@ class ModelsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         try:
-            secret = flow.api_key_from(request._request)
-            ctx = _key_context(secret)
+            ctx = keyaccess.key_context(flow.api_key_from(request._request))
         except PortalError as err:
             return answers.error_response(err)
-        catalog = get_catalog()
-        plan = ctx["p"]
-        data = []
-        for name in catalog.public_names():
-            entry = catalog.resolve(name)
-            if not plan["all"] and entry.name not in plan["m"]:
-                continue
-            if ctx["am"] is not None and entry.name not in ctx["am"]:
-                continue
-            if not entry.serving_routes():
-                continue  # only drained or disabled pools (or no enabled router) serve it
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "cortensor"})
-        return answers.json_response({"object": "list", "data": data})
+        names = keyaccess.usable_names(ctx, get_catalog())
+        return answers.json_response({"object": "list", "data": [keyaccess.model_object(name) for name in names]})
 
 
-def _key_context(secret: str) -> dict:
-    raw = build_for_identity(identity=get_provider().authenticate(secret, consume=False), now=timezone.now())
-    if raw is None:
-        raise PortalError("invalid_api_key")
-    ctx = json.loads(raw)
-    refusal = {
-        "revoked": "api_key_revoked",
-        "disabled": "api_key_disabled",
-    }.get(ctx["ks"]) or {"paused": "account_paused", "disabled": "account_disabled"}.get(ctx["os"])
-    if refusal:
-        raise PortalError(refusal)
-    if ctx["kx"] and ctx["kx"] <= timezone.now().timestamp() * 1000:
-        raise PortalError("api_key_expired")
-    return ctx
+class ModelView(APIView):
+    """`GET /v1/models/{id}` (the openai SDK's `models.retrieve`): the entry `/v1/models`
+    lists for that name, else 404 `model_not_found` (unknown, or not this key's)."""
+
+    authentication_classes = ()
+    permission_classes = ()
+    content_negotiation_class = _NoNegotiation
+
+    @extend_schema(exclude=True)
+    def get(self, request, model_id: str):
+        try:
+            ctx = keyaccess.key_context(flow.api_key_from(request._request))
+            if keyaccess.usable_model(ctx, get_catalog(), model_id) is None:
+                raise keyaccess.model_not_found(model_id)
+        except PortalError as err:
+            return answers.error_response(err)
+        return answers.json_response(keyaccess.model_object(model_id))
 
 
 class HealthView(APIView):

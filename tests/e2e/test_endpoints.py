@@ -1,0 +1,69 @@
+"""Endpoints and headers the official SDKs read, against a live gateway and simulated routers:
+openai `models.retrieve`, anthropic `messages.count_tokens`, Anthropic's request-id and
+anthropic-ratelimit-* headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import openai
+import pytest
+from django.utils import timezone
+
+from accounts.models import Organization
+from apikeys.services import api_key_create
+from gateway.demo import seed_demo
+from tests.e2e import seeding
+from tests.e2e.processes import GatewayServer, Simulator
+from tests.e2e.wire import assert_stable_error
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+MODEL = "gemma-4-26b"
+MESSAGES = [{"role": "user", "content": "Count me, then answer me."}]
+
+
+@dataclass
+class Live:
+    server: GatewayServer
+    sims: list[Simulator]
+    org: Organization
+    key: str
+
+    def openai(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.server.url}/v1", api_key=key or self.key, max_retries=0, timeout=20)
+
+
+@pytest.fixture
+def live(simulators, gateway):
+    """The demo catalog on two simulated routers, the demo account (pro plan) and a gateway."""
+    sims = simulators(2, require_key=seeding.ROUTER_KEY)
+    server = gateway()
+    seeding.ensure_seed_plans()
+    demo = seed_demo(router_urls=[s.url for s in sims], router_key=seeding.ROUTER_KEY, now=timezone.now())
+    return Live(server=server, sims=sims, org=Organization.objects.get(pk=demo.org_id), key=demo.api_key)
+
+
+# --- GET /v1/models/{id} ---------------------------------------------------------------------------
+
+
+def test_models_retrieve_answers_the_listed_entry_or_not_found(live):
+    restricted = api_key_create(
+        org=live.org, created_by=None, name="oss only", now=timezone.now(), allowed_models=["oss-20b"]
+    )
+    client = live.openai()
+    listed = {m.id: m for m in client.models.list()}
+
+    for name in (MODEL, "gemma4", "default", "oss-20b"):  # canonical names and aliases
+        model = client.models.retrieve(name)
+        assert model == listed[name]
+        assert (model.id, model.object, model.owned_by) == (name, "model", "cortensor")
+    assert live.openai(restricted.plaintext).models.retrieve("oss-20b").id == "oss-20b"
+
+    for key, name in ((live.key, "no-such-model"), (restricted.plaintext, MODEL), (restricted.plaintext, "gemma4")):
+        with pytest.raises(openai.NotFoundError) as info:
+            live.openai(key).models.retrieve(name)
+        assert info.value.code == "model_not_found"
+        assert_stable_error(info.value.response.json(), code="model_not_found", param="model")
+    with pytest.raises(openai.AuthenticationError):
+        live.openai("ctr_live_" + "C" * 43).models.retrieve(MODEL)
