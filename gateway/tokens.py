@@ -1,5 +1,5 @@
-"""Cheap token counts: used when a router omits usage, for worst-case reservations and
-for the context-window check.
+"""Cheap token counts: used when a router omits usage, for worst-case reservations, for
+the context-window check and for Anthropic's count_tokens.
 
 The Portal has no tokenizer per model: every count is an estimate of 4 characters per
 token over the text as the router sees it (chat rendered through the route's template,

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
-from gateway import answers, flow, keyaccess, shapes, status
+from gateway import answers, counting, flow, keyaccess, shapes, status
 from pools.catalog import get_catalog
 from portal.errors import PortalError, unknown_url_message
 
@@ -49,10 +49,33 @@ class MessagesView(_GatewayView):
     shape = shapes.MESSAGES
 
 
+class CountTokensView(APIView):
+    """`POST /v1/messages/count_tokens` (the anthropic SDK's `messages.count_tokens`):
+    `{"input_tokens": N}`, the estimate the gateway reserves with; the key is checked as for
+    `/v1/models`; nothing is billed. Errors in Anthropic's shape."""
+
+    authentication_classes = ()
+    permission_classes = ()
+    content_negotiation_class = _NoNegotiation
+
+    @extend_schema(exclude=True)
+    def post(self, request):
+        try:
+            secret = flow.api_key_from(request._request)
+            tokens = counting.count_input_tokens(secret=secret, body=flow.read_body(request._request))
+        except PortalError as err:
+            return answers.error_response(err, style="anthropic")
+        return answers.json_response({"input_tokens": tokens})
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
+        return answers.error_response(err, style="anthropic")
+
+
 @csrf_exempt
 def unknown_url(request, *args, **kwargs):
     """Every other /v1/ path: a JSON 404 the SDKs can read, DEBUG or not; Anthropic's
-    shape under /v1/messages/ (the Anthropic SDK's batches and count_tokens)."""
+    shape under /v1/messages/ (the Anthropic SDK's batches)."""
     style = shapes.MESSAGES.style if request.path.startswith("/v1/messages/") else "openai"
     return answers.error_response(PortalError("not_found", unknown_url_message(request)), style=style)
 

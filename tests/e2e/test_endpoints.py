@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anthropic
 import openai
 import pytest
 from django.utils import timezone
@@ -13,9 +14,10 @@ from django.utils import timezone
 from accounts.models import Organization
 from apikeys.services import api_key_create
 from gateway.demo import seed_demo
+from metering.models import UsageEvent
 from tests.e2e import seeding
 from tests.e2e.processes import GatewayServer, Simulator
-from tests.e2e.wire import assert_stable_error
+from tests.e2e.wire import assert_stable_error, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -67,3 +69,24 @@ def test_models_retrieve_answers_the_listed_entry_or_not_found(live):
         assert_stable_error(info.value.response.json(), code="model_not_found", param="model")
     with pytest.raises(openai.AuthenticationError):
         live.openai("ctr_live_" + "C" * 43).models.retrieve(MODEL)
+
+
+# --- POST /v1/messages/count_tokens -----------------------------------------------------------------
+
+
+def test_anthropic_count_tokens_is_what_the_message_then_bills(live):
+    client = anthropic.Anthropic(base_url=live.server.url, api_key=live.key, max_retries=0, timeout=20)
+
+    counted = client.messages.count_tokens(model=MODEL, messages=MESSAGES, system="Be brief.")
+    by_alias = client.messages.count_tokens(model="gemma4", messages=MESSAGES, system="Be brief.")
+    message = client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, system="Be brief.")
+
+    assert counted.input_tokens == by_alias.input_tokens == message.usage.input_tokens > 0
+    assert eventually(lambda: UsageEvent.objects.count() == 1)  # the message's; counting bills nothing
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.count_tokens(model="no-such-model", messages=MESSAGES)
+    assert missing.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=live.server.url, api_key="ctr_live_" + "E" * 43, max_retries=0).messages.count_tokens(
+            model=MODEL, messages=MESSAGES
+        )

@@ -102,7 +102,7 @@ def test_an_unknown_api_url_is_a_json_404_naming_method_and_path(api, db, settin
 def test_an_unknown_url_under_v1_messages_answers_in_the_anthropic_shape(api, db, settings, debug):
     settings.DEBUG = debug
 
-    response = api.post("/v1/messages/count_tokens", {"model": "m", "messages": []}, format="json")
+    response = api.post("/v1/messages/batches", {"requests": []}, format="json")
 
     assert response.status_code == 404
     assert response["content-type"].startswith("application/json")
@@ -110,7 +110,7 @@ def test_an_unknown_url_under_v1_messages_answers_in_the_anthropic_shape(api, db
     body = response.json()
     assert body["type"] == "error"
     assert body["error"]["type"] == "not_found_error"
-    assert "/v1/messages/count_tokens" in body["error"]["message"]
+    assert "/v1/messages/batches" in body["error"]["message"]
 
 
 @DEBUG_MODES
