@@ -7,7 +7,7 @@ content_block_stop, message_delta, message_stop.
 
 from __future__ import annotations
 
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "max_tokens": "max_tokens"}
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "max_tokens": "max_tokens", "tool_calls": "tool_use"}
 
 
 def message_id(request_id: str) -> str:
@@ -38,18 +38,26 @@ def message_response(
     finish_reason: str | None,
     usage: dict,
     stop_sequence: str | None = None,
+    tool_calls=(),
 ) -> dict:
-    """A `message`; `usage` is `gateway.shaping.usage_dict`'s OpenAI-style counts."""
+    """A `message`; `usage` is `gateway.shaping.usage_dict`'s OpenAI-style counts. Tool
+    calls follow the text as `tool_use` blocks (the text block is left out when empty)."""
+    content = [{"type": "text", "text": text}] if text or not tool_calls else []
+    content += [tool_use_block(call) for call in tool_calls]
     return {
         "id": message_id(request_id),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": stop_reason(finish_reason, stop_sequence),
         "stop_sequence": stop_sequence,
         "usage": _usage(usage["prompt_tokens"], usage["completion_tokens"]),
     }
+
+
+def tool_use_block(call, *, streaming: bool = False) -> dict:
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": {} if streaming else call.input()}
 
 
 # -- stream events -----------------------------------------------------------------------
@@ -90,6 +98,22 @@ def text_delta_event(text: str, index: int = 0) -> tuple[str, dict]:
         "type": "content_block_delta",
         "index": index,
         "delta": {"type": "text_delta", "text": text},
+    }
+
+
+def tool_use_start_event(call, index: int) -> tuple[str, dict]:
+    return "content_block_start", {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": tool_use_block(call, streaming=True),
+    }
+
+
+def input_json_delta_event(partial_json: str, index: int) -> tuple[str, dict]:
+    return "content_block_delta", {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "input_json_delta", "partial_json": partial_json},
     }
 
 

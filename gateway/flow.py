@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from apikeys.providers import KeyIdentity, get_provider
-from gateway import admission, answers, budget, forward, limits, shaping, stops
+from gateway import admission, answers, budget, forward, limits, outputs, shaping, stops, toolcalls, toolstream
 from gateway.shapes import Answer, Shape
 from gateway.tokens import estimate_tokens
 from gateway.validation import InferenceRequest, parse_json_body
@@ -55,6 +55,7 @@ class Call:
     answer: Answer | None = None
     estimated: bool = False
     finished: bool = False
+    unbilled_tokens: int = 0  # router tokens of answers thrown away and asked again (not billed)
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -201,12 +202,12 @@ def _headers(call: Call) -> dict[str, str]:
     return {**headers, **call.identity.headers} if call.identity is not None else headers  # the provider's limits win
 
 
-def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
-    entry = call.entry
-    max_tokens = _max_tokens(req, entry)
-    router_body = forward.with_failover(
-        entry=entry,
-        first_router_id=call.adm.router_id if call.adm else call.trail.target.router.id,
+def _complete(call: Call, req: InferenceRequest, max_tokens: int) -> dict:
+    """One whole answer from a router of the admitted route, failing over while it may."""
+    target = call.trail.target
+    return forward.with_failover(
+        entry=call.entry,
+        first_router_id=target.router.id if target else call.adm.router_id,
         request_id=call.request_id,
         now_ms=call.now_ms,
         trail=call.trail,
@@ -214,18 +215,74 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
             target=target, body=forward.router_body(req, target.route, max_tokens=max_tokens), request_id=call.request_id
         ),
     )
+
+
+def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
+    max_tokens = _max_tokens(req, call.entry)
+    router_body = _complete(call, req, max_tokens)
     call.ttfb_ms = call.elapsed_ms()
     text, hit = stops.cut(shaping.extract_text(router_body), req.stop)
+    calls = []
+    billed_text = text
+    if req.offers_tools or req.output is not None:
+        reading, router_body, billed_text, hit = _read_checked(call, shape, req, text, router_body, max_tokens)
+        text, calls = reading.text, reading.calls
     call.answer = _answer(
-        call, text=text, finish=shaping.extract_finish(router_body), usage=shaping.extract_usage(router_body), stop=hit
+        call, text=billed_text, finish=shaping.extract_finish(router_body), usage=shaping.extract_usage(router_body), stop=hit
     )
+    call.answer.text, call.answer.tool_calls = text, calls
+    if calls:
+        call.answer.finish = "tool_calls"
     body = shape.whole(
-        request_id=call.request_id, model=call.model, created=int(call.now.timestamp()), answer=call.answer, router_body=router_body
+        request_id=call.request_id, model=call.model, created=int(call.now.timestamp()), answer=call.answer, router_body=router_body,
+        req=req,
     )
     call.status = 200
     headers = _headers(call)
     _finish(call)
     return answers.json_response(body, headers=headers)
+
+
+def _template(call: Call) -> str:
+    """The prompt family of the route that answered (OpenAI-style routes get chatml's syntax)."""
+    route = call.trail.target.route
+    return "chatml" if route.api_style == "openai" else route.template
+
+
+def _read_checked(call: Call, shape: Shape, req: InferenceRequest, text: str, router_body: dict, max_tokens: int):
+    """Read an answer against the request's tools and output format; a violation is sent
+    back to the model once more (GATEWAY_OUTPUT_RETRIES) with what was wrong, then refused
+    with 502 `invalid_model_output`. The client pays only for the answer it gets: the tokens
+    of a discarded answer are recorded on the request log as unbilled.
+
+    Returns (reading, the router body of the answer used, its raw text, the stop sequence hit)."""
+    hit = None
+    reading = outputs.read(text, req, template=_template(call), id_prefix=shape.call_id_prefix)
+    for _ in range(settings.GATEWAY_OUTPUT_RETRIES):
+        if reading.problem is None:
+            break
+        call.unbilled_tokens += _attempt_tokens(call, router_body, text)
+        retry = replace(
+            req,
+            stream=False,
+            messages=[
+                *req.messages,
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": outputs.correction(reading.problem)},
+            ],
+        )
+        router_body = _complete(call, retry, max_tokens)
+        text, hit = stops.cut(shaping.extract_text(router_body), req.stop)
+        reading = outputs.read(text, req, template=_template(call), id_prefix=shape.call_id_prefix)
+    if reading.problem is not None:
+        call.unbilled_tokens += _attempt_tokens(call, router_body, text)
+        raise PortalError("invalid_model_output", f"The model's answer could not be used: {reading.problem}.")
+    return reading, router_body, text, hit
+
+
+def _attempt_tokens(call: Call, router_body: dict, text: str) -> int:
+    usage = shaping.extract_usage(router_body)
+    return sum(usage) if usage else call.prompt_tokens + estimate_tokens(text)
 
 
 def _answer(
@@ -265,7 +322,8 @@ def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
         ),
     )
     call.streamed = True
-    response = StreamingHttpResponse(_stream_body(call, shape, req, first, chunks), content_type="text/event-stream")
+    body = _tool_stream_body if req.offers_tools or req.output is not None else _stream_body
+    response = StreamingHttpResponse(body(call, shape, req, first, chunks), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in _headers(call).items():
@@ -274,15 +332,14 @@ def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
 
 
 def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks):
-    created = int(call.now.timestamp())
-    common = {"request_id": call.request_id, "model": call.model, "created": created}
+    emitter = toolstream.emitter_for(shape, request_id=call.request_id, model=call.model, created=int(call.now.timestamp()))
     served: list[str] = []  # what reached the client: what it pays for
     finish: str | None = None
     usage: tuple[int, int] | None = None
     scanner = stops.StopScanner(req.stop) if req.stop else None
     call.status = 200
     try:
-        yield from shape.opening(req=req, prompt_tokens=call.prompt_tokens, **common)
+        yield from emitter.opening(req=req, prompt_tokens=call.prompt_tokens)
         call.ttfb_ms = call.elapsed_ms()
         chunk = first
         while chunk is not None:
@@ -291,7 +348,7 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
                 text = scanner.feed(text)
             if text:
                 served.append(text)
-                yield shape.piece(text=text, **common)
+                yield from emitter.text(text)
             if scanner is not None and scanner.hit is not None:
                 break  # the answer ends here: the router's stream is closed below
             finish = shaping.extract_finish(chunk) or finish
@@ -299,13 +356,13 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
             chunk = next(chunks, None)
         if scanner is not None and (rest := scanner.flush()):
             served.append(rest)
-            yield shape.piece(text=rest, **common)
+            yield from emitter.text(rest)
         hit = scanner.hit if scanner is not None else None
         call.answer = _answer(call, text="".join(served), finish=finish, usage=None if hit else usage, stop=hit)
-        yield from shape.closing(req=req, answer=call.answer, **common)
+        yield from emitter.closing(req=req, answer=call.answer)
     except RouterError:
         call.trail.outcome, call.error_code = "fail", "upstream_error"
-        yield from shape.failure(
+        yield from emitter.failure(
             message="The model backend failed while streaming; the answer is incomplete.",
             code="upstream_error",
             type_="api_error",
@@ -320,6 +377,123 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
         if call.answer is None:
             call.answer = _answer(call, text="".join(served), finish=finish, usage=None)
         _finish(call)
+
+
+def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks):
+    """A stream that may carry tool calls or must be a JSON object.
+
+    With `tool_choice` auto, text reaches the client as it comes, holding back only what
+    could begin a call marker; each call goes out once complete and checked. An answer
+    that must call a tool or be JSON is read whole first (a violation can then be sent
+    back to the model once, as for whole answers), then sent; so is one whose first
+    call was malformed before anything went out. A violation found after text already
+    went out ends the stream with an `invalid_model_output` error event.
+    """
+    emitter = toolstream.emitter_for(shape, request_id=call.request_id, model=call.model, created=int(call.now.timestamp()))
+    stop_scanner = stops.StopScanner(req.stop) if req.stop else None
+    live = req.offers_tools and not (req.output is not None or req.tool_choice.forces_call)
+    scanner = toolcalls.CallScanner(toolcalls.syntax_for(_template(call))) if live else None
+    raw: list[str] = []  # the model's text (after stop sequences)
+    sent: list[str] = []  # the text the client got
+    calls: list = []
+    finish: str | None = None
+    usage: tuple[int, int] | None = None
+    problem: str | None = None
+    hit: str | None = None
+    call.status = 200
+
+    def take(text: str):
+        raw.append(text)
+        if scanner is None or problem is not None:
+            return None
+        out, found = scanner.feed(text)
+        return (yield from _emit(emitter, req, shape, out, found, sent, calls))
+
+    try:
+        yield from emitter.opening(req=req, prompt_tokens=call.prompt_tokens)
+        call.ttfb_ms = call.elapsed_ms()
+        chunk = first
+        while chunk is not None:
+            text = shaping.extract_text(chunk)
+            if stop_scanner is not None:
+                text = stop_scanner.feed(text)
+            if text:
+                problem = (yield from take(text)) or problem
+            if problem is not None or (stop_scanner is not None and stop_scanner.hit is not None):
+                break
+            finish = shaping.extract_finish(chunk) or finish
+            usage = shaping.extract_usage(chunk) or usage
+            chunk = next(chunks, None)
+        if stop_scanner is not None:
+            hit = stop_scanner.hit
+            if problem is None and (rest := stop_scanner.flush()):
+                problem = (yield from take(rest)) or problem
+        if scanner is not None and problem is None:
+            out, found = scanner.flush()
+            problem = yield from _emit(emitter, req, shape, out, found, sent, calls)
+        if problem is not None and (sent or calls):
+            raise PortalError("invalid_model_output", f"The model's answer could not be used: {problem}.")
+        if scanner is None or problem is not None:
+            # Read whole: checked (and asked again once) before anything is sent.
+            text = "".join(raw)
+            router_body = {"choices": [{"text": text, "finish_reason": finish}]}
+            if usage is not None and hit is None:
+                router_body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
+            reading, router_body, text, retry_hit = _read_checked(
+                call, shape, req, text, router_body, _max_tokens(req, call.entry)
+            )
+            if text != "".join(raw):
+                hit = retry_hit
+            raw, usage = [text], shaping.extract_usage(router_body)
+            finish = shaping.extract_finish(router_body) or finish
+            if reading.text:
+                sent.append(reading.text)
+                yield from emitter.text(reading.text)
+            calls = reading.calls
+            yield from emitter.calls(calls)
+        call.answer = _answer(call, text="".join(raw), finish=finish, usage=None if hit else usage, stop=hit)
+        call.answer.text, call.answer.tool_calls = "".join(sent), calls
+        if calls:
+            call.answer.finish = "tool_calls"
+        yield from emitter.closing(req=req, answer=call.answer)
+    except PortalError as err:
+        call.error_code = err.code
+        yield from emitter.failure(message=err.message, code=err.code, type_=err.type)
+    except RouterError:
+        call.trail.outcome, call.error_code = "fail", "upstream_error"
+        yield from emitter.failure(
+            message="The model backend failed while streaming; the answer is incomplete.",
+            code="upstream_error",
+            type_="api_error",
+        )
+    except GeneratorExit:
+        call.error_code = "client_disconnected"
+        raise
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        if call.answer is None:
+            # Cut short: the client pays for what it received, calls included.
+            call.answer = _answer(call, text="".join(sent) + "".join(c.arguments for c in calls), finish=finish, usage=None)
+        _finish(call)
+
+
+def _emit(emitter, req: InferenceRequest, shape: Shape, out: str, found, sent: list, calls: list):
+    """Send scanned text and checked calls; returns the problem of a bad call, if any."""
+    if out:
+        sent.append(out)
+        yield from emitter.text(out)
+    if not found:
+        return None
+    checked, problem = outputs.check_calls(found, replace(req, tool_choice=outputs.AUTO_CHOICE), shape.call_id_prefix)
+    if problem is None and not req.parallel_tool_calls and len(calls) + len(checked) > 1:
+        problem = "the answer made more than one call but may make at most one (parallel_tool_calls is false)"
+    if problem is not None:
+        return problem
+    calls.extend(checked)
+    yield from emitter.calls(checked)
+    return None
 
 
 def _finish(call: Call) -> None:
@@ -392,6 +566,7 @@ def _record(call: Call, served_tokens: int) -> None:
             client_ip=call.client_ip,
             prompt_tokens=answer.prompt_tokens if served_tokens else 0,
             completion_tokens=answer.completion_tokens if served_tokens else 0,
+            unbilled_tokens=call.unbilled_tokens,
             estimated=call.estimated,
             input_per_mtok=entry.input_price_per_mtok if entry else 0,
             output_per_mtok=entry.output_price_per_mtok if entry else 0,

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from gateway import limits
 from gateway.validation import InferenceRequest
-from gateway.templates import render_prompt
+from gateway.templates import flatten_for_chat, render_request
 from pools.catalog import ModelEntry, RouteEntry, RouterEntry
 from pools.client import RouterClient, RouterError
 from portal.errors import PortalError
@@ -43,16 +43,15 @@ def locate(entry: ModelEntry, router_id: int) -> Target:
 def router_body(req: InferenceRequest, route: RouteEntry, *, max_tokens: int) -> dict:
     """The body a route expects: a rendered prompt (cortensor) or the chat messages (openai)."""
     if route.api_style == "openai":
-        messages = list(req.messages)
-        if req.system:
-            messages.insert(0, {"role": "system", "content": req.system})
         if req.kind == "completion":
             messages = [{"role": "user", "content": req.prompt}]
+        else:
+            messages = flatten_for_chat(req)
         body = {"messages": messages, "max_tokens": max_tokens, "stream": req.stream}
         if req.stream:
             body["stream_options"] = {"include_usage": True}
     else:
-        prompt = req.prompt if req.kind == "completion" else render_prompt(route.template, req.messages, req.system)
+        prompt = req.prompt if req.kind == "completion" else render_request(route.template, req)
         body = {"prompt": prompt, "max_tokens": max_tokens, "stream": req.stream, "timeout": int(settings.ROUTER_READ_TIMEOUT)}
     for name in ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty"):
         value = getattr(req, name)

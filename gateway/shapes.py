@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway import anthropic, shaping, sse, validation
+from gateway.conversation import ToolCall
 from gateway.validation import InferenceRequest
 
 
@@ -19,6 +20,7 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     stop_sequence: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +33,13 @@ class Shape:
     piece: Callable[..., bytes]
     closing: Callable[..., Iterable[bytes]]
     failure: Callable[..., Iterable[bytes]]
+    call_id_prefix: str = "call_"  # ids of the tool calls the Portal reads from answers
 
 
 # -- OpenAI chat ----------------------------------------------------------------------------
 
 
-def _chat_whole(*, request_id, model, created, answer: Answer, router_body) -> dict:
+def _chat_whole(*, request_id, model, created, answer: Answer, router_body, req=None) -> dict:
     return shaping.chat_completion(
         request_id=request_id,
         model=model,
@@ -45,6 +48,7 @@ def _chat_whole(*, request_id, model, created, answer: Answer, router_body) -> d
         created=created,
         text=answer.text,
         finish_reason=answer.finish,
+        tool_calls=answer.tool_calls,
     )
 
 
@@ -94,7 +98,7 @@ CHAT = Shape(
 # -- OpenAI text completions -----------------------------------------------------------------
 
 
-def _completion_whole(*, request_id, model, created, answer: Answer, router_body) -> dict:
+def _completion_whole(*, request_id, model, created, answer: Answer, router_body, req=None) -> dict:
     return shaping.text_completion(
         request_id=request_id,
         model=model,
@@ -148,7 +152,7 @@ COMPLETIONS = Shape(
 # -- Anthropic messages ----------------------------------------------------------------------
 
 
-def _messages_whole(*, request_id, model, created, answer: Answer, router_body) -> dict:
+def _messages_whole(*, request_id, model, created, answer: Answer, router_body, req=None) -> dict:
     return anthropic.message_response(
         request_id=request_id,
         model=model,
@@ -156,6 +160,7 @@ def _messages_whole(*, request_id, model, created, answer: Answer, router_body) 
         finish_reason=answer.finish,
         usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
         stop_sequence=answer.stop_sequence,
+        tool_calls=answer.tool_calls,
     )
 
 
@@ -198,4 +203,5 @@ MESSAGES = Shape(
     piece=_messages_piece,
     closing=_messages_closing,
     failure=_messages_failure,
+    call_id_prefix="toolu_",
 )

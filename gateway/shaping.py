@@ -23,8 +23,17 @@ def usage_dict(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def normalize_finish(reason: Any) -> str:
-    """OpenAI's "stop" or "length"; anything unknown counts as a natural stop."""
+    """OpenAI's "stop", "length" or "tool_calls"; anything unknown counts as a natural stop."""
+    if reason == "tool_calls":
+        return reason
     return "length" if reason in ("length", "max_tokens") else "stop"
+
+
+def tool_calls_list(calls) -> list[dict]:
+    """OpenAI's `message.tool_calls`."""
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+    ]
 
 
 def _first_choice(body: Any) -> dict | None:
@@ -103,11 +112,16 @@ def _suffix(request_id: str) -> str:
 
 def chat_completion(
     *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None,
-    text: str | None = None, finish_reason: str | None = None,
+    text: str | None = None, finish_reason: str | None = None, tool_calls=(),
 ) -> dict:
     """A `chat.completion`; `created` defaults to the router's, else now. `text` and
-    `finish_reason`, when given, replace the router's (the Portal cut the text at a stop sequence)."""
-    message = {"role": "assistant", "content": extract_text(router_body) if text is None else text, "refusal": None}
+    `finish_reason`, when given, replace the router's (the Portal cut the text at a stop
+    sequence, or read tool calls out of it: then `content` is null when no text is left)."""
+    content = extract_text(router_body) if text is None else text
+    message = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        message["content"] = content or None
+        message["tool_calls"] = tool_calls_list(tool_calls)
     return {
         "id": "chatcmpl-" + _suffix(request_id),
         "object": "chat.completion",

@@ -1,8 +1,10 @@
 """Request bodies of the OpenAI and Anthropic inference routes, checked and normalized.
 
 Every parser returns one `InferenceRequest` or raises `PortalError("invalid_request_error")`
-whose `param` names the offending field as a dotted path (`messages[0].content`). Fields
-this gateway does not use are ignored, as the SDKs send some by default.
+whose `param` names the offending field as a dotted path (`messages[0].content`). A field
+the Portal cannot honour is refused with `unsupported_parameter` (gateway/params.py).
+Tool definitions, tool calls and output formats become `gateway.conversation` values
+(gateway/toolspec.py parses the definitions).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import params, toolspec
+from gateway.conversation import AUTO, OutputFormat, Tool, ToolCall, ToolChoice, arguments_text
 from portal.errors import PortalError
 
 MAX_TOKENS_LIMIT = 1_000_000
@@ -20,8 +24,8 @@ MAX_STOP_SEQUENCES = 16  # Anthropic documents no limit; the Portal applies stop
 MAX_MODEL_NAME = 256
 PART_SEPARATOR = "\n"  # between the text parts of one message or system prompt
 
-_CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_ANTHROPIC_ROLES = {"user": "user", "assistant": "assistant"}
+_CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+_CHAT_ROLE_HINT = "'system', 'developer', 'user', 'assistant', 'tool'"
 
 
 @dataclass(slots=True)
@@ -41,7 +45,16 @@ class InferenceRequest:
     stream: bool = False
     include_usage: bool = False
     user: str | None = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = AUTO
+    parallel_tool_calls: bool = True
+    output: OutputFormat | None = None
     raw: dict = field(default_factory=dict)
+
+    @property
+    def offers_tools(self) -> bool:
+        """Tools the model may call in this answer (tool_choice none offers none)."""
+        return bool(self.tools) and self.tool_choice.mode != "none"
 
 
 def _invalid(message: str, param: str | None) -> PortalError:
@@ -193,7 +206,7 @@ def _text_parts(parts: list, param: str) -> str:
     return texts[0] if len(texts) == 1 else PART_SEPARATOR.join(texts)
 
 
-def _messages(body: dict, roles: dict[str, str], role_hint: str) -> list[dict]:
+def _message_list(body: dict) -> list:
     messages = body.get("messages")
     if messages is None:
         raise _invalid("messages is required.", "messages")
@@ -201,29 +214,174 @@ def _messages(body: dict, roles: dict[str, str], role_hint: str) -> list[dict]:
         raise _invalid("messages must be a list.", "messages")
     if not messages:
         raise _invalid("messages must hold at least one message.", "messages")
+    return messages
+
+
+def _content_text(content: Any, where: str, *, optional: bool = False) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return _text_parts(content, where)
+    if content is None:
+        if optional:
+            return None
+        raise _invalid(f"{where} is required.", where)
+    raise _invalid(f"{where} must be a string or a list of text parts.", where)
+
+
+def _role(message: dict, where: str, roles: dict[str, str], hint: str) -> str:
+    role = message.get("role")
+    mapped = roles.get(role) if isinstance(role, str) else None
+    if mapped is None:
+        if role is None:
+            raise _invalid(f"{where}.role is required.", f"{where}.role")
+        if role == "function":
+            raise PortalError(
+                "unsupported_parameter",
+                f"{where}.role 'function' (the legacy functions API) is not supported; use tools and role 'tool'.",
+                param=f"{where}.role",
+            )
+        raise _invalid(f"{where}.role must be one of {hint}.", f"{where}.role")
+    return mapped
+
+
+def _openai_tool_calls(value: Any, where: str) -> list[ToolCall]:
+    if not isinstance(value, list):
+        raise _invalid(f"{where} must be a list.", where)
+    calls = []
+    for index, item in enumerate(value):
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict):
+            raise _invalid(f"{at} must be an object.", at)
+        if item.get("type", "function") != "function":
+            raise PortalError("unsupported_parameter", f"{at}.type must be 'function'.", param=f"{at}.type")
+        call_id = item.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            raise _invalid(f"{at}.id must be a non-empty string.", f"{at}.id")
+        function = item.get("function")
+        if not isinstance(function, dict):
+            raise _invalid(f"{at}.function must be an object.", f"{at}.function")
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise _invalid(f"{at}.function.name must be a non-empty string.", f"{at}.function.name")
+        arguments = function.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            raise _invalid(f"{at}.function.arguments must be a string (JSON text).", f"{at}.function.arguments")
+        calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
+    return calls
+
+
+def _chat_messages(body: dict) -> list[dict]:
+    """OpenAI chat messages, tool calls and tool results included."""
     normalized = []
-    for index, message in enumerate(messages):
+    for index, message in enumerate(_message_list(body)):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
             raise _invalid(f"{where} must be an object.", where)
-        role = message.get("role")
-        mapped = roles.get(role) if isinstance(role, str) else None
-        if mapped is None:
-            if role is None:
-                raise _invalid(f"{where}.role is required.", f"{where}.role")
-            raise _invalid(f"{where}.role must be one of {role_hint}.", f"{where}.role")
-        content = message.get("content")
-        if isinstance(content, str):
-            text = content
-        elif isinstance(content, list):
-            text = _text_parts(content, f"{where}.content")
-        elif content is None:
-            raise _invalid(f"{where}.content is required.", f"{where}.content")
+        role = _role(message, where, _CHAT_ROLES, _CHAT_ROLE_HINT)
+        if role == "assistant":
+            calls = _openai_tool_calls(message["tool_calls"], f"{where}.tool_calls") if message.get("tool_calls") else []
+            text = _content_text(message.get("content"), f"{where}.content", optional=bool(calls))
+            entry: dict = {"role": "assistant", "content": text or ""}
+            if calls:
+                entry["tool_calls"] = calls
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise _invalid(f"{where}.tool_call_id is required.", f"{where}.tool_call_id")
+            entry = {"role": "tool", "content": _content_text(message.get("content"), f"{where}.content"), "tool_call_id": call_id}
         else:
-            raise _invalid(
-                f"{where}.content must be a string or a list of text parts.", f"{where}.content"
-            )
-        normalized.append({"role": mapped, "content": text})
+            entry = {"role": role, "content": _content_text(message.get("content"), f"{where}.content")}
+        normalized.append(entry)
+    return normalized
+
+
+def _anthropic_blocks(content: Any, where: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if content is None:
+        raise _invalid(f"{where} is required.", where)
+    if not isinstance(content, list):
+        raise _invalid(f"{where} must be a string or a list of content blocks.", where)
+    if not content:
+        raise _invalid(f"{where} must not be an empty list.", where)
+    for index, block in enumerate(content):
+        if not isinstance(block, dict):
+            raise _invalid(f"{where}[{index}] must be an object.", f"{where}[{index}]")
+    return content
+
+
+def _tool_result_text(block: dict, where: str) -> str:
+    content = block.get("content")
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        text = _text_parts(content, f"{where}.content") if content else ""
+    else:
+        raise _invalid(f"{where}.content must be a string or a list of text blocks.", f"{where}.content")
+    is_error = block.get("is_error")
+    if is_error is not None and type(is_error) is not bool:
+        raise _invalid(f"{where}.is_error must be a boolean.", f"{where}.is_error")
+    return f"Error: {text}" if is_error else text
+
+
+def _anthropic_messages(body: dict) -> list[dict]:
+    """Anthropic messages: `tool_use` blocks become the assistant's tool calls, `tool_result`
+    blocks become `role: "tool"` messages (before the user's own text, as they answer the
+    calls just made)."""
+    normalized = []
+    for index, message in enumerate(_message_list(body)):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _invalid(f"{where} must be an object.", where)
+        role = _role(
+            message, where, {"user": "user", "assistant": "assistant"},
+            "'user', 'assistant' (put the system prompt in the top-level system field)",
+        )
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        results: list[dict] = []
+        for b, block in enumerate(_anthropic_blocks(message.get("content"), f"{where}.content")):
+            at = f"{where}.content[{b}]"
+            kind = block.get("type")
+            if kind == "text":
+                if not isinstance(block.get("text"), str):
+                    raise _invalid(f"{at}.text must be a string.", f"{at}.text")
+                texts.append(block["text"])
+            elif kind == "tool_use" and role == "assistant":
+                call_id, name, value = block.get("id"), block.get("name"), block.get("input", {})
+                if not isinstance(call_id, str) or not call_id:
+                    raise _invalid(f"{at}.id must be a non-empty string.", f"{at}.id")
+                if not isinstance(name, str) or not name:
+                    raise _invalid(f"{at}.name must be a non-empty string.", f"{at}.name")
+                if not isinstance(value, dict):
+                    raise _invalid(f"{at}.input must be an object.", f"{at}.input")
+                calls.append(ToolCall(id=call_id, name=name, arguments=arguments_text(value)))
+            elif kind == "tool_result" and role == "user":
+                call_id = block.get("tool_use_id")
+                if not isinstance(call_id, str) or not call_id:
+                    raise _invalid(f"{at}.tool_use_id must be a non-empty string.", f"{at}.tool_use_id")
+                results.append({"role": "tool", "content": _tool_result_text(block, at), "tool_call_id": call_id})
+            elif kind in ("tool_use", "tool_result"):
+                side = "assistant" if kind == "tool_use" else "user"
+                raise _invalid(f"{at}: {kind} blocks belong in {side} messages.", f"{at}.type")
+            else:
+                got = f" (got {kind!r})" if isinstance(kind, str) else ""
+                raise _invalid(
+                    f"{at}.type must be 'text', 'tool_use' or 'tool_result': only text and tools are supported{got}.",
+                    f"{at}.type",
+                )
+        normalized.extend(results)
+        text = PART_SEPARATOR.join(texts)
+        if role == "assistant":
+            entry: dict = {"role": "assistant", "content": text}
+            if calls:
+                entry["tool_calls"] = calls
+            normalized.append(entry)
+        elif texts or not results:
+            normalized.append({"role": "user", "content": text})
     return normalized
 
 
@@ -233,9 +391,11 @@ def _messages(body: dict, roles: dict[str, str], role_hint: str) -> list[dict]:
 def parse_chat(body: Any) -> InferenceRequest:
     """`POST /v1/chat/completions`."""
     body = _object(body)
+    params.check_fields(body, honoured=params.CHAT_HONOURED, refused=params.CHAT_REFUSED)
     model = _model(body)
-    messages = _messages(body, _CHAT_ROLES, "'system', 'developer', 'user', 'assistant'")
+    messages = _chat_messages(body)
     _n(body)
+    tools = toolspec.openai_tools(body)
     max_tokens = _int(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
     max_completion_tokens = _int(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
     stream, include_usage = _stream(body)
@@ -253,6 +413,10 @@ def parse_chat(body: Any) -> InferenceRequest:
         stream=stream,
         include_usage=include_usage,
         user=_user(body.get("user"), "user"),
+        tools=tools,
+        tool_choice=toolspec.openai_tool_choice(body, tools),
+        parallel_tool_calls=toolspec.parallel_tool_calls(body),
+        output=toolspec.response_format(body.get("response_format")),
         raw=body,
     )
 
@@ -277,6 +441,7 @@ def _prompt(body: dict) -> str:
 def parse_completion(body: Any) -> InferenceRequest:
     """`POST /v1/completions` (legacy text completions)."""
     body = _object(body)
+    params.check_fields(body, honoured=params.COMPLETION_HONOURED, refused=params.COMPLETION_REFUSED)
     model = _model(body)
     prompt = _prompt(body)
     _n(body)
@@ -329,15 +494,14 @@ def _anthropic_user(body: dict) -> str | None:
 def parse_messages(body: Any) -> InferenceRequest:
     """`POST /v1/messages` (Anthropic)."""
     body = _object(body)
+    params.check_fields(body, honoured=params.MESSAGES_HONOURED, refused=params.MESSAGES_REFUSED)
     model = _model(body)
     if body.get("max_tokens") is None:
         raise _invalid("max_tokens is required.", "max_tokens")
     max_tokens = _int(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
-    messages = _messages(
-        body,
-        _ANTHROPIC_ROLES,
-        "'user', 'assistant' (put the system prompt in the top-level system field)",
-    )
+    messages = _anthropic_messages(body)
+    tools = toolspec.anthropic_tools(body)
+    tool_choice, parallel = toolspec.anthropic_tool_choice(body, tools)
     return InferenceRequest(
         kind="messages",
         model=model,
@@ -350,5 +514,8 @@ def parse_messages(body: Any) -> InferenceRequest:
         stop=_anthropic_stop(body),
         stream=_bool(body.get("stream"), "stream"),
         user=_anthropic_user(body),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
         raw=body,
     )

@@ -87,6 +87,10 @@ class RequestLog(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    unbilled_tokens = models.PositiveIntegerField(
+        default=0,
+        help_text="Router tokens of answers the Portal discarded and asked again (a broken tool call or JSON); not billed.",
+    )
     created_at = models.DateTimeField()
 
     class Meta:

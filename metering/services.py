@@ -66,6 +66,7 @@ class RequestRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False
+    unbilled_tokens: int = 0
     input_per_mtok: int = 0
     output_per_mtok: int = 0
 
@@ -73,7 +74,7 @@ class RequestRecord:
 _LOG_FIELDS = (
     "request_id", "org", "api_key", "endpoint", "model_name", "route_id", "router_id", "status_code",
     "error_code", "latency_ms", "ttfb_ms", "streamed", "client_ip", "prompt_tokens", "completion_tokens",
-    "created_at",
+    "unbilled_tokens", "created_at",
 )
 # Usage-event columns copied from the request-log row just inserted, then the event's own.
 _EVENT_FROM_LOG = ("request_id", "org", "api_key", "model_name", "prompt_tokens", "completion_tokens", "created_at")
@@ -126,7 +127,7 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
         record.request_id, record.org_id, record.api_key_id, record.endpoint, record.model_name,
         record.route_id, record.router_id, record.status_code, record.error_code, record.latency_ms,
         record.ttfb_ms, record.streamed, record.client_ip or None, record.prompt_tokens,
-        record.completion_tokens, record.created_at,
+        record.completion_tokens, record.unbilled_tokens, record.created_at,
     ]
     if served:
         params += [record.estimated, _cost(record)]
@@ -160,6 +161,7 @@ def _write_orm(record: RequestRecord, served: bool) -> None:
             client_ip=record.client_ip,
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,
+            unbilled_tokens=record.unbilled_tokens,
             created_at=record.created_at,
         )
         if served:

@@ -41,6 +41,7 @@ CATALOG: dict[str, ErrorKind] = {
     "context_length_exceeded": ErrorKind(
         400, "invalid_request_error", "The prompt and max_tokens exceed the model's context window."
     ),
+    "unsupported_parameter": ErrorKind(400, "invalid_request_error", "This parameter is not supported."),
     # identity
     "not_authenticated": ErrorKind(401, "authentication_error", "Authentication credentials were not provided."),
     "invalid_token": ErrorKind(401, "authentication_error", "The bearer token is invalid."),
@@ -70,6 +71,9 @@ CATALOG: dict[str, ErrorKind] = {
     "upstream_error": ErrorKind(502, "api_error", "The model backend failed to answer."),
     "upstream_rejected_request": ErrorKind(
         400, "invalid_request_error", "The model backend rejected the request as invalid."
+    ),
+    "invalid_model_output": ErrorKind(
+        502, "api_error", "The model's answer did not follow the requested tool choice or output format."
     ),
     "internal_error": ErrorKind(500, "api_error", "Internal server error."),
 }

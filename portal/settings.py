@@ -280,6 +280,9 @@ if KEY_PROVIDER == "unkey":
 # --- Gateway -------------------------------------------------------------------------
 GATEWAY_INFLIGHT_TTL_MS = env.int("GATEWAY_INFLIGHT_TTL_MS", default=600_000)
 GATEWAY_MAX_TRIES = env.int("GATEWAY_MAX_TRIES", default=3)
+# An answer that breaks the request's tool choice, a strict tool schema or its JSON output
+# format is sent back to the model this many times with what was wrong, then refused.
+GATEWAY_OUTPUT_RETRIES = env.int("GATEWAY_OUTPUT_RETRIES", default=1)
 GATEWAY_ENFORCEMENT = env.bool("GATEWAY_ENFORCEMENT", default=True)
 AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
