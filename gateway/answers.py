@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 
 from django.http import HttpResponse
 
@@ -26,6 +29,54 @@ def _duration(ms: int) -> str:
     if minutes:
         return f"{minutes}m{seconds}s"
     return f"{seconds}s"
+
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?|(\d+)ms")
+
+
+def _duration_ms(text: str) -> int | None:
+    """The milliseconds of a `_duration` text (`1h2m3s`, `6m0s`, `250ms`); None if not one."""
+    found = _DURATION.fullmatch(text)
+    if found is None or not text:
+        return None
+    hours, minutes, seconds, ms = found.groups()
+    if ms is not None:
+        return int(ms)
+    return ((int(hours or 0) * 60 + int(minutes or 0)) * 60 + int(seconds or 0)) * 1000
+
+
+def _rfc3339(at: datetime) -> str:
+    """`2026-01-02T03:04:05Z`, rounded up to the second (the limit is whole by then)."""
+    at = at.astimezone(timezone.utc)
+    if at.microsecond:
+        at = at.replace(microsecond=0) + timedelta(seconds=1)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def anthropic_headers(headers: Mapping[str, str], *, request_id: str, now: datetime) -> dict[str, str]:
+    """Anthropic's names for what an answer already says: `request-id` (the SDK's
+    `_request_id`) is x-request-id; `anthropic-ratelimit-{requests,tokens}-{limit,remaining,
+    reset}` mirror the x-ratelimit-* values present, each reset as an RFC 3339 time."""
+    out = {"request-id": request_id}
+    for kind in ("requests", "tokens"):
+        for part in ("limit", "remaining", "reset"):
+            value = headers.get(f"x-ratelimit-{part}-{kind}")
+            if value is None:
+                continue
+            if part == "reset":
+                ms = _duration_ms(value)
+                if ms is None:
+                    continue
+                value = _rfc3339(now + timedelta(milliseconds=ms))
+            out[f"anthropic-ratelimit-{kind}-{part}"] = value
+    return out
+
+
+def with_anthropic_headers(response: HttpResponse, *, request_id: str, now: datetime) -> HttpResponse:
+    """`response` (whole, streamed or an error; headers not yet sent) with `anthropic_headers`."""
+    for name, value in anthropic_headers(response.headers, request_id=request_id, now=now).items():
+        response[name] = value
+    return response
 
 
 def rate_limit_headers(adm: Admission) -> dict[str, str]:

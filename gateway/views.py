@@ -1,5 +1,6 @@
 """The hosted /v1 API. Keys are checked by the flow, not by DRF's authentication."""
 
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
@@ -36,6 +37,17 @@ class _GatewayView(APIView):
         err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
         return answers.error_response(err, style=self.shape.style)
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.shape.style == "anthropic":
+            _anthropic_headers(request, response)
+        return response
+
+
+def _anthropic_headers(request, response) -> None:
+    """Every answer under /v1/messages carries Anthropic's request-id and rate-limit headers."""
+    answers.with_anthropic_headers(response, request_id=request.request_id, now=timezone.now())
+
 
 class ChatCompletionsView(_GatewayView):
     shape = shapes.CHAT
@@ -71,13 +83,21 @@ class CountTokensView(APIView):
         err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
         return answers.error_response(err, style="anthropic")
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        _anthropic_headers(request, response)
+        return response
+
 
 @csrf_exempt
 def unknown_url(request, *args, **kwargs):
     """Every other /v1/ path: a JSON 404 the SDKs can read, DEBUG or not; Anthropic's
     shape under /v1/messages/ (the Anthropic SDK's batches)."""
     style = shapes.MESSAGES.style if request.path.startswith("/v1/messages/") else "openai"
-    return answers.error_response(PortalError("not_found", unknown_url_message(request)), style=style)
+    response = answers.error_response(PortalError("not_found", unknown_url_message(request)), style=style)
+    if style == "anthropic":
+        _anthropic_headers(request, response)
+    return response
 
 
 class ModelsView(APIView):

@@ -5,6 +5,7 @@ anthropic-ratelimit-* headers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import anthropic
 import openai
@@ -90,3 +91,31 @@ def test_anthropic_count_tokens_is_what_the_message_then_bills(live):
         anthropic.Anthropic(base_url=live.server.url, api_key="ctr_live_" + "E" * 43, max_retries=0).messages.count_tokens(
             model=MODEL, messages=MESSAGES
         )
+
+
+# --- Anthropic's headers on /v1/messages --------------------------------------------------------------
+
+
+def test_anthropic_sdk_reads_request_id_and_the_rate_limit_headers(live):
+    client = anthropic.Anthropic(base_url=live.server.url, api_key=live.key, max_retries=0, timeout=20)
+
+    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    message = raw.parse()
+    with client.messages.stream(model=MODEL, max_tokens=8, messages=MESSAGES) as stream:
+        stream.until_done()
+        streamed = stream.response.headers
+        streamed_id = stream.request_id
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="no-such-model", max_tokens=8, messages=MESSAGES)
+
+    assert raw.request_id == message._request_id == raw.headers["x-request-id"]
+    assert streamed_id == streamed["x-request-id"] != raw.request_id
+    assert missing.value.request_id == missing.value.response.headers["x-request-id"]
+    for headers in (raw.headers, streamed):
+        assert headers["anthropic-ratelimit-requests-limit"] == "600"  # the pro plan
+        assert headers["anthropic-ratelimit-requests-remaining"] == headers["x-ratelimit-remaining-requests"]
+        assert headers["anthropic-ratelimit-tokens-limit"] == headers["x-ratelimit-limit-tokens"] == "1000000"
+        assert headers["anthropic-ratelimit-tokens-remaining"] == headers["x-ratelimit-remaining-tokens"]
+        for kind in ("requests", "tokens"):
+            reset = datetime.fromisoformat(headers[f"anthropic-ratelimit-{kind}-reset"].replace("Z", "+00:00"))
+            assert timedelta(0) <= reset - datetime.now(UTC) <= timedelta(seconds=61)
