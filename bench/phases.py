@@ -207,3 +207,43 @@ def phase_compare(b: Bench) -> None:
         single.pop("totals"), single.pop("ttfbs")
         slow, _ = b.saturate(b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, 500, timeout_s=15)
         out.append({"server": label, "saturated": sat.__dict__, "cpu": cpu, "single": single, "slow": slow.__dict__})
+
+
+TOOLS = [{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}]
+
+
+def phase_tools(b: Bench, blocks: int = 5) -> None:
+    """One client: a request that offers a tool and gets a call back (rendered into the
+    prompt, read back out of the answer, checked against the strict schema), next to the
+    same router call made directly with the prompt the gateway renders."""
+    from gateway.conversation import Tool
+    from gateway.templates import render_prompt
+
+    tool = TOOLS[0]["function"]
+    prompt = render_prompt(
+        "chatml", [{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[Tool(name=tool["name"], description=tool["description"], parameters=tool["parameters"], strict=True)],
+    )
+    n = b.plan.single_requests
+    say(f"tool call round trip: {n} requests each way, in {blocks} blocks")
+    kinds = {
+        "direct": b.direct_target("sim", stream=False, prompt=prompt),
+        "gateway": b.gateway_target("bench-sim", stream=False, tools=TOOLS),
+        "gateway_stream": b.gateway_target("bench-sim", stream=True, tools=TOOLS),
+    }
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for _ in range(blocks):
+        for kind, target in kinds.items():
+            runs[kind].append(b.single(target, max(1, n // blocks)))
+    b.results["tools"] = {kind: _combine(block_runs) for kind, block_runs in runs.items()}

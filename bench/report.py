@@ -76,6 +76,13 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
       + "; other load during the gateway runs: "
       + ", ".join(f"{u} {v['gateway']['other']:.2f}/{v['gateway_stream']['other']:.2f} cores"
                   for u, v in r.get("single", {}).items()) + ")")
+    tools = r.get("tools")
+    if tools:
+        d, g, gs = tools["direct"], tools["gateway"], tools["gateway_stream"]
+        p("")
+        p("2b. Tool call round trip, one client (ms): a strict function tool offered, a call read back")
+        p(f"   direct p50 {_f(d['p50_ms'], 2)}, gateway p50 {_f(g['p50_ms'], 2)} (added {_f(g['p50_ms'] - d['p50_ms'], 2)}), "
+          f"streamed p50 {_f(gs['p50_ms'], 2)}; errors {d['errors'] + g['errors'] + gs['errors']}")
     rate = r.get("rate")
     if rate:
         d, g = rate["direct"], rate["gateway"]

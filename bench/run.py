@@ -40,6 +40,7 @@ from bench.phases import (
     phase_saturated,
     phase_single,
     phase_slow_upstream,
+    phase_tools,
     say,
 )
 from bench.report import report
@@ -51,6 +52,7 @@ PHASES = {
     "slow-upstream": phase_slow_upstream,
     "held-streams": phase_held_streams,
     "enforcement": phase_enforcement,
+    "tools": phase_tools,
     "compare": phase_compare,
 }
 
@@ -113,20 +115,24 @@ class Bench:
 
     # --- targets ---------------------------------------------------------------------
 
-    def gateway_target(self, model: str, *, stream: bool, gateway: stack.Proc | None = None) -> load.Target:
+    def gateway_target(
+        self, model: str, *, stream: bool, gateway: stack.Proc | None = None, tools: list | None = None
+    ) -> load.Target:
         host, port = (gateway or self.gateway).url.split("//")[1].rsplit(":", 1)
         body = {"model": model, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
         if stream:
             body["stream"] = True
+        if tools:
+            body.update(messages=[{"role": "user", "content": "What is the weather in Paris?"}], tools=tools, max_tokens=64)
         return load.Target(
             host, int(port), "/v1/chat/completions", _json(body), {"Authorization": f"Bearer {self.api_key}"}, stream
         )
 
-    def direct_target(self, upstream: str, *, stream: bool) -> load.Target:
+    def direct_target(self, upstream: str, *, stream: bool, prompt: str = PROMPT) -> load.Target:
         """What the gateway sends the router for the same request (a rendered chat prompt)."""
         host, port = self.upstreams[upstream].url.split("//")[1].rsplit(":", 1)
         body = {
-            "prompt": PROMPT, "max_tokens": MAX_TOKENS, "stream": stream, "timeout": 120,
+            "prompt": prompt, "max_tokens": MAX_TOKENS if prompt == PROMPT else 64, "stream": stream, "timeout": 120,
             "session_id": 11, "client_reference": "req_benchmarkbenchmarkbench",
         }
         return load.Target(host, int(port), "/api/v1/completions", _json(body), {}, stream)

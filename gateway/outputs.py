@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from jsonschema.validators import validator_for
 
@@ -29,9 +30,15 @@ class Reading:
     problem: str | None = None
 
 
+@lru_cache(maxsize=512)
+def _validator(key: str):
+    schema = json.loads(key)
+    return validator_for(schema)(schema)
+
+
 def schema_problem(value: object, schema: dict) -> str | None:
     """The first way `value` breaks `schema`, in words, or None."""
-    validator = validator_for(schema)(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(e.path))), None)
     if error is None:
         return None

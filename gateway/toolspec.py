@@ -7,7 +7,9 @@ the Portal would later fail to validate against is refused up front, with its pa
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from jsonschema.exceptions import SchemaError
@@ -33,11 +35,26 @@ def check_schema(schema: Any, param: str) -> dict:
     if not isinstance(schema, dict):
         raise _invalid(f"{param} must be a JSON Schema object.", param)
     try:
+        key = json.dumps(schema, sort_keys=True)
+    except (TypeError, ValueError):
+        raise _invalid(f"{param} must be a JSON Schema object.", param) from None
+    problem = _schema_problem(key)
+    if problem:
+        raise _invalid(f"{param} is not a valid JSON Schema: {problem}.", param)
+    return schema
+
+
+@lru_cache(maxsize=512)
+def _schema_problem(key: str) -> str | None:
+    """Checking a schema against its meta-schema takes about a millisecond; clients send the
+    same few schemas with every request, so each is checked once per process."""
+    schema = json.loads(key)
+    try:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" for p in exc.path)
-        raise _invalid(f"{param} is not a valid JSON Schema: {exc.message} (at {where or 'the root'}).", param) from None
-    return schema
+        return f"{exc.message} (at {where or 'the root'})"
+    return None
 
 
 def _tool_list(value: Any, param: str) -> list:
