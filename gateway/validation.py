@@ -147,8 +147,11 @@ def _user(value: Any, param: str) -> str | None:
 
 def _n(body: dict) -> None:
     n = body.get("n")
-    if n is not None and (type(n) is not int or n != 1):
-        raise _invalid("only n=1 is supported.", "n")
+    if n is None or n == 1 and type(n) is int:
+        return
+    if type(n) is int and n > 1:
+        raise PortalError("unsupported_parameter", "n is not supported: only n=1 is supported.", param="n")
+    raise _invalid("n must be 1 (only n=1 is supported).", "n")
 
 
 def _stop_list(value: list, name: str, limit: int) -> list[str]:

@@ -24,6 +24,8 @@ def messages(**fields):
 
 
 REFUSED = [
+    (chat, {"n": 2}, "n"),
+    (completion, {"n": 3}, "n"),
     (chat, {"logprobs": True}, "logprobs"),
     (chat, {"top_logprobs": 3}, "top_logprobs"),
     (chat, {"seed": 1}, "seed"),
