@@ -241,3 +241,47 @@ def test_langchain_binds_tools_and_gets_structured_output(agent):
     for method in ("json_schema", "function_calling"):
         weather = llm.with_structured_output(Weather, method=method).invoke("Weather in Paris?")
         assert isinstance(weather, Weather), method
+
+
+def test_what_agent_clients_were_told_is_what_the_ledger_bills(agent):
+    """Tool calls billed like text, a retried answer billed once (only the answer the client
+    got), streamed calls billed on what was sent: usage events == rollups == ledger."""
+    from datetime import timedelta
+
+    from metering.ledger import ledger_post_range
+    from metering.models import LedgerEntry, UsageRollup
+    from metering.pricing import price_micro_usd
+    from metering.rollups import usage_rollup_pending
+    from pools.models import Model
+
+    client, sim, _, demo = agent
+    told = []  # (model, prompt_tokens, completion_tokens) as each client saw them
+    reply = client.chat.completions.create(model="qwen", messages=ASK, tools=[WEATHER])
+    told.append(("qwen-3-32b", reply.usage.prompt_tokens, reply.usage.completion_tokens))
+    sim.configure(json_mode="invalid_json", fault_count=1)
+    reply = client.chat.completions.create(model="default", messages=ASK, response_format={"type": "json_object"})
+    told.append(("gemma-4-26b", reply.usage.prompt_tokens, reply.usage.completion_tokens))
+    for chunk in client.chat.completions.create(
+        model="qwen", messages=ASK, tools=[WEATHER], stream=True, stream_options={"include_usage": True}
+    ):
+        if chunk.usage:
+            told.append(("qwen-3-32b", chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
+    assert len(told) == 3
+    assert eventually(lambda: UsageEvent.objects.count() == 3)
+
+    events = sorted((e.model_name, e.prompt_tokens, e.completion_tokens) for e in UsageEvent.objects.all())
+    assert events == sorted(told)
+    prices = {m.name: (m.input_price_per_mtok, m.output_price_per_mtok) for m in Model.objects.all()}
+    owed = sum(
+        price_micro_usd(prompt_tokens=p, completion_tokens=c, input_per_mtok=prices[m][0], output_per_mtok=prices[m][1])
+        for m, p, c in told
+    )
+    assert sum(UsageEvent.objects.values_list("cost", flat=True)) == owed
+    assert RequestLog.objects.filter(unbilled_tokens__gt=0).count() == 1  # the discarded JSON answer
+
+    now = timezone.now() + timedelta(hours=2)
+    usage_rollup_pending(now=now)
+    ledger_post_range(org_id=None, start=now - timedelta(days=1), end=now, now=now, lag=timedelta(0))
+    rolled = UsageRollup.objects.filter(granularity="hour").values_list("cost", flat=True)
+    assert sum(rolled) == owed
+    assert sum(LedgerEntry.objects.filter(org_id=demo.org_id).values_list("amount", flat=True)) == owed
