@@ -72,7 +72,7 @@ def plan(req: InferenceRequest, entry: ModelEntry, *, prompt_tokens: int) -> Bud
 
 def context_length_error(budget: Budget, *, kind: str) -> PortalError:
     """400 `context_length_exceeded` in OpenAI's words; `param` is the prompt's field."""
-    noun = "prompt" if kind == "completion" else "messages"
+    noun = {"completion": "prompt", "responses": "input"}.get(kind, "messages")
     limit = f"This model's maximum context length is {budget.window} tokens."
     if budget.requested:
         message = (

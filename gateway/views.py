@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
-from gateway import answers, counting, flow, keyaccess, shapes, status
+from gateway import answers, counting, flow, keyaccess, responses, shapes, status
 from pools.catalog import get_catalog
 from portal.errors import PortalError, unknown_url_message
 
@@ -59,6 +59,23 @@ class CompletionsView(_GatewayView):
 
 class MessagesView(_GatewayView):
     shape = shapes.MESSAGES
+
+
+class ResponsesView(_GatewayView):
+    shape = responses.RESPONSES
+
+
+@csrf_exempt
+def stored_response(request, response_id, *args, **kwargs):
+    """`GET` / `DELETE /v1/responses/{id}` (and its `cancel`, `input_items`): the Portal
+    stores no responses, so there is none to read, cancel or delete; 400 saying so."""
+    err = PortalError(
+        "invalid_request_error",
+        f"Response {response_id!r} cannot be retrieved, cancelled or deleted: responses are not stored"
+        " (`store` is ignored). Keep the output you received and send the whole conversation in `input`.",
+        param="response_id",
+    )
+    return answers.error_response(err)
 
 
 class CountTokensView(APIView):
