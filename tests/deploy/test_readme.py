@@ -86,6 +86,7 @@ EXPECTED = [
     r'"object":\s*"chat\.completion"',  # curl chat
     r"\S",  # openai SDK: a reply and a streamed one
     r"\S",  # anthropic SDK
+    r"name='get_weather'(.|\n)*name=",  # a tool call, a parsed object, a Responses answer
     r'"key":\s*"ctr_live_\w{43}"',  # dashboard: the new key, shown once
     r"^eyJ",  # mint_token
     r'"results":\s*\[\{',  # rollups, then usage by model
