@@ -158,6 +158,11 @@ def response_format(value: Any, param: str = "response_format") -> OutputFormat 
     if kind == "text":
         return None
     if kind == "json_object":
+        schema = value.get("schema")
+        if schema is not None:
+            # The JSON mode with a schema of vLLM, Together and Anyscale (instructor's
+            # JSON_SCHEMA mode sends it): the schema guides the answer and is checked.
+            return OutputFormat(kind="json_schema", schema=check_schema(schema, f"{param}.schema"), name="response", strict=True)
         return OutputFormat(kind="json_object")
     if kind == "json_schema":
         spec = value.get("json_schema")

@@ -78,6 +78,10 @@ def _tools_to_call(asks: PromptAsks, parallel_calls: int) -> list[Tool]:
         named = next((tool for tool in asks.tools if tool.name == asks.forced_name), None)
         return [named or Tool(name=asks.forced_name, parameters={"type": "object"})]
     count = 1 if asks.at_most_one else max(parallel_calls, 1)
+    if asks.tool_results:
+        # A call required after a tool result: the last tool offered, where agent frameworks
+        # (pydantic-ai, instructor) put their final-answer tool; the loop then ends.
+        return [asks.tools[-1 - (i % len(asks.tools))] for i in range(count)]
     return [asks.tools[i % len(asks.tools)] for i in range(count)]
 
 

@@ -137,3 +137,10 @@ def test_anthropic_tool_use_and_results_become_the_same_conversation():
         {"role": "user", "content": "Thanks"},
     ]
     assert req.tool_choice.mode == "required" and req.parallel_tool_calls is False
+
+
+def test_json_mode_with_a_schema_is_honoured_as_a_schema():
+    """vLLM / Together style (instructor's JSON_SCHEMA mode): the schema is not dropped."""
+    schema = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
+    req = chat(response_format={"type": "json_object", "schema": schema})
+    assert (req.output.kind, req.output.schema, req.output.strict) == ("json_schema", schema, True)
