@@ -361,22 +361,31 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
         call.answer = _answer(call, text="".join(served), finish=finish, usage=None if hit else usage, stop=hit)
         yield from emitter.closing(req=req, answer=call.answer)
     except RouterError:
-        call.trail.outcome, call.error_code = "fail", "upstream_error"
-        yield from emitter.failure(
-            message="The model backend failed while streaming; the answer is incomplete.",
-            code="upstream_error",
-            type_="api_error",
-        )
+        yield from _router_failed(call, emitter)
     except GeneratorExit:
         call.error_code = "client_disconnected"
         raise
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        _close(chunks)
         if call.answer is None:
             call.answer = _answer(call, text="".join(served), finish=finish, usage=None)
         _finish(call)
+
+
+def _router_failed(call: Call, emitter):
+    """A router failure after the stream began: one error event, the answer incomplete."""
+    call.trail.outcome, call.error_code = "fail", "upstream_error"
+    yield from emitter.failure(
+        message="The model backend failed while streaming; the answer is incomplete.",
+        code="upstream_error",
+        type_="api_error",
+    )
+
+
+def _close(chunks) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks):
@@ -460,19 +469,12 @@ def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, ch
         call.error_code = err.code
         yield from emitter.failure(message=err.message, code=err.code, type_=err.type)
     except RouterError:
-        call.trail.outcome, call.error_code = "fail", "upstream_error"
-        yield from emitter.failure(
-            message="The model backend failed while streaming; the answer is incomplete.",
-            code="upstream_error",
-            type_="api_error",
-        )
+        yield from _router_failed(call, emitter)
     except GeneratorExit:
         call.error_code = "client_disconnected"
         raise
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        _close(chunks)
         if call.answer is None:
             # Cut short: the client pays for what it received, calls included.
             call.answer = _answer(call, text="".join(sent) + "".join(c.arguments for c in calls), finish=finish, usage=None)

@@ -77,11 +77,11 @@ def _unique(tools: list[Tool], param: str) -> list[Tool]:
 # -- OpenAI ------------------------------------------------------------------------------
 
 
-def openai_tools(body: dict) -> list[Tool]:
+def _function_tools(body: dict):
+    """(where, item) of each tool in `tools`, each an object of type function."""
     value = body.get("tools")
     if value is None:
-        return []
-    tools = []
+        return
     for index, item in enumerate(_tool_list(value, "tools")):
         where = f"tools[{index}]"
         if not isinstance(item, dict):
@@ -89,6 +89,12 @@ def openai_tools(body: dict) -> list[Tool]:
         if item.get("type") != "function":
             got = item.get("type")
             raise _unsupported(f"{where}.type must be 'function': only function tools are supported (got {got!r}).", f"{where}.type")
+        yield where, item
+
+
+def openai_tools(body: dict) -> list[Tool]:
+    tools = []
+    for where, item in _function_tools(body):
         function = item.get("function")
         if not isinstance(function, dict):
             raise _invalid(f"{where}.function must be an object.", f"{where}.function")
@@ -204,18 +210,7 @@ def responses_text_format(body: dict) -> OutputFormat | None:
 
 def responses_tools(body: dict) -> list[Tool]:
     """Responses' flat function tools: `{"type": "function", "name", "parameters", ...}`."""
-    value = body.get("tools")
-    if value is None:
-        return []
-    tools = []
-    for index, item in enumerate(_tool_list(value, "tools")):
-        where = f"tools[{index}]"
-        if not isinstance(item, dict):
-            raise _invalid(f"{where} must be an object.", where)
-        if item.get("type") != "function":
-            got = item.get("type")
-            raise _unsupported(f"{where}.type must be 'function': only function tools are supported (got {got!r}).", f"{where}.type")
-        tools.append(_function(item, where, parameters_key="parameters"))
+    tools = [_function(item, where, parameters_key="parameters") for where, item in _function_tools(body)]
     return _unique(tools, "tools")
 
 

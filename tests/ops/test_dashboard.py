@@ -23,6 +23,7 @@ from pools import services as pool_services
 from pools.health import breaker_key, inflight_key
 from pools.models import RouterHealth
 from tests.conftest import IN_CI, make_user
+from tests.deploy import chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-artifacts" / "ops-dashboard.png"
@@ -255,22 +256,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def _chromium(url: str, *, profile: Path, extra: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            shutil.which("chromium"),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1000",
-            *extra,
-            url,
-        ],
+        [shutil.which("chromium"), *chromium.FLAGS, f"--user-data-dir={profile}", *extra, url],
         capture_output=True,
         timeout=120,
         check=False,  # the caller asserts on what the browser produced
