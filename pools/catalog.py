@@ -178,16 +178,9 @@ def catalog_version_key() -> str:
     """The fast-state key holding the catalog version token.
 
     A function rather than a constant because the key carries FAST_STATE_PREFIX, which
-    tests change per test; `CATALOG_VERSION_KEY` is kept for callers that read it as a
-    module attribute.
+    tests change per test.
     """
     return faststate.key("catalog", "version")
-
-
-def __getattr__(name: str) -> str:
-    if name == "CATALOG_VERSION_KEY":
-        return catalog_version_key()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _normalize(version: str | bytes | None) -> str | None:
@@ -262,10 +255,3 @@ def catalog_bump_version() -> None:
 
 def bump_on_commit() -> None:
     transaction.on_commit(catalog_bump_version)
-
-
-def reset_catalog_cache() -> None:
-    """Forget the process snapshot (tests, management commands)."""
-    global _cached, _cached_namespace
-    with _lock:
-        _cached, _cached_namespace = None, None

@@ -76,14 +76,6 @@ def _make_session() -> requests.Session:
     return session
 
 
-def reset_session_for_tests() -> None:
-    global _session, _session_pid
-    with _session_lock:
-        if _session is not None:
-            _session.close()
-        _session, _session_pid = None, None
-
-
 def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 

@@ -204,4 +204,4 @@ def test_versions_are_random_tokens_not_counters(db):
 
 
 def test_version_key_follows_the_fast_state_prefix(settings):
-    assert catalog.CATALOG_VERSION_KEY == settings.FAST_STATE_PREFIX + "catalog:version"
+    assert catalog.catalog_version_key() == settings.FAST_STATE_PREFIX + "catalog:version"
