@@ -1,5 +1,7 @@
 """Dashboard endpoints for the caller and their organizations."""
 
+from collections.abc import Callable
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
@@ -49,3 +51,17 @@ class OrgDetailView(APIView):
     def get(self, request, org_id):
         membership = selectors.get_membership_or_404(user=request.user, org_id=org_id)
         return Response(MembershipOrgSerializer(membership).data)
+
+
+def caller_model_entitlement(request) -> Callable[[str], bool]:
+    """Which canonical model names the plan of the org asked for (`?org_id=`, else the
+    caller's personal org) allows; 404 for an org the caller is not a member of. The
+    dashboard catalog (pools.api.CatalogView) flags each model with it."""
+    org_id = request.query_params.get("org_id")
+    if org_id:
+        membership = selectors.get_membership_or_404(user=request.user, org_id=org_id)
+    else:
+        membership = selectors.personal_membership(user=request.user)
+    plan = selectors.active_subscription(org=membership.org).plan
+    allowed = services.plan_model_names(plan=plan)
+    return lambda model_name: services.plan_allows_model(plan=plan, model_name=model_name, allowed_names=allowed)

@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.api import caller_model_entitlement
 from apikeys.urls import portal_urlpatterns as portal_key_urls
-from gateway.catalog_api import CatalogView
 from metering.urls import portal_urlpatterns as portal_usage_urls
 from ops import metrics as ops_metrics
 from ops import views as ops_views
+from pools.urls import api_urlpatterns as pools_api_urls
 from portal import errors, probes
 
 admin.site.site_header = "Cortensor Portal"
@@ -17,7 +18,7 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("apikeys.urls")),
     path("", include("metering.urls")),
-    path("models", CatalogView.as_view(), name="catalog"),
+    path("", include(pools_api_urls(entitlement=caller_model_entitlement))),
 ]
 
 urlpatterns = [

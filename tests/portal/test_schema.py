@@ -9,6 +9,7 @@ import yaml
 from django.core.management import call_command
 from drf_spectacular.drainage import GENERATOR_STATS
 
+from pools.models import Model
 from tests.apikeys.factories import issue_key
 
 DASHBOARD_PATHS = [
@@ -163,3 +164,15 @@ def test_me_is_documented_with_the_fields_it_returns(schema, api, alice):
     live = api.as_user(alice).get("/api/v1/me").json()
 
     assert documented_fields(schema, "/api/v1/me", "get", 200) == set(live)
+
+
+def test_catalog_is_documented_with_the_fields_it_returns(schema, api, alice):
+    Model.objects.create(name="gemma-4-26b", display_name="Gemma 4 26B")
+    live = api.as_user(alice).get("/api/v1/models").json()
+
+    documented = response_schema(schema, "/api/v1/models", "get", 200)
+    assert set(documented["properties"]) == set(live)
+    model = resolve(schema, documented["properties"]["data"]["items"])
+    assert set(model["properties"]) == set(live["data"][0])
+    pricing = resolve(schema, model["properties"]["pricing"]["allOf"][0])
+    assert set(pricing["properties"]) == set(live["data"][0]["pricing"])
