@@ -54,11 +54,13 @@ def _ensure_catalog(*, router_urls: list[str], router_key: str) -> None:
             if router is None:
                 pool_services.router_create(pool=pool, name=router_name, base_url=url, api_key=router_key)
             elif router.base_url != url:
-                Router.objects.filter(pk=router.pk).update(base_url=url)
+                pool_services.router_set_url(router=router, base_url=url)
                 pool_services.router_set_key(router=router, api_key=router_key)
-        Router.objects.filter(pool=pool).exclude(name__in=[f"router-{i + 1}" for i in range(len(router_urls))]).update(
-            enabled=False
+        extra = Router.objects.filter(pool=pool, enabled=True).exclude(
+            name__in=[f"router-{i + 1}" for i in range(len(router_urls))]
         )
+        for router in extra:
+            pool_services.router_set_enabled(router=router, enabled=False)
         model = Model.objects.filter(name=name).first() or pool_services.model_create(
             name=name,
             display_name=display,
@@ -68,9 +70,6 @@ def _ensure_catalog(*, router_urls: list[str], router_key: str) -> None:
         )
         if not Route.objects.filter(model=model, pool=pool).exists():
             pool_services.route_create(model=model, pool=pool, session_id=session, template=template)
-    from pools.catalog import catalog_bump_version
-
-    catalog_bump_version()
 
 
 def demo_owner(*, provider: str, subject: str = "", email: str = "", now: datetime) -> User:

@@ -170,6 +170,14 @@ def router_set_enabled(*, router: Router, enabled: bool) -> Router:
 
 
 @transaction.atomic
+def router_set_url(*, router: Router, base_url: str) -> Router:
+    router.base_url = clean_base_url(base_url)
+    router.save(update_fields=["base_url", "updated_at"])
+    bump_on_commit()
+    return router
+
+
+@transaction.atomic
 def router_set_key(*, router: Router, api_key: str) -> Router:
     """Replace the router's API key (sealed at rest); an empty key sends no Authorization."""
     router.api_key_sealed = seal(api_key)

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import OrganizationMember, User
 from accounts.signing import mint_dev_token
 from apikeys.models import ApiKey
+from pools.catalog import get_catalog
 
 # The identity-provider stand-ins of tests/accounts: Clerk and Supabase tokens over a JWKS.
 from tests.accounts.conftest import (  # noqa: F401
@@ -117,3 +118,17 @@ def test_an_owner_email_nobody_signed_in_with_is_refused_before_anything_is_seed
 
     assert not User.objects.exists()
     assert not ApiKey.objects.exists()
+
+
+def test_a_rerun_with_other_router_urls_moves_the_routers_and_the_gateway_sees_it(
+    django_capture_on_commit_callbacks,
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", "--router-url", ROUTER, "--router-url", "http://127.0.0.1:10", stdout=StringIO())
+    assert len(get_catalog().resolve("qwen-3-32b").routes[0].routers) == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", "--router-url", "http://127.0.0.1:11", stdout=StringIO())
+
+    routers = get_catalog().resolve("qwen-3-32b").routes[0].routers
+    assert [(r.name, r.base_url) for r in routers] == [("router-1", "http://127.0.0.1:11")]

@@ -208,6 +208,17 @@ def test_router_set_enabled(router, bumps):
     assert router.pk not in get_catalog().routers_by_id
 
 
+def test_router_set_url_trims_and_checks_it(router, bumps):
+    bumps(lambda: services.router_set_url(router=router, base_url="http://router-b:9102/"))
+
+    assert Router.objects.get(pk=router.pk).base_url == "http://router-b:9102"
+    assert bumps.changed
+    assert get_catalog().routers_by_id[router.pk].base_url == "http://router-b:9102"
+    with pytest.raises(PortalError) as refused:
+        services.router_set_url(router=router, base_url="http://user:pw@router-b")
+    assert refused.value.param == "base_url"
+
+
 def test_router_set_key(router, bumps):
     bumps(lambda: services.router_set_key(router=router, api_key="rk-2"))
 
