@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts import services
+from accounts import selectors, services
 from accounts.invalidation import org_changed_on_commit, plan_changed_on_commit
 from accounts.models import (
     AuditEvent,
@@ -114,7 +114,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         return self.inlines if obj is not None else [MembershipInline]
 
     def get_queryset(self, request):
-        active = PlanSubscription.objects.filter(org=OuterRef("pk"), status=PlanSubscription.Status.ACTIVE)
+        active = selectors.active_subscriptions().filter(org=OuterRef("pk"))
         return super().get_queryset(request).annotate(plan_name=Subquery(active.values("plan__name")[:1]))
 
     @admin.display(description="plan", ordering="plan_name")

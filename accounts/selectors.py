@@ -44,12 +44,19 @@ def personal_membership(*, user: User) -> OrganizationMember:
     return membership
 
 
+def active_subscriptions() -> QuerySet[PlanSubscription]:
+    """Every org's current subscription (one per org at most): the one place that says
+    what "active" means; callers narrow it (by org, with the plan, locked, as a subquery)."""
+    return PlanSubscription.objects.filter(status=PlanSubscription.Status.ACTIVE)
+
+
+def active_subscription_or_none(*, org_id: object) -> PlanSubscription | None:
+    """The org's active subscription with its plan, or None."""
+    return active_subscriptions().select_related("plan").filter(org_id=org_id).first()
+
+
 def active_subscription(*, org: Organization) -> PlanSubscription:
-    sub = (
-        PlanSubscription.objects.select_related("plan")
-        .filter(org=org, status=PlanSubscription.Status.ACTIVE)
-        .first()
-    )
+    sub = active_subscription_or_none(org_id=org.pk)
     if sub is None:
         raise PortalError("internal_error", "The organization has no active plan.")
     return sub

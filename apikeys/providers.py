@@ -16,7 +16,8 @@ from typing import Protocol
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from accounts.models import Plan, PlanSubscription
+from accounts.models import Plan
+from accounts.selectors import active_subscription_or_none
 from apikeys import material
 from apikeys.models import ApiKey
 from portal import faststate
@@ -194,11 +195,7 @@ def _meta_of(external_id: str, *, status: str) -> dict | None:
     key = ApiKey.objects.filter(provider=ApiKey.Provider.UNKEY, external_id=external_id).first()
     if key is None:
         return None
-    sub = (
-        PlanSubscription.objects.select_related("plan")
-        .filter(org_id=key.org_id, status=PlanSubscription.Status.ACTIVE)
-        .first()
-    )
+    sub = active_subscription_or_none(org_id=key.org_id)
     return unkey.key_meta(key_id=key.pk, org_id=key.org_id, plan_code=sub.plan.code if sub else "", status=status)
 
 

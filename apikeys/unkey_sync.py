@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from accounts.models import PlanSubscription
+from accounts.selectors import active_subscriptions
 from apikeys import unkey
 from apikeys.models import ApiKey
 
@@ -85,9 +85,7 @@ def plan_changes(*, now: datetime, delete_revoked: bool = False) -> list[Change]
     )
     plans = {
         sub.org_id: sub.plan
-        for sub in PlanSubscription.objects.select_related("plan").filter(
-            org_id__in={k.org_id for k in keys}, status=PlanSubscription.Status.ACTIVE
-        )
+        for sub in active_subscriptions().select_related("plan").filter(org_id__in={k.org_id for k in keys})
     }
     changes: list[Change] = []
     for key in keys:

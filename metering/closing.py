@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from accounts.models import PlanSubscription
+from accounts.selectors import active_subscription_or_none, active_subscriptions
 from accounts.services import subscription_advance_period
 from metering.ledger import ledger_lag, ledger_post_range
 from metering.models import BillingPeriod
-from metering.periods import active_subscription_or_none, billing_period_for, period_totals
+from metering.periods import billing_period_for, period_totals
 
 
 @dataclass
@@ -48,7 +48,7 @@ def billing_period_close(*, period_id: int, now: datetime, lag: timedelta | None
         period.save(
             update_fields=["status", "closed_at", "requests", "prompt_tokens", "completion_tokens", "cost", "balance"]
         )
-        sub = active_subscription_or_none(period.org_id)
+        sub = active_subscription_or_none(org_id=period.org_id)
         if sub is not None:
             subscription_advance_period(subscription=sub, now=now)
         billing_period_for(org_id=period.org_id, at=now, now=now)
@@ -68,9 +68,7 @@ def billing_periods_close_due(*, now: datetime, lag: timedelta | None = None, li
         if billing_period_close(period_id=period_id, now=now, lag=lag):
             summary.periods_closed += 1
     # Orgs with no billing activity still get their allowance period moved on.
-    ended = PlanSubscription.objects.filter(
-        status=PlanSubscription.Status.ACTIVE, current_period_end__lte=now
-    ).order_by("id")[:limit]
+    ended = active_subscriptions().filter(current_period_end__lte=now).order_by("id")[:limit]
     for sub in list(ended):
         subscription_advance_period(subscription=sub, now=now)
         summary.subscriptions_advanced += 1

@@ -13,17 +13,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce
 
-from accounts.models import PlanSubscription
+from accounts.selectors import active_subscription_or_none
 from accounts.services import PERIOD_LENGTH, period_containing
 from metering.models import BillingPeriod, LedgerEntry
-
-
-def active_subscription_or_none(org_id: UUID) -> PlanSubscription | None:
-    return (
-        PlanSubscription.objects.select_related("plan")
-        .filter(org_id=org_id, status=PlanSubscription.Status.ACTIVE)
-        .first()
-    )
 
 
 def _containing(org_id: UUID, at: datetime) -> BillingPeriod | None:
@@ -39,7 +31,7 @@ def period_bounds(*, org_id: UUID, at: datetime) -> tuple[datetime, datetime]:
     row = _containing(org_id, at)
     if row is not None:
         return row.start, row.end
-    sub = active_subscription_or_none(org_id)
+    sub = active_subscription_or_none(org_id=org_id)
     if sub is not None and sub.current_period_start <= at < sub.current_period_end:
         start, end = sub.current_period_start, sub.current_period_end
     elif sub is not None:
@@ -64,7 +56,7 @@ def billing_period_for(*, org_id: UUID, at: datetime, now: datetime) -> BillingP
     if row is not None:
         return row
     start, end = period_bounds(org_id=org_id, at=at)
-    sub = active_subscription_or_none(org_id)
+    sub = active_subscription_or_none(org_id=org_id)
     try:
         with transaction.atomic():
             return BillingPeriod.objects.create(

@@ -18,6 +18,7 @@ from uuid import UUID
 from django.db.models import Count, Sum
 
 from accounts.models import PlanSubscription
+from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
 from metering.models import UsageEvent
 from portal import faststate
@@ -103,7 +104,7 @@ def quota_reconcile(
     settlement then corrects from a lower base): limits loosen by at most those
     requests until the next reconcile. Losing Redis loses nothing durable.
     """
-    subs = PlanSubscription.objects.filter(status=PlanSubscription.Status.ACTIVE)
+    subs = active_subscriptions()
     if org_ids is not None:
         subs = subs.filter(org_id__in=org_ids)
     by_period: dict[tuple[datetime, datetime], list[UUID]] = defaultdict(list)

@@ -17,7 +17,8 @@ from django.db import connection
 from django.db.models import Aggregate, Count, F, FloatField, Q, Sum
 from django.db.models.functions import Coalesce, TruncMinute
 
-from accounts.models import Organization, PlanSubscription
+from accounts.models import Organization
+from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
 from metering.models import RequestLog, UsageEvent, UsageRollup
 from ops.models import AccessPause
@@ -261,9 +262,7 @@ def _top_orgs(start: datetime, end: datetime) -> list[OrgUsage]:
     top = sorted(totals.items(), key=lambda item: (-item[1][1], str(item[0])))[:TOP_ORGS]
     orgs = Organization.objects.in_bulk([org_id for org_id, _ in top])
     plans = dict(
-        PlanSubscription.objects.filter(
-            org_id__in=orgs, status=PlanSubscription.Status.ACTIVE
-        ).values_list("org_id", "plan__name")
+        active_subscriptions().filter(org_id__in=orgs).values_list("org_id", "plan__name")
     )
     return [
         OrgUsage(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from accounts.models import PlanSubscription
+from accounts.selectors import active_subscriptions
 from metering.management.cli import Progress, resolve_org
 from metering.quotas import quota_reconcile
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         org = resolve_org(options["org"])
         org_ids = [org.pk] if org else None
-        subs = PlanSubscription.objects.filter(status=PlanSubscription.Status.ACTIVE)
+        subs = active_subscriptions()
         total = subs.filter(org_id=org.pk).count() if org else subs.count()
         progress = Progress(stream=self.stderr, total=total, label="reconcile", enabled=options["progress"] or None)
         summary = quota_reconcile(
