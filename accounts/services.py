@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
+from accounts.entitlement import PlanEntitlement, plan_model_names  # noqa: F401 (re-exported)
 from accounts.models import (
     AuditEvent,
     Organization,
@@ -159,16 +160,10 @@ def user_update_profile(*, user: User, display_name: str, now: datetime) -> User
 
 
 def plan_allows_model(*, plan: Plan, model_name: str, allowed_names: frozenset[str] | None = None) -> bool:
-    """Whether `plan` is entitled to the canonical model `model_name`."""
-    if plan.all_models:
-        return True
+    """Whether `plan` is entitled to the canonical model `model_name` (PlanEntitlement's rule)."""
     if allowed_names is None:
-        allowed_names = plan_model_names(plan=plan)
-    return model_name in allowed_names
-
-
-def plan_model_names(*, plan: Plan) -> frozenset[str]:
-    return frozenset(plan.model_policies.values_list("model_name", flat=True))
+        return PlanEntitlement.of(plan).allows(model_name)
+    return PlanEntitlement(all_models=plan.all_models, models=allowed_names).allows(model_name)
 
 
 def audit_record(

@@ -1,19 +1,23 @@
 """The auth context the gateway caches per key: everything admission needs, no Postgres.
 
-Built from Postgres on a cache miss and stored as compact JSON under
-`authctx:<key hash>`; unknown hashes are cached as `none` for a short while.
+Built from Postgres on a cache miss and stored as compact JSON under the `authctx` key
+(portal.fastkeys); unknown hashes are cached as `none` for a short while. The JSON's
+two-letter keys are the wire format the admission script (gateway/lua/admit.lua) reads;
+Python reads the context only through `AuthContext`, never through those keys.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 
+from accounts.entitlement import PlanEntitlement
 from accounts.invalidation import read_generations
-from accounts.models import PlanSubscription
-from accounts.services import period_containing, plan_model_names
+from accounts.models import Organization, PlanSubscription
+from accounts.services import period_containing
 from apikeys import authcache
 from apikeys.models import ApiKey
 from apikeys.providers import KeyIdentity
@@ -22,16 +26,160 @@ from portal import faststate
 NEGATIVE_TTL_SECONDS = 60
 
 
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    """The plan's limits, enforced per key and per org by admission."""
+
+    requests_per_minute: int
+    tokens_per_minute: int
+    concurrent_requests: int
+    window_requests: int
+    window_seconds: int
+    weekly_requests: int
+    weekly_tokens: int
+
+    @property
+    def window_bucket_seconds(self) -> int:
+        """The short window's bucket (a sixtieth of it, at least a second): admit.lua's `wb`."""
+        return max(1, self.window_seconds // 60)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    key_id: str
+    org_id: str
+    key_status: str
+    key_expires_ms: int  # 0: never
+    key_models: frozenset[str] | None  # the key's own restriction; None: the plan's models
+    org_status: str
+    key_generation: str
+    org_generation: str
+    plan_generation: str
+    period_start_ms: int
+    period_end_ms: int
+    plan_id: int
+    plan_code: str
+    limits: PlanLimits
+    entitlement: PlanEntitlement
+
+    # --- the rules ------------------------------------------------------------------
+
+    def refusal(self, *, now_ms: int) -> str | None:
+        """Why this key may not be used now (the first of KEY_REFUSALS that holds), or None.
+
+        The statuses are admit.lua's; gateway/refusals.py gives their order and error codes."""
+        for status, applies in _KEY_CHECKS:
+            if applies(self, now_ms):
+                return status
+        return None
+
+    def allows(self, model_name: str) -> bool:
+        """Entitlement to a canonical model name: the plan's, narrowed by the key's own list."""
+        if not self.entitlement.allows(model_name):
+            return False
+        return self.key_models is None or model_name in self.key_models
+
+    # --- the wire format (compact JSON; admit.lua reads the same keys) -----------------
+
+    def to_json(self) -> str:
+        lim = self.limits
+        return json.dumps(
+            {
+                "k": self.key_id,
+                "o": self.org_id,
+                "ks": self.key_status,
+                "kx": self.key_expires_ms,
+                "am": sorted(self.key_models) if self.key_models is not None else None,
+                "os": self.org_status,
+                "kg": self.key_generation,
+                "og": self.org_generation,
+                "pg": self.plan_generation,
+                "ps": self.period_start_ms,
+                "pe": self.period_end_ms,
+                "p": {
+                    "id": self.plan_id,
+                    "code": self.plan_code,
+                    "rpm": lim.requests_per_minute,
+                    "tpm": lim.tokens_per_minute,
+                    "cc": lim.concurrent_requests,
+                    "wr": lim.window_requests,
+                    "ws": lim.window_seconds,
+                    "qr": lim.weekly_requests,
+                    "qt": lim.weekly_tokens,
+                    "all": self.entitlement.all_models,
+                    "m": sorted(self.entitlement.models),
+                },
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> AuthContext:
+        d = json.loads(raw)
+        p = d["p"]
+        return cls(
+            key_id=d["k"],
+            org_id=d["o"],
+            key_status=d["ks"],
+            key_expires_ms=d["kx"],
+            key_models=frozenset(d["am"]) if d["am"] is not None else None,
+            org_status=d["os"],
+            key_generation=d["kg"],
+            org_generation=d["og"],
+            plan_generation=d["pg"],
+            period_start_ms=d["ps"],
+            period_end_ms=d["pe"],
+            plan_id=p["id"],
+            plan_code=p["code"],
+            limits=PlanLimits(
+                requests_per_minute=p["rpm"],
+                tokens_per_minute=p["tpm"],
+                concurrent_requests=p["cc"],
+                window_requests=p["wr"],
+                window_seconds=p["ws"],
+                weekly_requests=p["qr"],
+                weekly_tokens=p["qt"],
+            ),
+            entitlement=PlanEntitlement(all_models=p["all"], models=frozenset(p["m"])),
+        )
+
+
+# Key and org status, in the order admission checks them (admit.lua does the same; a test
+# holds the two together). Org statuses other than active and paused all refuse as disabled.
+_KEY_CHECKS = (
+    ("revoked", lambda c, now_ms: c.key_status == ApiKey.Status.REVOKED),
+    ("disabled", lambda c, now_ms: c.key_status == ApiKey.Status.DISABLED),
+    ("expired", lambda c, now_ms: c.key_expires_ms > 0 and now_ms >= c.key_expires_ms),
+    ("org_paused", lambda c, now_ms: c.org_status == Organization.Status.PAUSED),
+    ("org_disabled", lambda c, now_ms: c.org_status != Organization.Status.ACTIVE),
+)
+KEY_REFUSALS: tuple[str, ...] = tuple(status for status, _ in _KEY_CHECKS)
+
+_decoded: dict[bytes, AuthContext] = {}
+
+
+def decode(raw: bytes | None) -> AuthContext | None:
+    """The context for cached bytes, memoized by those exact bytes (they change rarely)."""
+    if not raw:
+        return None
+    ctx = _decoded.get(raw)
+    if ctx is None:
+        if len(_decoded) > 10_000:
+            _decoded.clear()
+        ctx = _decoded[raw] = AuthContext.from_json(raw)
+    return ctx
+
+
 def _ms(value: datetime | None) -> int:
     return int(value.timestamp() * 1000) if value else 0
 
 
-def build_auth_context(*, key_hash: str, now: datetime) -> str | None:
-    """The context JSON for the key with this hash, or None for no such key."""
+def build_auth_context(*, key_hash: str, now: datetime) -> AuthContext | None:
+    """The context of the key with this hash, or None for no such key."""
     key = ApiKey.objects.select_related("org").filter(key_hash=key_hash).first()
     if key is None:
         return None
-    return _context_json(key=key, now=now)
+    return _context(key=key, now=now)
 
 
 def _active_subscription(org_id) -> PlanSubscription | None:
@@ -42,7 +190,7 @@ def _active_subscription(org_id) -> PlanSubscription | None:
     )
 
 
-def _context_json(*, key: ApiKey, now: datetime) -> str | None:
+def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
     sub = _active_subscription(key.org_id)
     if sub is None:
         return None
@@ -59,50 +207,48 @@ def _context_json(*, key: ApiKey, now: datetime) -> str | None:
     start, end = sub.current_period_start, sub.current_period_end
     if not start <= now < end:
         start, end = period_containing(now=now)
-    ctx = {
-        "k": str(key.pk),
-        "o": str(key.org_id),
-        "ks": key.status,
-        "kx": _ms(key.expires_at),
-        "am": key.allowed_models or None,
-        "os": key.org.status,
-        "kg": kg,
-        "og": og,
-        "pg": pg,
-        "ps": _ms(start),
-        "pe": _ms(end),
-        "p": {
-            "id": plan.pk,
-            "code": plan.code,
-            "rpm": plan.requests_per_minute,
-            "tpm": plan.tokens_per_minute,
-            "cc": plan.concurrent_requests,
-            "wr": plan.window_requests,
-            "ws": plan.window_seconds,
-            "qr": plan.weekly_requests,
-            "qt": plan.weekly_tokens,
-            "all": plan.all_models,
-            "m": sorted(plan_model_names(plan=plan)) if not plan.all_models else [],
-        },
-    }
-    return json.dumps(ctx, separators=(",", ":"))
+    return AuthContext(
+        key_id=str(key.pk),
+        org_id=str(key.org_id),
+        key_status=key.status,
+        key_expires_ms=_ms(key.expires_at),
+        key_models=frozenset(key.allowed_models) if key.allowed_models else None,
+        org_status=key.org.status,
+        key_generation=kg,
+        org_generation=og,
+        plan_generation=pg,
+        period_start_ms=_ms(start),
+        period_end_ms=_ms(end),
+        plan_id=plan.pk,
+        plan_code=plan.code,
+        limits=PlanLimits(
+            requests_per_minute=plan.requests_per_minute,
+            tokens_per_minute=plan.tokens_per_minute,
+            concurrent_requests=plan.concurrent_requests,
+            window_requests=plan.window_requests,
+            window_seconds=plan.window_seconds,
+            weekly_requests=plan.weekly_requests,
+            weekly_tokens=plan.weekly_tokens,
+        ),
+        entitlement=PlanEntitlement.of(plan),
+    )
 
 
-def build_for_identity(*, identity: KeyIdentity, now: datetime) -> str | None:
-    """The context JSON for a presented key: by the provider's key id, else by the HMAC."""
+def build_for_identity(*, identity: KeyIdentity, now: datetime) -> AuthContext | None:
+    """The context of a presented key: by the provider's key id, else by the HMAC."""
     if identity.external_id:
         key = ApiKey.objects.filter(external_id=identity.external_id).exclude(external_id="").first()
-        return _context_json(key=key, now=now) if key is not None else None
+        return _context(key=key, now=now) if key is not None else None
     return build_auth_context(key_hash=identity.cache_key, now=now)
 
 
 def refresh_auth_context(*, identity: KeyIdentity, now: datetime) -> bool:
     """Load the context from Postgres into fast state. False when the key does not exist."""
-    raw = build_for_identity(identity=identity, now=now)
+    ctx = build_for_identity(identity=identity, now=now)
     key_hash = identity.cache_key
     client = faststate.get_client()
-    if raw is None:
+    if ctx is None:
         client.set(authcache.auth_context_key(key_hash), "none", ex=NEGATIVE_TTL_SECONDS)
         return False
-    client.set(authcache.auth_context_key(key_hash), raw, ex=settings.AUTH_CONTEXT_TTL_SECONDS)
+    client.set(authcache.auth_context_key(key_hash), ctx.to_json(), ex=settings.AUTH_CONTEXT_TTL_SECONDS)
     return True

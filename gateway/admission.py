@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from apikeys.authcontext import refresh_auth_context
+from apikeys.authcontext import AuthContext, refresh_auth_context
 from apikeys.providers import KeyIdentity
 from gateway import limits
 from metering.quotas import quota_seed
@@ -35,15 +35,15 @@ def _model_arg(entry: ModelEntry | None) -> str:
     return entry.name if entry.status == "enabled" else "!" + entry.name
 
 
-def _seed_quota(ctx: dict, now: datetime, now_ms: int) -> None:
-    start = datetime.fromtimestamp(ctx["ps"] / 1000, tz=now.tzinfo)
-    end = datetime.fromtimestamp(ctx["pe"] / 1000, tz=now.tzinfo)
+def _seed_quota(ctx: AuthContext, now: datetime, now_ms: int) -> None:
+    start = datetime.fromtimestamp(ctx.period_start_ms / 1000, tz=now.tzinfo)
+    end = datetime.fromtimestamp(ctx.period_end_ms / 1000, tz=now.tzinfo)
 
-    totals = org_usage_between(org=ctx["o"], start=start, end=end)
+    totals = org_usage_between(org=ctx.org_id, start=start, end=end)
     quota_seed(
-        org_id=ctx["o"],
-        period_start_ms=ctx["ps"],
-        period_end_ms=ctx["pe"],
+        org_id=ctx.org_id,
+        period_start_ms=ctx.period_start_ms,
+        period_end_ms=ctx.period_end_ms,
         requests=totals.requests,
         tokens=totals.tokens,
         now_ms=now_ms,

@@ -12,6 +12,7 @@ from django.http import HttpResponse
 
 from gateway import anthropic, budget as budgets
 from gateway.limits import Admission
+from gateway.refusals import ORDER
 from portal.errors import CATALOG, PortalError
 
 
@@ -123,28 +124,9 @@ def retry_headers(retry_after_ms: int) -> dict[str, str]:
     }
 
 
-# Admission outcomes that refuse the request, with their stable code and message.
-REFUSALS: dict[str, tuple[str, str | None]] = {
-    "invalid": ("invalid_api_key", None),
-    "revoked": ("api_key_revoked", None),
-    "disabled": ("api_key_disabled", None),
-    "expired": ("api_key_expired", None),
-    "org_paused": ("account_paused", None),
-    "org_disabled": ("account_disabled", None),
-    "model_not_found": ("model_not_found", None),
-    "model_disabled": ("model_disabled", None),
-    "model_not_allowed": ("model_not_allowed", None),
-    "rate_requests": ("rate_limit_exceeded", "Rate limit reached for requests per minute."),
-    "rate_tokens": ("rate_limit_exceeded", "Rate limit reached for tokens per minute."),
-    "concurrency": ("rate_limit_exceeded", "Too many concurrent requests for this key or organization."),
-    "window": ("rate_limit_exceeded", "Request cap for the plan's short window reached."),
-    "quota_requests": ("insufficient_quota", "You used this period's request allowance."),
-    "quota_tokens": (
-        "insufficient_quota",
-        "This request's worst-case tokens exceed the remaining allowance; lower max_tokens or wait for the reset.",
-    ),
-    "no_router": ("no_healthy_router", None),
-}
+# Admission outcomes that refuse the request, with their stable code and message
+# (gateway/refusals.py holds them in admission's order).
+REFUSALS: dict[str, tuple[str, str | None]] = {r.status: (r.code, r.message) for r in ORDER if not r.caller}
 
 
 def refusal(

@@ -1,8 +1,15 @@
-"""The request flow of the hosted /v1 API, in DESIGN.md's order.
+"""The request flow of the hosted /v1 API.
 
-1 request id (middleware) · 2–8 admission: key, status, limits, quota, entitlement,
-route, router (one Redis round trip) · 9–10 forward with failover · 11 normalize ·
-12 settle the reservation · 13 durable request log + usage event.
+1 request id (middleware) · 2 the key is identified (its provider) · 3–8 admission, one
+Redis round trip (gateway/admission.py runs gateway/lua/admit.lua), refusing in the order
+gateway/refusals.py lists: global pause → key and org status (AuthContext.refusal, the
+same check `/v1/models` makes) → model known and enabled → entitlement (AuthContext.allows)
+→ the prompt fits the model's context window (decided here, answered by the script) → rate
+limits per key and org → the plan's short window → the period's allowance (the worst case
+reserved) → a router. Entitlement and the context window come before the limits because a
+refused request must not spend them; nothing is recorded until every check passes.
+9–10 forward with failover · 11 normalize · 12 settle the reservation · 13 durable request
+log + usage event.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity, get_provider
 from gateway import admission, answers, budget, forward, limits, outputs, shaping, stops, toolcalls, toolstream
 from gateway.shapes import Answer, Shape
@@ -42,7 +50,7 @@ class Call:
     client_ip: str | None
     model: str = ""
     adm: limits.Admission | None = None  # set once admitted: a reservation to settle
-    ctx: dict | None = None  # the key's auth context, when the key was known
+    ctx: AuthContext | None = None  # the key's auth context, when the key was known
     identity: KeyIdentity | None = None  # who the key provider says the key is
     entry: ModelEntry | None = None
     est_tokens: int = 0
@@ -557,8 +565,8 @@ def _record(call: Call, served_tokens: int) -> None:
             status_code=call.status or 500,
             latency_ms=call.elapsed_ms(),
             created_at=call.now,
-            org_id=ctx["o"] if ctx else None,
-            api_key_id=ctx["k"] if ctx else None,
+            org_id=ctx.org_id if ctx else None,
+            api_key_id=ctx.key_id if ctx else None,
             model_name=entry.name if entry else call.model[:100],
             route_id=trail.target.route.id if trail.target else None,
             router_id=trail.target.router.id if trail.target else None,

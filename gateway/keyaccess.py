@@ -4,51 +4,40 @@ Postgres, and the public model names it may use (`GET /v1/models`, `GET /v1/mode
 
 from __future__ import annotations
 
-import json
-
 from django.utils import timezone
 
-from apikeys.authcontext import build_for_identity
+from apikeys.authcontext import AuthContext, build_for_identity
 from apikeys.providers import get_provider
+from gateway import refusals
 from pools.catalog import Catalog, ModelEntry
 from portal.errors import PortalError
 
 
-def key_context(secret: str) -> dict:
-    """The key's auth context; PortalError for a key that is unknown, revoked, disabled,
-    expired, or whose organization is paused or disabled."""
-    raw = build_for_identity(identity=get_provider().authenticate(secret, consume=False), now=timezone.now())
-    if raw is None:
+def key_context(secret: str) -> AuthContext:
+    """The key's auth context; PortalError for whatever admission would refuse the key
+    for (AuthContext.refusal: unknown, revoked, disabled, expired, organization not active)."""
+    now = timezone.now()
+    ctx = build_for_identity(identity=get_provider().authenticate(secret, consume=False), now=now)
+    if ctx is None:
         raise PortalError("invalid_api_key")
-    ctx = json.loads(raw)
-    refusal = {
-        "revoked": "api_key_revoked",
-        "disabled": "api_key_disabled",
-    }.get(ctx["ks"]) or {"paused": "account_paused", "disabled": "account_disabled"}.get(ctx["os"])
-    if refusal:
-        raise PortalError(refusal)
-    if ctx["kx"] and ctx["kx"] <= timezone.now().timestamp() * 1000:
-        raise PortalError("api_key_expired")
+    refusal = ctx.refusal(now_ms=int(now.timestamp() * 1000))
+    if refusal is not None:
+        raise PortalError(refusals.BY_STATUS[refusal].code)
     return ctx
 
 
-def usable_model(ctx: dict, catalog: Catalog, name: str) -> ModelEntry | None:
+def usable_model(ctx: AuthContext, catalog: Catalog, name: str) -> ModelEntry | None:
     """The model a public name (canonical or alias) resolves to, if this key may use it
     and an active pool serves it now; None otherwise."""
     entry = catalog.resolve(name)
-    if entry is None or not entry.enabled:
-        return None
-    plan = ctx["p"]
-    if not plan["all"] and entry.name not in plan["m"]:
-        return None
-    if ctx["am"] is not None and entry.name not in ctx["am"]:
+    if entry is None or not entry.enabled or not ctx.allows(entry.name):
         return None
     if not entry.serving_routes():
         return None  # only drained or disabled pools (or no enabled router) serve it
     return entry
 
 
-def usable_names(ctx: dict, catalog: Catalog) -> list[str]:
+def usable_names(ctx: AuthContext, catalog: Catalog) -> list[str]:
     """Every public name (aliases included, sorted) `usable_model` accepts."""
     return [name for name in catalog.public_names() if usable_model(ctx, catalog, name) is not None]
 

@@ -6,7 +6,6 @@ any number of gateway processes.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +13,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from apikeys import authcontext
+from apikeys.authcontext import AuthContext
 from pools.catalog import RouteEntry
 from portal import faststate
 
@@ -39,7 +40,7 @@ def _script(name: str):
 @dataclass(slots=True)
 class Admission:
     status: str
-    ctx: dict | None
+    ctx: AuthContext | None
     catalog_version: str | None
     pause_message: str
     rpm_limit: int
@@ -50,21 +51,6 @@ class Admission:
     tpm_reset_ms: int
     retry_after_ms: int
     router_id: int
-
-
-_ctx_cache: dict[bytes, dict] = {}
-
-
-def _decode_ctx(raw: bytes) -> dict | None:
-    """Decoded auth contexts, memoized by their exact bytes (they change rarely)."""
-    if not raw:
-        return None
-    ctx = _ctx_cache.get(raw)
-    if ctx is None:
-        if len(_ctx_cache) > 10_000:
-            _ctx_cache.clear()
-        ctx = _ctx_cache[raw] = json.loads(raw)
-    return ctx
 
 
 def candidates(routes: tuple[RouteEntry, ...], exclude: frozenset[int] = frozenset()) -> list:
@@ -107,7 +93,7 @@ def admit(
     )
     return Admission(
         status=r[0].decode(),
-        ctx=_decode_ctx(r[1]),
+        ctx=authcontext.decode(r[1]),
         catalog_version=r[2].decode() or None,
         pause_message=r[3].decode(),
         rpm_limit=r[4],
@@ -151,7 +137,7 @@ def settle(**kwargs) -> None:
 def settle_begin(
     *,
     request_id: str,
-    ctx: dict,
+    ctx: AuthContext,
     router_id: int | None,
     router_outcome: str,
     admitted_s: int,
@@ -168,9 +154,9 @@ def settle_begin(
         args=[
             settings.FAST_STATE_PREFIX,
             request_id,
-            ctx["k"],
-            ctx["o"],
-            ctx["ps"],
+            ctx.key_id,
+            ctx.org_id,
+            ctx.period_start_ms,
             router_id or "",
             router_outcome,
             admitted_s,
@@ -179,7 +165,7 @@ def settle_begin(
             1 if served else 0,
             settings.BREAKER_FAILURE_THRESHOLD,
             now_ms,
-            max(1, ctx["p"]["ws"] // 60),
+            ctx.limits.window_bucket_seconds,
             1 if unadmit else 0,
         ]
     )

@@ -3,10 +3,14 @@ that name, or 404 `model_not_found` when the key may not use it or nothing serve
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import Organization
+from apikeys.models import ApiKey
 from apikeys.services import api_key_revoke
 from pools.services import model_set_status, pool_set_status
 from tests.e2e import seeding
@@ -81,3 +85,36 @@ def test_the_same_key_checks_as_the_list():
     assert_error(get(f"/v1/models/{seeding.MODEL}", None), status=401, code="invalid_api_key")
     assert_error(get(f"/v1/models/{seeding.MODEL}", "ctr_live_" + "A" * 43), status=401, code="invalid_api_key")
     assert_error(get(f"/v1/models/{seeding.MODEL}", tenant.secret), status=401, code="api_key_revoked")
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"org": "paused"},
+        {"org": "disabled"},
+        {"key": "disabled", "org": "paused"},
+        {"expired": True, "org": "disabled"},
+    ],
+)
+def test_the_listing_refuses_a_key_exactly_as_inference_does(faults):
+    seeding.catalog(router_urls=[ROUTER])
+    tenant = seeding.tenant()
+    if "key" in faults or "expired" in faults:
+        ApiKey.objects.filter(pk=tenant.key.pk).update(
+            status=faults.get("key", "active"),
+            expires_at=timezone.now() - timedelta(seconds=1) if "expired" in faults else None,
+        )
+    Organization.objects.filter(pk=tenant.org.pk).update(status=faults["org"])
+
+    inference = Client().post(
+        "/v1/chat/completions",
+        data={"model": seeding.MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {tenant.secret}",
+    )
+    listing = get("/v1/models", tenant.secret)
+    assert inference.status_code >= 400
+    assert (listing.status_code, listing.json()["error"]["code"]) == (
+        inference.status_code,
+        inference.json()["error"]["code"],
+    )

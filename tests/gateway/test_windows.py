@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from apikeys.authcache import auth_context_key
+from apikeys.authcontext import AuthContext
 from gateway import limits
 from metering.quotas import quota_key
 
@@ -26,7 +27,7 @@ def context(fast_state):
         }
         fast_state.set(auth_context_key(HASH), json.dumps(ctx))
         fast_state.hset(quota_key(org_id="org1", period_start_ms=ctx["ps"]), mapping={"r": 0, "t": 0})
-        return ctx
+        return AuthContext.from_json(json.dumps(ctx))
     return make
 
 
@@ -91,7 +92,7 @@ def test_large_counters_stay_exact_integers(context, fast_state):
     """Counters are written back by the script: past 10**14 Lua's default number format
     would switch to exponent notation and corrupt them."""
     ctx = context(tpm=10**15, qt=10**16)  # Lua numbers are doubles: exact below 2**53
-    qkey = quota_key(org_id="org1", period_start_ms=ctx["ps"])
+    qkey = quota_key(org_id="org1", period_start_ms=ctx.period_start_ms)
     fast_state.hset(qkey, mapping={"r": 5, "t": 10**15 + 3})
     assert admit(T0, est=2 * 10**14 + 7).status == "ok"
     assert fast_state.hget(qkey, "t") == str(10**15 + 2 * 10**14 + 10).encode()

@@ -1,0 +1,43 @@
+"""admit.lua refuses in exactly the order, and with exactly the statuses, of gateway/refusals.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gateway import answers, refusals
+
+ADMIT_LUA = Path(refusals.__file__).with_name("lua") / "admit.lua"
+
+
+def lua_answers() -> list[str]:
+    """The statuses admit.lua answers, in the order the script first reaches them; the
+    caller's own refusal (`answer(refuse, ...)`) as `<caller>`."""
+    seen: list[str] = []
+    for literal, variable in re.findall(r"\breturn answer\((?:'([a-z_]+)'|([a-z_]+))", ADMIT_LUA.read_text()):
+        status = literal or f"<{variable}>"
+        if status not in seen:
+            seen.append(status)
+    return seen
+
+
+def test_the_scripts_refusal_order_is_the_python_order():
+    expected = ["<refuse>" if r.caller else r.status for r in refusals.ORDER]
+    lua = [s for s in lua_answers() if s not in (*refusals.RETRY, "ok")]
+    assert lua == expected
+
+
+def test_the_script_answers_nothing_the_python_side_does_not_know():
+    known = {r.status for r in refusals.ORDER} | set(refusals.RETRY) | {"ok", "<refuse>"}
+    assert set(lua_answers()) <= known
+    assert "ok" in lua_answers()
+
+
+def test_every_refusal_has_a_stable_error():
+    from portal.errors import CATALOG
+
+    for refusal in refusals.ORDER:
+        assert refusal.code in CATALOG, refusal
+    assert {s: answers.REFUSALS[s][0] for s in answers.REFUSALS} == {
+        r.status: r.code for r in refusals.ORDER if not r.caller
+    }
