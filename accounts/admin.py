@@ -16,7 +16,7 @@ from accounts.models import (
     PlanSubscription,
     User,
 )
-from portal.adminactions import reason_action
+from portal.adminactions import provided, reason_action
 from portal.errors import PortalError
 
 
@@ -86,7 +86,16 @@ class UserAdmin(admin.ModelAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "status", "plan_name", "keys_link", "personal_for", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "status",
+        "plan_name",
+        "period_requests",
+        "period_tokens",
+        "keys_link",
+        "created_at",
+    ]
     list_filter = ["status"]
     search_fields = ["name", "slug", "id", "personal_for__email"]
     readonly_fields = ["id", "created_at", "updated_at"]
@@ -115,11 +124,21 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         active = selectors.active_subscriptions().filter(org=OuterRef("pk"))
-        return super().get_queryset(request).annotate(plan_name=Subquery(active.values("plan__name")[:1]))
+        queryset = super().get_queryset(request).annotate(plan_name=Subquery(active.values("plan__name")[:1]))
+        # Usage is metering's; ops provides the annotation (accounts imports no other app).
+        return provided("annotate_org_period_usage")(queryset, now=timezone.now())
 
     @admin.display(description="plan", ordering="plan_name")
     def plan_name(self, obj: Organization) -> str:
         return obj.plan_name or "-"
+
+    @admin.display(description="requests this period", ordering="period_requests")
+    def period_requests(self, obj: Organization) -> int:
+        return obj.period_requests
+
+    @admin.display(description="tokens this period", ordering="period_tokens")
+    def period_tokens(self, obj: Organization) -> int:
+        return obj.period_tokens
 
     @admin.display(description="API keys")
     def keys_link(self, obj: Organization) -> str:

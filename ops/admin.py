@@ -1,180 +1,46 @@
-"""Staff controls and views that need more than one app, added to the other apps' admins.
-
-Each admin class here extends the owning app's class (so its behaviour stays) and is
-registered in its place: `ops` comes last in INSTALLED_APPS. Every control is a
-reason-asking action that calls a service; the service audits and takes effect on the
-next gateway request in every process.
-"""
+"""The ops pages of the admin (the global access pause), and what ops provides to the
+other apps' admins (ops/apps.py registers it): the audited controls of ops.services, and
+each organization's usage this period."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import redis
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.admin import OrganizationAdmin
 from accounts.models import Organization
 from accounts.services import period_containing
 from metering.models import UsageEvent
 from ops import services
 from ops.models import AccessPause
-from pools.admin import ModelAdmin as CatalogModelAdmin
-from pools.admin import RouterAdmin, RouterPoolAdmin
-from pools.models import Model, Router, RouterPool
 from portal import faststate
-from portal.adminactions import ReasonForm, reason_action
+from portal.adminactions import ReasonForm
 
 
-def _control(name: str, description: str, done: str, service, target: str, warning: str = ""):
-    """A reason-asking action calling `service(<target>=obj, actor=..., reason=..., now=...)`."""
-    return reason_action(
-        name=name,
-        description=description,
-        done=done,
-        warning=warning,
-        apply=lambda *, obj, actor, now, reason: service(
-            **{target: obj}, actor=actor, reason=reason, now=now
+def annotate_org_period_usage(queryset: QuerySet[Organization], *, now: datetime) -> QuerySet[Organization]:
+    """`period_requests` and `period_tokens`: each org's usage in the period holding `now`."""
+    start, end = period_containing(now=now)
+    usage = (
+        UsageEvent.objects.filter(org=OuterRef("pk"), created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .values("org")
+    )
+    zero = Value(0, output_field=IntegerField())
+    return queryset.annotate(
+        period_requests=Coalesce(Subquery(usage.annotate(n=Count("id")).values("n")[:1]), zero),
+        period_tokens=Coalesce(
+            Subquery(usage.annotate(t=Sum(F("prompt_tokens") + F("completion_tokens"))).values("t")[:1]),
+            zero,
         ),
-    )
-
-
-# --- organizations: plan and usage this period -------------------------------------------
-
-
-admin.site.unregister(Organization)
-
-
-@admin.register(Organization)
-class OpsOrganizationAdmin(OrganizationAdmin):
-    list_display = [
-        "name",
-        "slug",
-        "status",
-        "plan_name",
-        "period_requests",
-        "period_tokens",
-        "keys_link",
-        "created_at",
-    ]
-
-    def get_queryset(self, request):
-        start, end = period_containing(now=timezone.now())
-        usage = (
-            UsageEvent.objects.filter(org=OuterRef("pk"), created_at__gte=start, created_at__lt=end)
-            .order_by()
-            .values("org")
-        )
-        zero = Value(0, output_field=IntegerField())
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                period_requests=Coalesce(
-                    Subquery(usage.annotate(n=Count("id")).values("n")[:1]), zero
-                ),
-                period_tokens=Coalesce(
-                    Subquery(
-                        usage.annotate(t=Sum(F("prompt_tokens") + F("completion_tokens"))).values(
-                            "t"
-                        )[:1]
-                    ),
-                    zero,
-                ),
-            )
-        )
-
-    @admin.display(description="requests this period", ordering="period_requests")
-    def period_requests(self, obj: Organization) -> int:
-        return obj.period_requests
-
-    @admin.display(description="tokens this period", ordering="period_tokens")
-    def period_tokens(self, obj: Organization) -> int:
-        return obj.period_tokens
-
-
-# --- catalog controls ----------------------------------------------------------------------
-
-
-admin.site.unregister(Model)
-
-
-@admin.register(Model)
-class OpsModelAdmin(CatalogModelAdmin):
-    actions = ["disable_models", "enable_models"]
-    disable_models = _control(
-        "disable_models",
-        "Disable selected models",
-        "disabled",
-        services.model_disable,
-        "model",
-        warning="Requests for these models get 403 model_disabled until enabled.",
-    )
-    enable_models = _control(
-        "enable_models", "Enable selected models", "enabled", services.model_enable, "model"
-    )
-
-
-admin.site.unregister(RouterPool)
-
-
-@admin.register(RouterPool)
-class OpsRouterPoolAdmin(RouterPoolAdmin):
-    actions = ["drain_pools", "activate_pools", "disable_pools"]
-    drain_pools = _control(
-        "drain_pools",
-        "Drain selected pools",
-        "draining",
-        services.pool_drain,
-        "pool",
-        warning="No new requests go to these pools; requests in flight finish.",
-    )
-    activate_pools = _control(
-        "activate_pools",
-        "Undrain / enable selected pools",
-        "active",
-        services.pool_activate,
-        "pool",
-    )
-    disable_pools = _control(
-        "disable_pools",
-        "Disable selected pools",
-        "disabled",
-        services.pool_disable,
-        "pool",
-        warning="No new requests go to these pools; requests in flight finish.",
-    )
-
-
-admin.site.unregister(Router)
-
-
-@admin.register(Router)
-class OpsRouterAdmin(RouterAdmin):
-    actions = ["disable_routers", "enable_routers", "reset_breakers"]
-    disable_routers = _control(
-        "disable_routers",
-        "Disable selected routers",
-        "disabled",
-        services.router_disable,
-        "router",
-        warning="No new requests go to these routers; requests in flight finish.",
-    )
-    enable_routers = _control(
-        "enable_routers", "Enable selected routers", "enabled", services.router_enable, "router"
-    )
-    reset_breakers = _control(
-        "reset_breakers",
-        "Close the circuit breaker of selected routers",
-        "reset",
-        services.router_reset_breaker,
-        "router",
     )
 
 

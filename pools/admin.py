@@ -1,6 +1,6 @@
-"""Admin for the catalog. The staff controls (disable a model, drain a pool, disable a
-router, ...) are audited, so they live in ops/admin.py, which extends these classes; here
-the control fields are read-only once an object exists."""
+"""Admin for the catalog. The control fields are read-only once an object exists: staff
+change them with the controls (disable a model, drain a pool, disable a router, ...),
+whose audited services ops provides (portal.adminactions.provided_control)."""
 
 import time
 
@@ -11,6 +11,7 @@ from django.utils import timezone
 from pools import services
 from pools.health import routers_live
 from pools.models import Model, ModelAlias, Route, Router, RouterHealth, RouterPool
+from portal.adminactions import provided_control
 from portal.errors import PortalError
 
 
@@ -38,6 +39,22 @@ class ModelAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["name", "display_name", "aliases__alias"]
     inlines = [AliasInline, RouteInline]
+    actions = ["disable_models", "enable_models"]
+    disable_models = provided_control(
+        name="disable_models",
+        description="Disable selected models",
+        done="disabled",
+        service="model_disable",
+        target="model",
+        warning="Requests for these models get 403 model_disabled until enabled.",
+    )
+    enable_models = provided_control(
+        name="enable_models",
+        description="Enable selected models",
+        done="enabled",
+        service="model_enable",
+        target="model",
+    )
 
     def get_readonly_fields(self, request, obj=None):
         return ["status"] if obj is not None else []
@@ -94,6 +111,29 @@ class RouterAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "pool", "health__ok"]
     search_fields = ["name", "base_url", "pool__name"]
     list_select_related = ["pool", "health"]
+    actions = ["disable_routers", "enable_routers", "reset_breakers"]
+    disable_routers = provided_control(
+        name="disable_routers",
+        description="Disable selected routers",
+        done="disabled",
+        service="router_disable",
+        target="router",
+        warning="No new requests go to these routers; requests in flight finish.",
+    )
+    enable_routers = provided_control(
+        name="enable_routers",
+        description="Enable selected routers",
+        done="enabled",
+        service="router_enable",
+        target="router",
+    )
+    reset_breakers = provided_control(
+        name="reset_breakers",
+        description="Close the circuit breaker of selected routers",
+        done="reset",
+        service="router_reset_breaker",
+        target="router",
+    )
 
     def get_readonly_fields(self, request, obj=None):
         # Enabling and disabling go through the audited router actions.
@@ -160,6 +200,30 @@ class RouterPoolAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["name"]
     inlines = [RouteInline]
+    actions = ["drain_pools", "activate_pools", "disable_pools"]
+    drain_pools = provided_control(
+        name="drain_pools",
+        description="Drain selected pools",
+        done="draining",
+        service="pool_drain",
+        target="pool",
+        warning="No new requests go to these pools; requests in flight finish.",
+    )
+    activate_pools = provided_control(
+        name="activate_pools",
+        description="Undrain / enable selected pools",
+        done="active",
+        service="pool_activate",
+        target="pool",
+    )
+    disable_pools = provided_control(
+        name="disable_pools",
+        description="Disable selected pools",
+        done="disabled",
+        service="pool_disable",
+        target="pool",
+        warning="No new requests go to these pools; requests in flight finish.",
+    )
 
     def get_readonly_fields(self, request, obj=None):
         # Drain, undrain and disable go through the audited pool actions.

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -87,3 +88,40 @@ def reason_action(
 
     action.__name__ = name
     return admin.action(description=description, permissions=[permission])(action)
+
+
+# --- admin features provided by another app -----------------------------------------------
+#
+# An app's admin may offer a control or a column whose code lives in an app it may not
+# import (DESIGN's import rules): pools' admin offers "Drain selected pools", which ops
+# audits. The admin names what it needs (`provided_control(service="pool_drain", ...)`,
+# `provided("annotate_org_period_usage")`); the providing app registers it with
+# `provide()` in its AppConfig.ready(), before any request.
+
+_provided: dict[str, Callable[..., object]] = {}
+
+
+def provide(**features: Callable[..., object]) -> None:
+    _provided.update(features)
+
+
+def provided(name: str) -> Callable[..., object]:
+    try:
+        return _provided[name]
+    except KeyError:
+        raise ImproperlyConfigured(f"No installed app provides the admin feature {name!r}.") from None
+
+
+def provided_control(
+    *, name: str, description: str, done: str, service: str, target: str, warning: str = ""
+) -> Callable:
+    """A reason-asking action calling the provided `service(<target>=obj, actor=..., reason=..., now=...)`."""
+    return reason_action(
+        name=name,
+        description=description,
+        done=done,
+        warning=warning,
+        apply=lambda *, obj, actor, now, reason: provided(service)(
+            **{target: obj}, actor=actor, reason=reason, now=now
+        ),
+    )

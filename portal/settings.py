@@ -69,7 +69,7 @@ INSTALLED_APPS = [
     "pools",
     "metering",
     "gateway",
-    "ops",  # last: its admin extends the other apps' admin classes
+    "ops",
 ]
 
 MIDDLEWARE = [
