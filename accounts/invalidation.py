@@ -11,15 +11,15 @@ import uuid
 
 from django.db import transaction
 
-from portal import faststate
+from portal import fastkeys, faststate
 
 
 def org_generation_key(org_id: object) -> str:
-    return faststate.key("orggen", org_id)
+    return fastkeys.ORG_GENERATION(org_id=org_id)
 
 
 def plan_generation_key(plan_id: object) -> str:
-    return faststate.key("plangen", plan_id)
+    return fastkeys.PLAN_GENERATION(plan_id=plan_id)
 
 
 def read_generations(*, org_id: object, plan_id: object) -> tuple[str, str]:

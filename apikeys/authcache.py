@@ -14,15 +14,15 @@ import uuid
 
 from django.db import transaction
 
-from portal import faststate
+from portal import fastkeys, faststate
 
 
 def auth_context_key(key_hash: str) -> str:
-    return faststate.key("authctx", key_hash)
+    return fastkeys.AUTH_CONTEXT(key_hash=key_hash)
 
 
 def key_generation_key(key_id: object) -> str:
-    return faststate.key("keygen", key_id)
+    return fastkeys.KEY_GENERATION(key_id=key_id)
 
 
 def read_key_generation(key_id: object) -> str:

@@ -20,7 +20,7 @@ from accounts.models import Plan
 from accounts.selectors import active_subscription_or_none
 from apikeys import material
 from apikeys.models import ApiKey
-from portal import faststate
+from portal import fastkeys, faststate
 from portal.errors import PortalError
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class UnkeyProvider:
 
 def _verified_key(cache_key: str) -> str:
     """Fast-state name of "Unkey said VALID lately" for one secret (by its HMAC)."""
-    return faststate.key("unkeyok", cache_key)
+    return fastkeys.UNKEY_VERIFIED(cache_key=cache_key)
 
 
 def _meta_of(external_id: str, *, status: str) -> dict | None:

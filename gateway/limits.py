@@ -16,21 +16,22 @@ from django.conf import settings
 from apikeys import authcontext
 from apikeys.authcontext import AuthContext
 from pools.catalog import RouteEntry
-from portal import faststate
+from portal import fastkeys, faststate
 
 _LUA = Path(__file__).with_name("lua")
 
 
 @lru_cache(maxsize=None)
 def _source(name: str) -> str:
-    """A script's source, after the libraries it uses (common.lua, windows.lua, routers.lua)."""
+    """A script's source, after the fast-state key functions (portal/fastkeys.py) and the
+    libraries it uses (common.lua, windows.lua, routers.lua)."""
     libraries = {
         "admit": ("common", "windows", "routers"),
         "failover": ("common", "routers"),
         "settle": ("common", "windows", "routers"),
     }
     parts = [(_LUA / f"{lib}.lua").read_text() for lib in libraries.get(name, ())]
-    return "".join(parts) + (_LUA / f"{name}.lua").read_text()
+    return fastkeys.lua_prelude() + "".join(parts) + (_LUA / f"{name}.lua").read_text()
 
 
 def _script(name: str):

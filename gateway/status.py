@@ -8,7 +8,7 @@ import logging
 import redis
 
 from pools.catalog import Catalog, get_catalog
-from portal import faststate
+from portal import fastkeys, faststate
 from portal.errors import CATALOG
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def access_pause_message() -> str | None:
     answer is what the next /v1 request gets. Unknown while fast state is down: not paused.
     """
     try:
-        raw = faststate.get_client().get(faststate.key("pause", "global"))
+        raw = faststate.get_client().get(fastkeys.PAUSE())
     except redis.RedisError:
         logger.warning("fast state unavailable: /health cannot tell whether access is paused", exc_info=True)
         return None

@@ -21,14 +21,14 @@ from accounts.models import PlanSubscription
 from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
 from metering.models import UsageEvent
-from portal import faststate
+from portal import fastkeys, faststate
 
 _ORGS_PER_QUERY = 1000
 _GRACE_MS = 86_400_000  # counters outlive their period by a day
 
 
 def quota_key(*, org_id: str, period_start_ms: int) -> str:
-    return faststate.key("quota", org_id, period_start_ms)
+    return fastkeys.QUOTA(org_id=org_id, period_start_ms=period_start_ms)
 
 
 def _ms(at: datetime) -> int:

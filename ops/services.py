@@ -20,7 +20,7 @@ from ops.models import AccessPause
 from pools import health
 from pools import services as pool_services
 from pools.models import Model, Router, RouterPool
-from portal import faststate
+from portal import fastkeys, faststate
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def router_reset_breaker(*, router: Router, actor: object, reason: str, now: dat
 
 def pause_key() -> str:
     """The fast-state key the admission script checks first (`gateway/lua/admit.lua`)."""
-    return faststate.key("pause", "global")
+    return fastkeys.PAUSE()
 
 
 def access_pause_get() -> AccessPause:

@@ -23,7 +23,7 @@ from django.db import transaction
 
 from pools.models import Model, ModelAlias, Route, Router, RouterPool
 from pools.sealing import unseal
-from portal import faststate
+from portal import fastkeys, faststate
 from portal.pgpool.base import release_pooled
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def catalog_version_key() -> str:
     A function rather than a constant because the key carries FAST_STATE_PREFIX, which
     tests change per test.
     """
-    return faststate.key("catalog", "version")
+    return fastkeys.CATALOG_VERSION()
 
 
 def _normalize(version: str | bytes | None) -> str | None:

@@ -23,7 +23,7 @@ from pools.catalog import RouterEntry
 from pools.client import RouterClient
 from pools.models import Router, RouterHealth
 from pools.sealing import unseal
-from portal import faststate
+from portal import fastkeys, faststate
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,11 @@ class RouterLive:
 
 
 def breaker_key(router_id: int) -> str:
-    return faststate.key("brk", router_id)
+    return fastkeys.BREAKER(router_id=router_id)
 
 
 def inflight_key(router_id: int) -> str:
-    return faststate.key("rif", router_id)
+    return fastkeys.ROUTER_INFLIGHT(router_id=router_id)
 
 
 def _entry(router: Router) -> RouterEntry | None:

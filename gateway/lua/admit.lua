@@ -12,7 +12,6 @@
 -- Returns {status, ctx_json, catalog_version, pause_message, rpm_limit, rpm_left,
 --          rpm_reset_ms, tpm_limit, tpm_left, tpm_reset_ms, retry_after_ms, router_id}
 
-local P = ARGV[1]
 local key_hash = ARGV[2]
 local now = tonumber(ARGV[3])
 local rid = ARGV[4]
@@ -26,7 +25,7 @@ local sweep = tonumber(ARGV[12]) < 0.02  -- a third draw: sweep expired leases a
 local refuse = ARGV[13]
 local ncand = tonumber(ARGV[14])
 
-local head = redis.call('MGET', P .. 'catalog:version', P .. 'pause:global', P .. 'authctx:' .. key_hash)
+local head = redis.call('MGET', k_catalog_version(), k_pause(), k_authctx(key_hash))
 local version = head[1] or ''
 
 local function answer(status, ctx, pause, rl, retry, router)
@@ -43,7 +42,7 @@ if raw == 'none' then return answer('invalid') end
 local ctx = cjson.decode(raw)
 
 -- A context is stale when its key, org or plan changed, or its period ended.
-local gens = redis.call('MGET', P .. 'keygen:' .. ctx.k, P .. 'orggen:' .. ctx.o, P .. 'plangen:' .. ctx.p.id)
+local gens = redis.call('MGET', k_keygen(ctx.k), k_orggen(ctx.o), k_plangen(ctx.p.id))
 if (gens[1] or '') ~= ctx.kg or (gens[2] or '') ~= ctx.og or (gens[3] or '') ~= ctx.pg or now >= ctx.pe then
   return answer('miss')
 end
@@ -70,11 +69,10 @@ if refuse ~= '' then return answer(refuse, raw) end
 
 local plan = ctx.p
 
-local kr, ko = P .. 'rl:k:' .. ctx.k, P .. 'rl:o:' .. ctx.o
-local kreq = window_read(kr .. ':r', now, 60, 1)
-local oreq = window_read(ko .. ':r', now, 60, 1)
-local ktok = window_read(kr .. ':t', now, 60, 1)
-local otok = window_read(ko .. ':t', now, 60, 1)
+local kreq = window_read(k_key_requests(ctx.k), now, 60, 1)
+local oreq = window_read(k_org_requests(ctx.o), now, 60, 1)
+local ktok = window_read(k_key_tokens(ctx.k), now, 60, 1)
+local otok = window_read(k_org_tokens(ctx.o), now, 60, 1)
 
 local used_req = math.max(kreq.total, oreq.total)
 local req_reset = math.max(kreq.reset, oreq.reset)
@@ -97,19 +95,19 @@ if used_tok + est > plan.tpm then
 end
 
 -- In-flight requests: leases that have not run out (swept now and then, below).
-local kc, oc = P .. 'cc:k:' .. ctx.k, P .. 'cc:o:' .. ctx.o
+local kc, oc = k_key_concurrency(ctx.k), k_org_concurrency(ctx.o)
 local live_from = '(' .. ARGV[3]
 if redis.call('ZCOUNT', kc, live_from, '+inf') >= plan.cc or redis.call('ZCOUNT', oc, live_from, '+inf') >= plan.cc then
   return answer('concurrency', raw, nil, limits(0, 0), 1000)
 end
 
 local wb = math.max(1, math.floor(plan.ws / 60))
-local win = window_read(P .. 'win:' .. ctx.o, now, plan.ws, wb)
+local win = window_read(k_org_window(ctx.o), now, plan.ws, wb)
 if win.total + 1 > plan.wr then
   return answer('window', raw, nil, limits(0, 0), math.max(win.reset, 1000))
 end
 
-local qkey = P .. 'quota:' .. ctx.o .. ':' .. ctx.ps
+local qkey = k_quota(ctx.o, ctx.ps)
 local q = redis.call('HMGET', qkey, 'r', 't')
 if not q[1] then return answer('quota_miss', raw) end
 local qr, qt = tonumber(q[1]), tonumber(q[2])
@@ -118,7 +116,7 @@ if qt + est > plan.qt then return answer('quota_tokens', raw, nil, limits(0, 0),
 
 -- Router pick (routers.lua), before anything is written.
 if ncand == 0 then return answer('no_router', raw, nil, limits(0, 0), 1000) end
-local router = choose_router(P, now, cooldown, 15, ncand, rand)
+local router = choose_router(now, cooldown, 15, ncand, rand)
 if router == nil then return answer('no_router', raw, nil, limits(0, 0), 1000) end
 
 -- Every check passed: record the request (its own bucket now bounds the resets).
@@ -136,5 +134,5 @@ for _, set in ipairs({kc, oc}) do
 end
 window_add(win, 1, plan.ws + 60)
 redis.call('HSET', qkey, 'r', fmt(qr + 1), 't', fmt(qt + est))
-take_router(P, router, now, rid, inflight_ttl, probe_ttl, sweep)
+take_router(router, now, rid, inflight_ttl, probe_ttl, sweep)
 return answer('ok', raw, nil, limits(1, est), 0, router.id)

@@ -6,7 +6,6 @@
 --       then (router_id, weight, tier) per remaining candidate.
 -- Returns the chosen router id, or 0 when none is eligible.
 
-local P = ARGV[1]
 local now = tonumber(ARGV[2])
 local rid = ARGV[3]
 local failed = ARGV[4]
@@ -17,10 +16,10 @@ local probe_ttl = tonumber(ARGV[8])
 local rand = {tonumber(ARGV[9]), tonumber(ARGV[10])}
 local ncand = tonumber(ARGV[11])
 
-redis.call('ZREM', P .. 'rif:' .. failed, rid)
-breaker_failed(P .. 'brk:' .. failed, threshold, now)
+redis.call('ZREM', k_router_inflight(failed), rid)
+breaker_failed(k_breaker(failed), threshold, now)
 
-local c = choose_router(P, now, cooldown, 12, ncand, rand)
+local c = choose_router(now, cooldown, 12, ncand, rand)
 if c == nil then return 0 end
-take_router(P, c, now, rid, inflight_ttl, probe_ttl, false)
+take_router(c, now, rid, inflight_ttl, probe_ttl, false)
 return tonumber(c.id)

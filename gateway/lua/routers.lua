@@ -4,13 +4,13 @@
 -- triples, the lowest tier with an eligible router (breaker closed, or open past its
 -- cool-down with no probe under way); within it, two weighted draws and the one with
 -- fewer in-flight requests per unit of weight wins. nil when none is eligible.
-local function choose_router(P, now, cooldown, first, ncand, rand)
+local function choose_router(now, cooldown, first, ncand, rand)
   local tiers = {}
   for i = 0, ncand - 1 do
     local id = ARGV[first + i * 3]
     local weight = tonumber(ARGV[first + 1 + i * 3])
     local tier = tonumber(ARGV[first + 2 + i * 3])
-    local b = redis.call('HMGET', P .. 'brk:' .. id, 'state', 'opened', 'probe')
+    local b = redis.call('HMGET', k_breaker(id), 'state', 'opened', 'probe')
     local ok, probe = true, false
     if b[1] == 'open' then
       ok = now >= tonumber(b[2]) + cooldown and (not b[3] or now >= tonumber(b[3]))
@@ -18,7 +18,7 @@ local function choose_router(P, now, cooldown, first, ncand, rand)
     end
     if ok then
       -- Live in-flight requests: entries whose lease has not run out (take_router sweeps the rest).
-      local inflight = redis.call('ZCOUNT', P .. 'rif:' .. id, '(' .. fmt(now), '+inf')
+      local inflight = redis.call('ZCOUNT', k_router_inflight(id), '(' .. fmt(now), '+inf')
       tiers[tier] = tiers[tier] or {}
       table.insert(tiers[tier], {id = id, w = weight, load = inflight / math.max(weight, 1), probe = probe})
     end
@@ -45,9 +45,9 @@ end
 -- take_router: hold an in-flight slot on the chosen router (and its probe lease).
 -- `sweep`: also drop leases that ran out (left by a process that died mid-request);
 -- counts ignore them anyway, so an occasional sweep keeps the set small.
-local function take_router(P, c, now, rid, inflight_ttl, probe_ttl, sweep)
-  local rk = P .. 'rif:' .. c.id
-  if c.probe then redis.call('HSET', P .. 'brk:' .. c.id, 'probe', fmt(now + probe_ttl)) end
+local function take_router(c, now, rid, inflight_ttl, probe_ttl, sweep)
+  local rk = k_router_inflight(c.id)
+  if c.probe then redis.call('HSET', k_breaker(c.id), 'probe', fmt(now + probe_ttl)) end
   if sweep then redis.call('ZREMRANGEBYSCORE', rk, '-inf', fmt(now)) end
   redis.call('ZADD', rk, fmt(now + inflight_ttl), rid)
   redis.call('PEXPIRE', rk, inflight_ttl)
