@@ -198,7 +198,7 @@ def phase_compare(b: Bench) -> None:
     production's server."""
     out = b.results.setdefault("compare", [])
     threads = 32
-    for server in ("gunicorn-gevent", "gthread"):
+    for server in ("gevent-pywsgi", "gthread"):
         label = f"{server} {b.plan.workers}x{threads}" if server == "gthread" else f"{server} x{b.plan.workers}"
         say(f"server comparison: {label}")
         b.start_gateway(server=server, workers=b.plan.workers, threads=threads, enforcement=True)

@@ -247,7 +247,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="Gateway worker processes (default 2).")
     parser.add_argument("--threads", type=int, default=32, help="Threads per worker, gthread only.")
     parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
-                        help="Also measure gunicorn's own gevent worker and gthread, for the server choice "
+                        help="Also measure gunicorn's gevent_pywsgi and gthread workers, for the server choice "
                              "(default: on in a full run).")
     parser.add_argument("--json", metavar="FILE", help="Also write every figure as JSON.")
     parser.add_argument("--keep-logs", action="store_true", help="Keep the process logs (printed path).")

@@ -26,10 +26,10 @@ PREFIX = "bench:"
 
 
 # bench/run.py --server NAME -> gunicorn's worker class. "gevent" is production's
-# (portal/gunicorn.py's default); the others are the alternatives it was chosen over.
+# (portal/gunicorn.py's default); the others are alternatives to compare it with.
 WORKER_CLASSES = {
-    "gevent": "portal.webworker.GeventWorker",
-    "gunicorn-gevent": "gevent",
+    "gevent": "gevent",
+    "gevent-pywsgi": "gevent_pywsgi",
     "gthread": "gthread",
 }
 

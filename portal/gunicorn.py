@@ -3,18 +3,22 @@ run this file, so production serves what the benchmark measured (bench/run.py).
 
     gunicorn -c portal/gunicorn.py portal.wsgi:application
 
-gevent workers (portal/webworker.py: gevent's pywsgi server with idle and slow-header
-timeouts): each request is a greenlet, so a worker holds thousands of slow or
-streaming requests at once (router calls, Redis and Postgres all yield while they
-wait); two workers use both cores of a small machine. Under gevent, Postgres
-connections come from a pool (portal/settings.py, DB_POOL_MAX_SIZE).
+gevent workers (gunicorn's stock `gevent` worker): each request is a greenlet, so a
+worker holds thousands of slow or streaming requests at once (router calls, Redis and
+Postgres all yield while they wait); two workers use both cores of a small machine.
+Under gevent, Postgres connections come from a pool (portal/settings.py,
+DB_POOL_MAX_SIZE).
 
 Environment (all optional): WEB_BIND (0.0.0.0:8000), WEB_WORKERS (2),
-WEB_WORKER_CLASS (portal.webworker.GeventWorker; gunicorn's gevent or gthread also
-work), WEB_WORKER_CONNECTIONS (2000 per worker, gevent), WEB_THREADS (4, gthread only),
-WEB_ACCESS_LOG ("-" = stdout; empty = none), WEB_TIMEOUT (330 s), WEB_KEEPALIVE (75 s:
-how long a connection may wait idle for its next request), WEB_HEADER_TIMEOUT (10 s to
-send a request head).
+WEB_WORKER_CLASS (gevent; gthread also works), WEB_WORKER_CONNECTIONS (2000 per worker,
+gevent), WEB_THREADS (4, gthread only), WEB_ACCESS_LOG ("-" = stdout; empty = none),
+WEB_TIMEOUT (330 s), WEB_KEEPALIVE (75 s).
+
+Slow clients: the gevent worker gives a connection WEB_KEEPALIVE seconds to deliver
+each request line and head (a new connection's first request, or the next on a
+kept-alive one), then closes it; so an idle or slow-header client holds a greenlet for
+at most that long. A tighter limit on the request head alone belongs to the proxy or
+load balancer in front (nginx `client_header_timeout`, an ALB's own limits).
 
 The keep-alive outlasts the idle expiry of clients and load balancers (httpx, under the
 openai SDK: 5 s; AWS ALB: 60 s), so they drop an idle connection before the server does.
@@ -31,7 +35,7 @@ import resource
 
 bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 workers = int(os.environ.get("WEB_WORKERS", "2"))
-worker_class = os.environ.get("WEB_WORKER_CLASS", "portal.webworker.GeventWorker")
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 backlog = 4096
@@ -69,6 +73,17 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    from portal.webworker import settle_heap
+    """Once a worker has loaded the application: import what the first /v1 request would,
+    collect, and move every object alive now into the collector's permanent generation
+    (gc.freeze). A full collection otherwise walks all of Django, DRF and the app each
+    time (about 120,000 objects, 60-80 ms measured, during which every request this
+    worker holds waits); afterwards, only what came later."""
+    import gc
 
-    settle_heap()
+    from django.urls import get_resolver
+
+    for path in ("/v1/chat/completions", "/v1/messages", "/v1/models", "/health"):
+        get_resolver().resolve(path)  # imports the views and the gateway behind them
+
+    gc.collect()
+    gc.freeze()

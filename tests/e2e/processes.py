@@ -241,7 +241,7 @@ class GatewayServer:
 
 
 def server_command() -> tuple[list[str], str]:
-    """gunicorn with one worker of production's class (portal/webworker.py: gevent), else
+    """gunicorn with one worker of production's class (gevent, portal/gunicorn.py), else
     Django's threaded development server when gunicorn is missing."""
     if importlib.util.find_spec("gunicorn") is None:
         port = free_port()
@@ -252,7 +252,7 @@ def server_command() -> tuple[list[str], str]:
 
     args = [
         sys.executable, "-m", "gunicorn", "portal.wsgi:application",
-        "--bind", "127.0.0.1:0", "--workers", "1", "--worker-class", "portal.webworker.GeventWorker",
+        "--bind", "127.0.0.1:0", "--workers", "1", "--worker-class", "gevent",
         "--worker-connections", "1000", "--chdir", str(ROOT), "--timeout", "120", "--log-level", "info",
     ]
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):

@@ -1,4 +1,4 @@
-"""The production web server (portal/webworker.py: gevent, pooled Postgres) as a client
+"""The production web server (portal/gunicorn.py: gevent, pooled Postgres) as a client
 meets it: pooled connections are not held through router calls, and idle or slow
 connections are closed."""
 
@@ -41,7 +41,7 @@ def _connect(server) -> socket.socket:
 
 
 def test_an_idle_connection_is_closed_after_the_keepalive(gateway):
-    server = gateway(WEB_KEEPALIVE="2")
+    server = gateway(GUNICORN_CMD_ARGS="--keep-alive 2")  # WEB_KEEPALIVE under portal/gunicorn.py
     server.url  # started
     with _connect(server) as sock:
         started = time.monotonic()
@@ -50,8 +50,8 @@ def test_an_idle_connection_is_closed_after_the_keepalive(gateway):
     assert 1.5 <= waited < 6
 
 
-def test_a_request_head_sent_too_slowly_is_refused(gateway):
-    server = gateway(WEB_HEADER_TIMEOUT="1")
+def test_a_request_head_sent_too_slowly_is_cut_off_after_the_keepalive(gateway):
+    server = gateway(GUNICORN_CMD_ARGS="--keep-alive 1")
     server.url
     with _connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
@@ -59,7 +59,7 @@ def test_a_request_head_sent_too_slowly_is_refused(gateway):
         answer = b""
         while chunk := sock.recv(1024):
             answer += chunk
-        assert answer.startswith(b"HTTP/1.1 400")
+        assert answer == b""  # closed without an answer
         assert time.monotonic() - started < 5
 
 

@@ -1,4 +1,4 @@
-"""portal/webworker.py is imported by gunicorn's master before the gevent worker
+"""portal/gunicorn.py is read by gunicorn's master before the gevent worker
 monkey-patches the standard library: it must pull in neither Django settings nor Celery
 (both would then run unpatched, and settings would not see gevent: no connection pool)."""
 
@@ -21,12 +21,12 @@ def _run(code: str, **env: str) -> str:
     return done.stdout.strip()
 
 
-def test_importing_the_worker_class_loads_neither_settings_nor_celery():
+def test_reading_the_server_config_loads_neither_settings_nor_celery():
     out = _run(
-        "import sys, portal.webworker; "
+        "import sys, runpy; config = runpy.run_path('portal/gunicorn.py'); print(config['worker_class'], end=' '); "
         "print(sorted(m for m in ('portal.settings', 'celery', 'django.db', 'redis', 'psycopg') if m in sys.modules))"
     )
-    assert out == "[]"
+    assert out == "gevent []"
 
 
 def test_settings_loaded_after_patching_pool_database_connections():
@@ -46,8 +46,8 @@ def test_the_celery_app_is_current_once_django_has_started():
 
 def test_a_worker_freezes_the_loaded_application_out_of_full_collections():
     out = _run(
-        "import django, gc, sys; django.setup(); from portal.webworker import settle_heap; "
-        "before = gc.get_freeze_count(); settle_heap(); "
+        "import django, gc, runpy, sys; django.setup(); post_worker_init = runpy.run_path('portal/gunicorn.py')['post_worker_init']; "
+        "before = gc.get_freeze_count(); post_worker_init(None); "
         "print(before, gc.get_freeze_count() > 50_000, 'gateway.views' in sys.modules, 'gateway.flow' in sys.modules)"
     )
     assert out == "0 True True True"
