@@ -41,9 +41,13 @@ class SubscriptionInline(admin.TabularInline):
 
 
 class ChangePlanForm(forms.Form):
-    plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("code"), help_text="Limits apply on the next request.")
+    plan = forms.ModelChoiceField(
+        queryset=Plan.objects.order_by("code"), help_text="Limits apply on the next request."
+    )
     reason = forms.CharField(
-        max_length=1000, strip=True, widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        max_length=1000,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
         help_text="Why: recorded in the audit log with your name.",
     )
 
@@ -124,7 +128,11 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         active = selectors.active_subscriptions().filter(org=OuterRef("pk"))
-        queryset = super().get_queryset(request).annotate(plan_name=Subquery(active.values("plan__name")[:1]))
+        queryset = (
+            super()
+            .get_queryset(request)
+            .annotate(plan_name=Subquery(active.values("plan__name")[:1]))
+        )
         # Usage is metering's; ops provides the annotation (accounts imports no other app).
         return provided("annotate_org_period_usage")(queryset, now=timezone.now())
 
@@ -169,13 +177,17 @@ class OrganizationAdmin(admin.ModelAdmin):
         description="Pause selected organizations",
         done="paused",
         warning="Every API key of these organizations gets 403 account_paused until resumed.",
-        apply=lambda *, obj, actor, now, reason: services.org_pause(org=obj, actor=actor, now=now, reason=reason),
+        apply=lambda *, obj, actor, now, reason: services.org_pause(
+            org=obj, actor=actor, now=now, reason=reason
+        ),
     )
     resume_orgs = reason_action(
         name="resume_orgs",
         description="Resume selected organizations",
         done="resumed",
-        apply=lambda *, obj, actor, now, reason: services.org_resume(org=obj, actor=actor, now=now, reason=reason),
+        apply=lambda *, obj, actor, now, reason: services.org_resume(
+            org=obj, actor=actor, now=now, reason=reason
+        ),
     )
     change_plan = reason_action(
         name="change_plan",
@@ -252,7 +264,15 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: rows are written by services only."""
 
-    list_display = ["created_at", "actor_label", "action", "target_type", "target_id", "org", "reason"]
+    list_display = [
+        "created_at",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "org",
+        "reason",
+    ]
     list_filter = ["action", "actor_type", "target_type"]
     search_fields = ["actor_label", "target_id", "reason", "org__name"]
     date_hierarchy = "created_at"

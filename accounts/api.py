@@ -64,4 +64,6 @@ def caller_model_entitlement(request) -> Callable[[str], bool]:
         membership = selectors.personal_membership(user=request.user)
     plan = selectors.active_subscription(org=membership.org).plan
     allowed = services.plan_model_names(plan=plan)
-    return lambda model_name: services.plan_allows_model(plan=plan, model_name=model_name, allowed_names=allowed)
+    return lambda model_name: services.plan_allows_model(
+        plan=plan, model_name=model_name, allowed_names=allowed
+    )

@@ -87,7 +87,9 @@ def _refresh(entry: _Entry, *, url: str, now: float) -> None:
 
 def _fetch(url: str) -> dict[str, jwt.PyJWK]:
     try:
-        response = requests.get(url, timeout=settings.JWKS_HTTP_TIMEOUT, headers={"Accept": "application/json"})
+        response = requests.get(
+            url, timeout=settings.JWKS_HTTP_TIMEOUT, headers={"Accept": "application/json"}
+        )
         response.raise_for_status()
         documents = response.json()["keys"]
     except (requests.RequestException, ValueError, KeyError, TypeError) as exc:

@@ -31,7 +31,9 @@ class User(models.Model):
         verbose_name = "customer user"
         verbose_name_plural = "customer users"
         constraints = [
-            models.UniqueConstraint(fields=["auth_provider", "subject"], name="users_provider_subject_uniq")
+            models.UniqueConstraint(
+                fields=["auth_provider", "subject"], name="users_provider_subject_uniq"
+            )
         ]
 
     def __str__(self) -> str:
@@ -84,7 +86,9 @@ class OrganizationMember(models.Model):
 
     class Meta:
         db_table = "organization_members"
-        constraints = [models.UniqueConstraint(fields=["org", "user"], name="org_members_org_user_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["org", "user"], name="org_members_org_user_uniq")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.org} ({self.role})"
@@ -110,7 +114,9 @@ class Plan(models.Model):
     all_models = models.BooleanField(
         default=True, help_text="Entitled to every model; otherwise only the model access policies."
     )
-    is_default = models.BooleanField(default=False, help_text="The plan new organizations start on.")
+    is_default = models.BooleanField(
+        default=False, help_text="The plan new organizations start on."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,7 +137,9 @@ class ModelAccessPolicy(models.Model):
         db_table = "model_access_policies"
         verbose_name_plural = "model access policies"
         constraints = [
-            models.UniqueConstraint(fields=["plan", "model_name"], name="model_access_plan_model_uniq")
+            models.UniqueConstraint(
+                fields=["plan", "model_name"], name="model_access_plan_model_uniq"
+            )
         ]
 
     def __str__(self) -> str:

@@ -11,12 +11,18 @@ from portal.errors import PortalError
 
 
 def user_memberships(*, user: User) -> QuerySet[OrganizationMember]:
-    return OrganizationMember.objects.filter(user=user).select_related("org").order_by("created_at", "id")
+    return (
+        OrganizationMember.objects.filter(user=user)
+        .select_related("org")
+        .order_by("created_at", "id")
+    )
 
 
 def users_with_email(*, provider: str, email: str) -> list[User]:
     """The users of `provider` whose last-seen email is `email` (any case)."""
-    return list(User.objects.filter(auth_provider=provider, email__iexact=email).order_by("created_at"))
+    return list(
+        User.objects.filter(auth_provider=provider, email__iexact=email).order_by("created_at")
+    )
 
 
 def get_membership_or_404(*, user: User, org_id: object) -> OrganizationMember:
@@ -26,7 +32,9 @@ def get_membership_or_404(*, user: User, org_id: object) -> OrganizationMember:
     except ValueError:
         raise PortalError("not_found", "Organization not found.") from None
     membership = (
-        OrganizationMember.objects.select_related("org", "user").filter(user=user, org_id=org_uuid).first()
+        OrganizationMember.objects.select_related("org", "user")
+        .filter(user=user, org_id=org_uuid)
+        .first()
     )
     if membership is None:
         raise PortalError("not_found", "Organization not found.")

@@ -125,13 +125,21 @@ def _create_personal_org(*, user: User, now: datetime) -> Organization:
         now=now,
         personal_for=user,
     )
-    OrganizationMember.objects.create(org=org, user=user, role=OrganizationMember.Role.OWNER, created_at=now)
+    OrganizationMember.objects.create(
+        org=org, user=user, role=OrganizationMember.Role.OWNER, created_at=now
+    )
     return org
 
 
 @transaction.atomic
 def org_create(
-    *, name: str, actor: object, now: datetime, plan: Plan | None = None, slug: str = "", reason: str = ""
+    *,
+    name: str,
+    actor: object,
+    now: datetime,
+    plan: Plan | None = None,
+    slug: str = "",
+    reason: str = "",
 ) -> Organization:
     """A team org created by staff: active, on `plan` (the default plan when None), audited.
 
@@ -159,7 +167,9 @@ def user_update_profile(*, user: User, display_name: str, now: datetime) -> User
     return user
 
 
-def plan_allows_model(*, plan: Plan, model_name: str, allowed_names: frozenset[str] | None = None) -> bool:
+def plan_allows_model(
+    *, plan: Plan, model_name: str, allowed_names: frozenset[str] | None = None
+) -> bool:
     """Whether `plan` is entitled to the canonical model `model_name` (PlanEntitlement's rule)."""
     if allowed_names is None:
         return PlanEntitlement.of(plan).allows(model_name)
@@ -231,11 +241,17 @@ def org_member_add(
 
 
 @transaction.atomic
-def org_change_plan(*, org: Organization, plan: Plan, actor: object, now: datetime, reason: str = "") -> PlanSubscription:
+def org_change_plan(
+    *, org: Organization, plan: Plan, actor: object, now: datetime, reason: str = ""
+) -> PlanSubscription:
     """Move `org` to `plan`; the gateway applies the new limits on the next request."""
     from accounts.invalidation import org_changed_on_commit
 
-    sub = PlanSubscription.objects.select_for_update().filter(org=org, status=PlanSubscription.Status.ACTIVE).first()
+    sub = (
+        PlanSubscription.objects.select_for_update()
+        .filter(org=org, status=PlanSubscription.Status.ACTIVE)
+        .first()
+    )
     before = {"plan": sub.plan.code if sub else None}
     if sub is not None and sub.plan_id == plan.pk:
         return sub
@@ -262,7 +278,9 @@ def org_change_plan(*, org: Organization, plan: Plan, actor: object, now: dateti
     return sub
 
 
-def _org_set_status(*, org: Organization, status: str, actor: object, reason: str, action: str, now: datetime) -> Organization:
+def _org_set_status(
+    *, org: Organization, status: str, actor: object, reason: str, action: str, now: datetime
+) -> Organization:
     from accounts.invalidation import org_changed_on_commit
 
     locked = Organization.objects.select_for_update().get(pk=org.pk)
@@ -291,7 +309,12 @@ def _org_set_status(*, org: Organization, status: str, actor: object, reason: st
 def org_pause(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
     """Refuse the org's gateway requests (`account_paused`) from the next request on."""
     return _org_set_status(
-        org=org, status=Organization.Status.PAUSED, actor=actor, reason=reason, action="org.pause", now=now
+        org=org,
+        status=Organization.Status.PAUSED,
+        actor=actor,
+        reason=reason,
+        action="org.pause",
+        now=now,
     )
 
 
@@ -299,12 +322,19 @@ def org_pause(*, org: Organization, actor: object, reason: str, now: datetime) -
 def org_resume(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
     """Serve a paused (or disabled) org again from the next request on."""
     return _org_set_status(
-        org=org, status=Organization.Status.ACTIVE, actor=actor, reason=reason, action="org.resume", now=now
+        org=org,
+        status=Organization.Status.ACTIVE,
+        actor=actor,
+        reason=reason,
+        action="org.resume",
+        now=now,
     )
 
 
 @transaction.atomic
-def subscription_advance_period(*, subscription: PlanSubscription, now: datetime) -> PlanSubscription:
+def subscription_advance_period(
+    *, subscription: PlanSubscription, now: datetime
+) -> PlanSubscription:
     """Move an ended allowance period forward to the one holding `now`, in whole periods from its end.
 
     A no-op while the period is current; the gateway picks up the new period on its next request.

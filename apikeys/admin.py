@@ -7,7 +7,16 @@ from portal.adminactions import reason_action
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "masked", "org", "status", "provider", "last_used_at", "expires_at", "created_at"]
+    list_display = [
+        "name",
+        "masked",
+        "org",
+        "status",
+        "provider",
+        "last_used_at",
+        "expires_at",
+        "created_at",
+    ]
     list_filter = ["status", "provider"]
     search_fields = ["name", "prefix", "last_four", "id", "external_id", "org__name", "org__slug"]
     list_select_related = ["org"]
@@ -41,17 +50,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
         description="Revoke selected keys",
         done="revoked",
         warning="Revocation is permanent: a revoked key never works again.",
-        apply=lambda *, obj, actor, now, reason: services.api_key_revoke(key=obj, actor=actor, now=now, reason=reason),
+        apply=lambda *, obj, actor, now, reason: services.api_key_revoke(
+            key=obj, actor=actor, now=now, reason=reason
+        ),
     )
     disable_keys = reason_action(
         name="disable_keys",
         description="Disable selected keys",
         done="disabled",
-        apply=lambda *, obj, actor, now, reason: services.api_key_disable(key=obj, actor=actor, now=now, reason=reason),
+        apply=lambda *, obj, actor, now, reason: services.api_key_disable(
+            key=obj, actor=actor, now=now, reason=reason
+        ),
     )
     enable_keys = reason_action(
         name="enable_keys",
         description="Enable selected keys",
         done="enabled",
-        apply=lambda *, obj, actor, now, reason: services.api_key_enable(key=obj, actor=actor, now=now, reason=reason),
+        apply=lambda *, obj, actor, now, reason: services.api_key_enable(
+            key=obj, actor=actor, now=now, reason=reason
+        ),
     )

@@ -50,7 +50,9 @@ def list_keys(*, request, view, membership: OrganizationMember) -> Response:
 def revoke_key(*, request, membership: OrganizationMember, key_id: str) -> Response:
     require_key_manager(membership)
     key = selectors.get_org_key_or_404(org=membership.org, key_id=key_id)
-    key = services.api_key_revoke(key=key, actor=request.user, now=timezone.now(), reason="revoked by owner")
+    key = services.api_key_revoke(
+        key=key, actor=request.user, now=timezone.now(), reason="revoked by owner"
+    )
     return Response(ApiKeySerializer(key).data)
 
 
@@ -62,9 +64,15 @@ class KeyListView(APIView):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
         return list_keys(request=request, view=self, membership=membership)
 
-    @extend_schema(request=ApiKeyCreateSerializer, responses={201: IssuedKeySerializer}, operation_id="keys_create")
+    @extend_schema(
+        request=ApiKeyCreateSerializer,
+        responses={201: IssuedKeySerializer},
+        operation_id="keys_create",
+    )
     def post(self, request, org_id):
-        return create_key(request=request, membership=get_membership_or_404(user=request.user, org_id=org_id))
+        return create_key(
+            request=request, membership=get_membership_or_404(user=request.user, org_id=org_id)
+        )
 
 
 class KeyDetailView(APIView):
@@ -74,7 +82,9 @@ class KeyDetailView(APIView):
         key = selectors.get_org_key_or_404(org=membership.org, key_id=key_id)
         return Response(ApiKeySerializer(key).data)
 
-    @extend_schema(request=ApiKeyUpdateSerializer, responses=ApiKeySerializer, operation_id="keys_update")
+    @extend_schema(
+        request=ApiKeyUpdateSerializer, responses=ApiKeySerializer, operation_id="keys_update"
+    )
     def patch(self, request, org_id, key_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
         key = selectors.get_org_key_or_404(org=membership.org, key_id=key_id)
@@ -115,10 +125,14 @@ class PortalKeyListView(APIView):
 
     @extend_schema(responses=ApiKeySerializer(many=True), operation_id="portal_keys_list")
     def get(self, request):
-        return list_keys(request=request, view=self, membership=personal_membership(user=request.user))
+        return list_keys(
+            request=request, view=self, membership=personal_membership(user=request.user)
+        )
 
     @extend_schema(
-        request=ApiKeyCreateSerializer, responses={201: IssuedKeySerializer}, operation_id="portal_keys_create"
+        request=ApiKeyCreateSerializer,
+        responses={201: IssuedKeySerializer},
+        operation_id="portal_keys_create",
     )
     def post(self, request):
         return create_key(request=request, membership=personal_membership(user=request.user))
@@ -127,4 +141,6 @@ class PortalKeyListView(APIView):
 class PortalKeyDetailView(APIView):
     @extend_schema(responses={200: ApiKeySerializer}, operation_id="portal_keys_revoke")
     def delete(self, request, key_id):
-        return revoke_key(request=request, membership=personal_membership(user=request.user), key_id=key_id)
+        return revoke_key(
+            request=request, membership=personal_membership(user=request.user), key_id=key_id
+        )

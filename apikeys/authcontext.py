@@ -237,7 +237,9 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
 def build_for_identity(*, identity: KeyIdentity, now: datetime) -> AuthContext | None:
     """The context of a presented key: by the provider's key id, else by the HMAC."""
     if identity.external_id:
-        key = ApiKey.objects.filter(external_id=identity.external_id).exclude(external_id="").first()
+        key = (
+            ApiKey.objects.filter(external_id=identity.external_id).exclude(external_id="").first()
+        )
         return _context(key=key, now=now) if key is not None else None
     return build_auth_context(key_hash=identity.cache_key, now=now)
 
@@ -250,5 +252,7 @@ def refresh_auth_context(*, identity: KeyIdentity, now: datetime) -> bool:
     if ctx is None:
         client.set(authcache.auth_context_key(key_hash), "none", ex=NEGATIVE_TTL_SECONDS)
         return False
-    client.set(authcache.auth_context_key(key_hash), ctx.to_json(), ex=settings.AUTH_CONTEXT_TTL_SECONDS)
+    client.set(
+        authcache.auth_context_key(key_hash), ctx.to_json(), ex=settings.AUTH_CONTEXT_TTL_SECONDS
+    )
     return True

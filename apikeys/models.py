@@ -19,18 +19,28 @@ class ApiKey(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
-    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     name = models.CharField(max_length=100)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.LOCAL)
-    external_id = models.CharField(max_length=100, blank=True, default="", help_text="The provider's key id.")
+    external_id = models.CharField(
+        max_length=100, blank=True, default="", help_text="The provider's key id."
+    )
     key_hash = models.CharField(
-        max_length=64, unique=True, null=True, blank=True, help_text="HMAC-SHA256 of the secret (local keys)."
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="HMAC-SHA256 of the secret (local keys).",
     )
     prefix = models.CharField(max_length=24, help_text="The visible start of the key.")
     last_four = models.CharField(max_length=4)
     allowed_models = models.JSONField(
-        null=True, blank=True, help_text="Model names this key may use; empty means every entitled model."
+        null=True,
+        blank=True,
+        help_text="Model names this key may use; empty means every entitled model.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -38,7 +48,12 @@ class ApiKey(models.Model):
     updated_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     replaced_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Set by rotation."
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Set by rotation.",
     )
 
     class Meta:

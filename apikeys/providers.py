@@ -48,7 +48,13 @@ class KeyProvider(Protocol):
     name: str
 
     def issue(
-        self, *, key_id: str, org_id: str, plan_code: str, name: str = "", expires_at: datetime | None = None
+        self,
+        *,
+        key_id: str,
+        org_id: str,
+        plan_code: str,
+        name: str = "",
+        expires_at: datetime | None = None,
     ) -> IssuedSecret: ...
 
     def revoke(self, *, external_id: str) -> None:
@@ -69,7 +75,13 @@ class LocalProvider:
     name = "local"
 
     def issue(
-        self, *, key_id: str, org_id: str, plan_code: str, name: str = "", expires_at: datetime | None = None
+        self,
+        *,
+        key_id: str,
+        org_id: str,
+        plan_code: str,
+        name: str = "",
+        expires_at: datetime | None = None,
     ) -> IssuedSecret:
         plaintext = material.generate_secret()
         prefix, last_four = material.display_parts(plaintext)
@@ -103,7 +115,13 @@ class UnkeyProvider:
     # --- issuing and mirroring the Portal's changes ---------------------------------------
 
     def issue(
-        self, *, key_id: str, org_id: str, plan_code: str, name: str = "", expires_at: datetime | None = None
+        self,
+        *,
+        key_id: str,
+        org_id: str,
+        plan_code: str,
+        name: str = "",
+        expires_at: datetime | None = None,
     ) -> IssuedSecret:
         from apikeys import unkey
 
@@ -112,7 +130,9 @@ class UnkeyProvider:
             created = unkey.create_key(
                 name=name,
                 external_id=org_id,
-                meta=unkey.key_meta(key_id=key_id, org_id=org_id, plan_code=plan_code, status="active"),
+                meta=unkey.key_meta(
+                    key_id=key_id, org_id=org_id, plan_code=plan_code, status="active"
+                ),
                 ratelimits=unkey.plan_ratelimits(plan),
                 expires=unkey.expires_ms(expires_at),
             )
@@ -126,7 +146,9 @@ class UnkeyProvider:
         self._mirror(external_id=external_id, enabled=False, status="revoked")
 
     def set_enabled(self, *, external_id: str, enabled: bool) -> None:
-        self._mirror(external_id=external_id, enabled=enabled, status="active" if enabled else "disabled")
+        self._mirror(
+            external_id=external_id, enabled=enabled, status="active" if enabled else "disabled"
+        )
 
     def _mirror(self, *, external_id: str, enabled: bool, status: str) -> None:
         """Tell Unkey after the Portal committed. The Portal already refuses the key on its next
@@ -135,11 +157,17 @@ class UnkeyProvider:
 
         try:
             meta = _meta_of(external_id, status=status)
-            unkey.update_key(external_id, enabled=enabled, **({"meta": meta} if meta is not None else {}))
+            unkey.update_key(
+                external_id, enabled=enabled, **({"meta": meta} if meta is not None else {})
+            )
         except unkey.UnkeyCallFailed as exc:
-            logger.error("Unkey did not take key %s %s: %s; run sync_unkey_keys", external_id, status, exc)
+            logger.error(
+                "Unkey did not take key %s %s: %s; run sync_unkey_keys", external_id, status, exc
+            )
         except Exception:  # an after-commit side effect must never fail the request
-            logger.exception("Telling Unkey key %s %s failed; run sync_unkey_keys", external_id, status)
+            logger.exception(
+                "Telling Unkey key %s %s failed; run sync_unkey_keys", external_id, status
+            )
 
     # --- the request path -------------------------------------------------------------------
 
@@ -175,7 +203,9 @@ class UnkeyProvider:
         now = time.monotonic()
         if now - self._outage_logged_at >= _OUTAGE_LOG_EVERY_SECONDS:
             self._outage_logged_at = now
-            logger.warning("Unkey verification failed (mode %s): %s", settings.UNKEY_FAILURE_MODE, exc)
+            logger.warning(
+                "Unkey verification failed (mode %s): %s", settings.UNKEY_FAILURE_MODE, exc
+            )
         if settings.UNKEY_FAILURE_MODE == "open":
             remembered = faststate.get_client().get(_verified_key(cache_key))
             if remembered:
@@ -196,7 +226,9 @@ def _meta_of(external_id: str, *, status: str) -> dict | None:
     if key is None:
         return None
     sub = active_subscription_or_none(org_id=key.org_id)
-    return unkey.key_meta(key_id=key.pk, org_id=key.org_id, plan_code=sub.plan.code if sub else "", status=status)
+    return unkey.key_meta(
+        key_id=key.pk, org_id=key.org_id, plan_code=sub.plan.code if sub else "", status=status
+    )
 
 
 def get_provider(name: str | None = None) -> KeyProvider:

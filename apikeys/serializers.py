@@ -3,7 +3,6 @@ from rest_framework import serializers
 from apikeys.models import ApiKey
 
 
-
 def model_name_field() -> serializers.RegexField:
     return serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,99}$", max_length=100)
 

@@ -58,7 +58,11 @@ def _issue(
     key_id = uuid.uuid4()
     provider = get_provider()
     issued = provider.issue(
-        key_id=str(key_id), org_id=str(org.pk), plan_code=plan_code, name=name, expires_at=expires_at
+        key_id=str(key_id),
+        org_id=str(org.pk),
+        plan_code=plan_code,
+        name=name,
+        expires_at=expires_at,
     )
     key = ApiKey.objects.create(
         id=key_id,
@@ -92,7 +96,9 @@ def api_key_create(
     # Lock the org row so concurrent creates cannot both slip under the cap.
     Organization.objects.select_for_update().filter(pk=org.pk).first()
     if expires_at is not None and expires_at <= now:
-        raise PortalError("invalid_request_error", "expires_at must be in the future.", param="expires_at")
+        raise PortalError(
+            "invalid_request_error", "expires_at must be in the future.", param="expires_at"
+        )
     plan = active_subscription(org=org).plan
     if active_key_count(org=org, now=now) >= plan.max_active_keys:
         raise PortalError(
@@ -155,7 +161,9 @@ def api_key_update(
     return key
 
 
-def _set_status(*, key: ApiKey, status: str, actor: object, reason: str, action: str, now: datetime) -> ApiKey:
+def _set_status(
+    *, key: ApiKey, status: str, actor: object, reason: str, action: str, now: datetime
+) -> ApiKey:
     locked = ApiKey.objects.select_for_update().get(pk=key.pk)
     if locked.status == status or locked.status == ApiKey.Status.REVOKED:
         return locked  # idempotent; a revoked key never comes back
@@ -192,28 +200,45 @@ def _tell_provider_on_commit(*, key: ApiKey, status: str) -> None:
         transaction.on_commit(lambda: provider.revoke(external_id=external_id), robust=True)
     else:
         enabled = status == ApiKey.Status.ACTIVE
-        transaction.on_commit(lambda: provider.set_enabled(external_id=external_id, enabled=enabled), robust=True)
+        transaction.on_commit(
+            lambda: provider.set_enabled(external_id=external_id, enabled=enabled), robust=True
+        )
 
 
 @transaction.atomic
 def api_key_revoke(*, key: ApiKey, actor: object, now: datetime, reason: str = "") -> ApiKey:
     """Revoke at once and for good; revoking twice is a no-op."""
     return _set_status(
-        key=key, status=ApiKey.Status.REVOKED, actor=actor, reason=reason, action="api_key.revoke", now=now
+        key=key,
+        status=ApiKey.Status.REVOKED,
+        actor=actor,
+        reason=reason,
+        action="api_key.revoke",
+        now=now,
     )
 
 
 @transaction.atomic
 def api_key_disable(*, key: ApiKey, actor: object, now: datetime, reason: str = "") -> ApiKey:
     return _set_status(
-        key=key, status=ApiKey.Status.DISABLED, actor=actor, reason=reason, action="api_key.disable", now=now
+        key=key,
+        status=ApiKey.Status.DISABLED,
+        actor=actor,
+        reason=reason,
+        action="api_key.disable",
+        now=now,
     )
 
 
 @transaction.atomic
 def api_key_enable(*, key: ApiKey, actor: object, now: datetime, reason: str = "") -> ApiKey:
     return _set_status(
-        key=key, status=ApiKey.Status.ACTIVE, actor=actor, reason=reason, action="api_key.enable", now=now
+        key=key,
+        status=ApiKey.Status.ACTIVE,
+        actor=actor,
+        reason=reason,
+        action="api_key.enable",
+        now=now,
     )
 
 
@@ -222,10 +247,14 @@ def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedK
     """A new secret with the same settings; the old key is revoked in the same transaction."""
     locked = ApiKey.objects.select_for_update().select_related("org").get(pk=key.pk)
     if locked.status != ApiKey.Status.ACTIVE:
-        raise PortalError("invalid_request_error", "Only an active key can be rotated.", param="key_id")
+        raise PortalError(
+            "invalid_request_error", "Only an active key can be rotated.", param="key_id"
+        )
     if locked.expires_at is not None and locked.expires_at <= now:
         # The new key keeps this expiry: it would be born expired.
-        raise PortalError("invalid_request_error", "An expired key cannot be rotated.", param="key_id")
+        raise PortalError(
+            "invalid_request_error", "An expired key cannot be rotated.", param="key_id"
+        )
     plan = active_subscription(org=locked.org).plan
     issued = _issue(
         org=locked.org,
@@ -237,7 +266,12 @@ def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedK
         now=now,
     )
     _set_status(
-        key=locked, status=ApiKey.Status.REVOKED, actor=actor, reason="rotated", action="api_key.revoke", now=now
+        key=locked,
+        status=ApiKey.Status.REVOKED,
+        actor=actor,
+        reason="rotated",
+        action="api_key.revoke",
+        now=now,
     )
     ApiKey.objects.filter(pk=locked.pk).update(replaced_by=issued.key)
     audit_record(

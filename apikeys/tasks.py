@@ -19,7 +19,9 @@ def sync_unkey_keys(**kwargs) -> dict:
     outcomes = unkey_sync.reconcile(now=timezone.now(), apply=True)
     for outcome in outcomes:
         if outcome.error:
-            logger.warning("sync_unkey_keys: %s FAILED: %s", outcome.change.describe(), outcome.error)
+            logger.warning(
+                "sync_unkey_keys: %s FAILED: %s", outcome.change.describe(), outcome.error
+            )
         elif outcome.change.kind == "missing":
             logger.warning("sync_unkey_keys: %s", outcome.change.describe())
         else:

@@ -61,7 +61,9 @@ def _http_client() -> httpx.Client:
     timeout = settings.UNKEY_TIMEOUT_MS / 1000
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 1.0)),
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0),
+        limits=httpx.Limits(
+            max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0
+        ),
         follow_redirects=False,
         trust_env=False,
     )
@@ -102,7 +104,9 @@ def _call(operation: str, method, **kwargs):
     except (httpx.HTTPError, unkey_errors.NoResponseError) as exc:
         raise UnkeyCallFailed(f"{operation}: {type(exc).__name__}") from exc
     except unkey_errors.UnkeyError as exc:
-        raise UnkeyCallFailed(f"{operation}: HTTP {exc.status_code}: {_detail(exc)}", status=exc.status_code) from exc
+        raise UnkeyCallFailed(
+            f"{operation}: HTTP {exc.status_code}: {_detail(exc)}", status=exc.status_code
+        ) from exc
     except Exception as exc:  # the SDK's own failures: never the caller's crash (and no text that
         raise UnkeyCallFailed(f"{operation}: {type(exc).__name__}") from exc  # could quote the key)
 
@@ -144,7 +148,12 @@ def plan_ratelimits(plan) -> list[dict]:
 
 def key_meta(*, key_id: object, org_id: object, plan_code: str, status: str) -> dict:
     """What Unkey returns with every verification: enough to name the Portal key, nothing secret."""
-    return {"portal_key_id": str(key_id), "org_id": str(org_id), "plan": plan_code, "status": status}
+    return {
+        "portal_key_id": str(key_id),
+        "org_id": str(org_id),
+        "plan": plan_code,
+        "status": status,
+    }
 
 
 def expires_ms(value: datetime | None) -> int | None:
@@ -197,7 +206,10 @@ def verify_key(secret: str, *, cost: int) -> Verification:
     data = answer.data
     code = getattr(data.code, "value", data.code)  # an open enum: unknown codes stay strings
     return Verification(
-        code=str(code), key_id=data.key_id or "", meta=dict(data.meta or {}), ratelimits=list(data.ratelimits or [])
+        code=str(code),
+        key_id=data.key_id or "",
+        meta=dict(data.meta or {}),
+        ratelimits=list(data.ratelimits or []),
     )
 
 
@@ -224,7 +236,11 @@ def list_keys() -> list:
     """Every key of the configured API (`KeyResponseData`), all pages."""
     keys = []
     page = _call(
-        "apis.listKeys", sdk().apis.list_keys, api_id=settings.UNKEY_API_ID, limit=100, revalidate_keys_cache=True
+        "apis.listKeys",
+        sdk().apis.list_keys,
+        api_id=settings.UNKEY_API_ID,
+        limit=100,
+        revalidate_keys_cache=True,
     )
     while page is not None:
         keys.extend(page.result.data)
@@ -267,7 +283,12 @@ def display_parts(secret: str) -> tuple[str, str]:
 def looks_like_key(secret: str) -> bool:
     """A cheap shape check before asking Unkey: the configured prefix, printable, not huge."""
     prefix = settings.UNKEY_KEY_PREFIX + "_"
-    return secret.startswith(prefix) and len(prefix) < len(secret) <= 256 and secret.isascii() and secret.isprintable()
+    return (
+        secret.startswith(prefix)
+        and len(prefix) < len(secret) <= 256
+        and secret.isascii()
+        and secret.isprintable()
+    )
 
 
 # What each verification code means to a customer; a code missing here is refused as invalid.
@@ -302,7 +323,9 @@ def refusal(answer: Verification, headers: dict[str, str]) -> PortalError:
     """The stable error for a verification that was not VALID (unknown codes: invalid, logged)."""
     code = _REFUSALS.get(answer.code)
     if code is None:
-        logger.warning("Unkey answered verification code %r for key %r: refused", answer.code, answer.key_id)
+        logger.warning(
+            "Unkey answered verification code %r for key %r: refused", answer.code, answer.key_id
+        )
         return PortalError("invalid_api_key")
     if code == "api_key_disabled" and answer.meta.get("status") == "revoked":
         return PortalError("api_key_revoked")  # the Portal revoked it: Unkey keeps it disabled
@@ -313,5 +336,9 @@ def refusal(answer: Verification, headers: dict[str, str]) -> PortalError:
     return PortalError(
         code,
         _RATE_LIMIT_MESSAGES.get(exceeded[0].name) if exceeded else None,
-        headers={**headers, "retry-after": str(max(1, -(-wait_ms // 1000))), "retry-after-ms": str(max(wait_ms, 1))},
+        headers={
+            **headers,
+            "retry-after": str(max(1, -(-wait_ms // 1000))),
+            "retry-after-ms": str(max(wait_ms, 1)),
+        },
     )

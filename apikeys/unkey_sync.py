@@ -22,15 +22,25 @@ class Change:
     kind: str
     unkey_key_id: str
     portal_key: ApiKey | None
-    fields: dict = field(default_factory=dict)  # update: name -> (Unkey's value, the Portal's value)
+    fields: dict = field(
+        default_factory=dict
+    )  # update: name -> (Unkey's value, the Portal's value)
 
     def describe(self) -> str:
-        who = f"{self.unkey_key_id} (Portal key {self.portal_key.pk} {self.portal_key.masked})" if self.portal_key else self.unkey_key_id
+        who = (
+            f"{self.unkey_key_id} (Portal key {self.portal_key.pk} {self.portal_key.masked})"
+            if self.portal_key
+            else self.unkey_key_id
+        )
         if self.kind == "update":
-            parts = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in self.fields.items())
+            parts = "; ".join(
+                f"{name}: {old!r} -> {new!r}" for name, (old, new) in self.fields.items()
+            )
             return f"update {who}: {parts}"
         if self.kind == "delete":
-            return f"delete {who}: " + ("revoked in the Portal" if self.portal_key else "no Portal key has it")
+            return f"delete {who}: " + (
+                "revoked in the Portal" if self.portal_key else "no Portal key has it"
+            )
         return f"missing {who}: Unkey has no such key, so it cannot be verified; revoke it in the Portal"
 
 
@@ -40,7 +50,9 @@ def desired(key: ApiKey, plan) -> dict:
         "name": key.name,
         "external_id": str(key.org_id),
         "enabled": key.status == ApiKey.Status.ACTIVE,
-        "meta": unkey.key_meta(key_id=key.pk, org_id=key.org_id, plan_code=plan.code if plan else "", status=key.status),
+        "meta": unkey.key_meta(
+            key_id=key.pk, org_id=key.org_id, plan_code=plan.code if plan else "", status=key.status
+        ),
         "expires": unkey.expires_ms(key.expires_at),
         "ratelimits": unkey.plan_ratelimits(plan) if plan else None,
     }
@@ -81,11 +93,16 @@ def plan_changes(*, now: datetime, delete_revoked: bool = False) -> list[Change]
     """Every change that would bring Unkey in line with the Portal (reads both, writes neither)."""
     remote = {data.key_id: data for data in unkey.list_keys()}
     keys = list(
-        ApiKey.objects.filter(provider=ApiKey.Provider.UNKEY).exclude(external_id="").select_related("org").order_by("created_at", "id")
+        ApiKey.objects.filter(provider=ApiKey.Provider.UNKEY)
+        .exclude(external_id="")
+        .select_related("org")
+        .order_by("created_at", "id")
     )
     plans = {
         sub.org_id: sub.plan
-        for sub in active_subscriptions().select_related("plan").filter(org_id__in={k.org_id for k in keys})
+        for sub in active_subscriptions()
+        .select_related("plan")
+        .filter(org_id__in={k.org_id for k in keys})
     }
     changes: list[Change] = []
     for key in keys:
@@ -98,7 +115,11 @@ def plan_changes(*, now: datetime, delete_revoked: bool = False) -> list[Change]
             changes.append(Change("delete", key.external_id, key))
             continue
         want, have = desired(key, plans.get(key.org_id)), held(data)
-        differing = {name: (have[name], want[name]) for name in want if not _same(name, want[name], have[name])}
+        differing = {
+            name: (have[name], want[name])
+            for name in want
+            if not _same(name, want[name], have[name])
+        }
         if differing:
             changes.append(Change("update", key.external_id, key, differing))
     # Keys the Portal created (they carry its key id) that no Portal row knows: orphans.
@@ -111,7 +132,9 @@ def plan_changes(*, now: datetime, delete_revoked: bool = False) -> list[Change]
 
 def apply_change(change: Change) -> None:
     if change.kind == "update":
-        unkey.update_key(change.unkey_key_id, **{name: new for name, (_, new) in change.fields.items()})
+        unkey.update_key(
+            change.unkey_key_id, **{name: new for name, (_, new) in change.fields.items()}
+        )
     elif change.kind == "delete":
         unkey.delete_key(change.unkey_key_id)
 

@@ -100,12 +100,26 @@ class Connection:
                 # keep-alive timeout): as HTTP clients do, check before reuse and reconnect.
                 self.close()
             if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection(self.target.host, self.target.port)
+                self.reader, self.writer = await asyncio.open_connection(
+                    self.target.host, self.target.port
+                )
             self.writer.write(self.request)
             return await _read_response(self.reader, started, self.target.stream)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, BadResponse) as exc:
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            BadResponse,
+        ) as exc:
             self.close()
-            return Result(ok=False, status=0, ttfb=0.0, total=time.perf_counter() - started, error=type(exc).__name__)
+            return Result(
+                ok=False,
+                status=0,
+                ttfb=0.0,
+                total=time.perf_counter() - started,
+                error=type(exc).__name__,
+            )
 
     def close(self) -> None:
         if self.writer is not None:
@@ -155,7 +169,9 @@ async def fixed_rate(target: Target, rate: float, duration: float) -> list[Resul
     return results
 
 
-async def closed_loop(target: Target, connections: int, duration: float) -> tuple[list[Result], float]:
+async def closed_loop(
+    target: Target, connections: int, duration: float
+) -> tuple[list[Result], float]:
     """`connections` clients, each sending its next request when the last one finished
     (the fallback when wrk is missing). Returns the results and the elapsed seconds."""
     results: list[Result] = []

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bench import load, stack, wrk
+
 if TYPE_CHECKING:
     from bench.run import Bench
 
@@ -29,13 +30,21 @@ def phase_saturated(b: Bench) -> None:
             repeats = 3 if (upstream, stream) == ("canned", False) and not b.plan.quick else 1
             runs = []
             for index in range(repeats):
-                say(f"saturated {name}: gateway" + (f" ({index + 1} of {repeats})" if repeats > 1 else ""))
+                say(
+                    f"saturated {name}: gateway"
+                    + (f" ({index + 1} of {repeats})" if repeats > 1 else "")
+                )
                 since = int(time.time() * 1000)
-                gateway, cpu = b.saturate(b.gateway_target(model, stream=stream), b.plan.sat_seconds)
+                gateway, cpu = b.saturate(
+                    b.gateway_target(model, stream=stream), b.plan.sat_seconds
+                )
                 runs.append((cpu.get("other", 0), gateway, cpu, stack.request_log_summary(since)))
             _, gateway, cpu, logged = min(runs, key=lambda run: run[0])
             out[name] = {
-                "direct": direct.__dict__, "gateway": gateway.__dict__, "cpu": cpu, "logged": logged,
+                "direct": direct.__dict__,
+                "gateway": gateway.__dict__,
+                "cpu": cpu,
+                "logged": logged,
                 "all_runs": [(round(run[1].rps), round(run[0], 2)) for run in runs],
             }
 
@@ -50,7 +59,9 @@ def phase_single(b: Bench, blocks: int = 5) -> None:
     out = b.results.setdefault("single", {})
     n = b.plan.single_requests
     for upstream, model in (("canned", "bench-canned"), ("sim", "bench-sim")):
-        say(f"single client {upstream}: {n} non-stream and {n // 2} stream requests each way, in {blocks} blocks")
+        say(
+            f"single client {upstream}: {n} non-stream and {n // 2} stream requests each way, in {blocks} blocks"
+        )
         kinds = {
             "direct": (b.direct_target(upstream, stream=False), n),
             "gateway": (b.gateway_target(model, stream=False), n),
@@ -87,19 +98,28 @@ def phase_fixed_rate(b: Bench, rate: float = 200) -> None:
     b.results["rate"] = {
         "rate": rate,
         "direct": b.fixed_rate(b.direct_target("canned", stream=False), rate, b.plan.rate_seconds),
-        "gateway": b.fixed_rate(b.gateway_target("bench-canned", stream=False), rate, b.plan.rate_seconds),
+        "gateway": b.fixed_rate(
+            b.gateway_target("bench-canned", stream=False), rate, b.plan.rate_seconds
+        ),
     }
 
 
 def phase_slow_upstream(b: Bench, connections: int = 500) -> None:
     """500 concurrent requests against an upstream that takes 2 s."""
     say(f"{connections} concurrent against the 2 s upstream: direct")
-    direct, _ = b.saturate(b.direct_target("slow", stream=False), b.plan.slow_seconds, connections, timeout_s=15)
+    direct, _ = b.saturate(
+        b.direct_target("slow", stream=False), b.plan.slow_seconds, connections, timeout_s=15
+    )
     say(f"{connections} concurrent against the 2 s upstream: gateway")
     since = int(time.time() * 1000)
-    gateway, cpu = b.saturate(b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, connections, timeout_s=15)
+    gateway, cpu = b.saturate(
+        b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, connections, timeout_s=15
+    )
     b.results["slow"] = {
-        "connections": connections, "direct": direct.__dict__, "gateway": gateway.__dict__, "cpu": cpu,
+        "connections": connections,
+        "direct": direct.__dict__,
+        "gateway": gateway.__dict__,
+        "cpu": cpu,
         "logged": stack.request_log_summary(since),
     }
 
@@ -131,7 +151,9 @@ def phase_held_streams(b: Bench, count: int = 1000) -> None:
     thread.start()
     since = int(time.time() * 1000)
     started = time.perf_counter()
-    results, most = asyncio.run(load.held_streams(b.gateway_target("bench-stream", stream=True), count, on_tick))
+    results, most = asyncio.run(
+        load.held_streams(b.gateway_target("bench-stream", stream=True), count, on_tick)
+    )
     elapsed = time.perf_counter() - started
     stop.set()
     thread.join()
@@ -158,8 +180,11 @@ def phase_enforcement(b: Bench) -> None:
     rounds = 3 if b.plan.quick else 5
     say("enforcement on vs off: starting a second gateway with GATEWAY_ENFORCEMENT=false")
     off_gateway = b.st.gateway(
-        name=f"gateway-{b.plan.server}-off", worker_class=b.plan.server, workers=b.plan.workers,
-        threads=b.plan.threads, enforcement=False,
+        name=f"gateway-{b.plan.server}-off",
+        worker_class=b.plan.server,
+        workers=b.plan.workers,
+        threads=b.plan.threads,
+        enforcement=False,
     )
     off_target = b.gateway_target("bench-canned", stream=False, gateway=off_gateway)
     on_target = b.gateway_target("bench-canned", stream=False)
@@ -185,9 +210,16 @@ def phase_enforcement(b: Bench) -> None:
     # figure least moved by other load that comes and goes.
     ratios = sorted(a[0].rps / c[0].rps for a, c in zip(runs["on"], runs["off"]) if c[0].rps)
     b.results["enforcement"] = {
-        "on": on.__dict__, "off": off.__dict__, "on_cpu": on_cpu, "off_cpu": off_cpu,
-        "on_all": [run.rps for run, _ in runs["on"]], "off_all": [run.rps for run, _ in runs["off"]],
-        "other_all": [round((x[1].get("other", 0) + y[1].get("other", 0)) / 2, 2) for x, y in zip(runs["on"], runs["off"])],
+        "on": on.__dict__,
+        "off": off.__dict__,
+        "on_cpu": on_cpu,
+        "off_cpu": off_cpu,
+        "on_all": [run.rps for run, _ in runs["on"]],
+        "off_all": [run.rps for run, _ in runs["off"]],
+        "other_all": [
+            round((x[1].get("other", 0) + y[1].get("other", 0)) / 2, 2)
+            for x, y in zip(runs["on"], runs["off"])
+        ],
         "ratio": ratios[len(ratios) // 2] * 100 if ratios else float("nan"),
     }
 
@@ -199,28 +231,48 @@ def phase_compare(b: Bench) -> None:
     out = b.results.setdefault("compare", [])
     threads = 32
     for server in ("gevent-pywsgi", "gthread"):
-        label = f"{server} {b.plan.workers}x{threads}" if server == "gthread" else f"{server} x{b.plan.workers}"
+        label = (
+            f"{server} {b.plan.workers}x{threads}"
+            if server == "gthread"
+            else f"{server} x{b.plan.workers}"
+        )
         say(f"server comparison: {label}")
         b.start_gateway(server=server, workers=b.plan.workers, threads=threads, enforcement=True)
         sat, cpu = b.saturate(b.gateway_target("bench-canned", stream=False), b.plan.sat_seconds)
-        single = b.single(b.gateway_target("bench-canned", stream=False), b.plan.single_requests // 2)
+        single = b.single(
+            b.gateway_target("bench-canned", stream=False), b.plan.single_requests // 2
+        )
         single.pop("totals"), single.pop("ttfbs")
-        slow, _ = b.saturate(b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, 500, timeout_s=15)
-        out.append({"server": label, "saturated": sat.__dict__, "cpu": cpu, "single": single, "slow": slow.__dict__})
+        slow, _ = b.saturate(
+            b.gateway_target("bench-slow", stream=False), b.plan.slow_seconds, 500, timeout_s=15
+        )
+        out.append(
+            {
+                "server": label,
+                "saturated": sat.__dict__,
+                "cpu": cpu,
+                "single": single,
+                "slow": slow.__dict__,
+            }
+        )
 
 
-TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-            "additionalProperties": False,
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+            "strict": True,
         },
-        "strict": True,
-    },
-}]
+    }
+]
 
 
 def phase_tools(b: Bench, blocks: int = 5) -> None:
@@ -232,8 +284,16 @@ def phase_tools(b: Bench, blocks: int = 5) -> None:
 
     tool = TOOLS[0]["function"]
     prompt = render_prompt(
-        "chatml", [{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[Tool(name=tool["name"], description=tool["description"], parameters=tool["parameters"], strict=True)],
+        "chatml",
+        [{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[
+            Tool(
+                name=tool["name"],
+                description=tool["description"],
+                parameters=tool["parameters"],
+                strict=True,
+            )
+        ],
     )
     n = b.plan.single_requests
     say(f"tool call round trip: {n} requests each way, in {blocks} blocks")

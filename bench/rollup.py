@@ -80,11 +80,15 @@ def prepare(args) -> tuple[list, list]:
     now = timezone.now()
     orgs, keys = [], []
     for i in range(args.orgs):
-        user = user_get_or_provision(identity=Identity("dev", f"bench-{i}", f"bench{i}@example.com"), now=now)
+        user = user_get_or_provision(
+            identity=Identity("dev", f"bench-{i}", f"bench{i}@example.com"), now=now
+        )
         org = user.personal_org
         org_keys = list(org.api_keys.all()[: args.keys])
         while len(org_keys) < args.keys:
-            org_keys.append(api_key_create(org=org, created_by=user, name=f"k{len(org_keys)}", now=now).key)
+            org_keys.append(
+                api_key_create(org=org, created_by=user, name=f"k{len(org_keys)}", now=now).key
+            )
         orgs.append(org)
         keys.append(org_keys)
     return orgs, keys
@@ -100,7 +104,9 @@ def load_events(args, orgs, keys) -> float:
     span = args.days * 86_400
     step = span / args.events
     models = MODELS[: args.models]
-    prices = {m: (rng.randrange(50_000, 300_000), rng.randrange(200_000, 1_200_000)) for m in models}
+    prices = {
+        m: (rng.randrange(50_000, 300_000), rng.randrange(200_000, 1_200_000)) for m in models
+    }
     run = uuid.uuid4().hex[:8]
     started = time.perf_counter()
     with connection.cursor() as cursor:
@@ -116,13 +122,25 @@ def load_events(args, orgs, keys) -> float:
                 model = models[rng.randrange(len(models))]
                 prompt, completion = rng.randrange(1, 4000), rng.randrange(0, 1000)
                 cost = price_micro_usd(
-                    prompt_tokens=prompt, completion_tokens=completion,
-                    input_per_mtok=prices[model][0], output_per_mtok=prices[model][1],
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    input_per_mtok=prices[model][0],
+                    output_per_mtok=prices[model][1],
                 )
                 # Time order with jitter: requests commit roughly, not exactly, in start order.
                 at = START + timedelta(seconds=max(0.0, i * step - rng.random() * 120))
                 copy.write_row(
-                    (f"req_b{run}{i:015d}", orgs[o].pk, key.pk, model, prompt, completion, False, cost, at)
+                    (
+                        f"req_b{run}{i:015d}",
+                        orgs[o].pk,
+                        key.pk,
+                        model,
+                        prompt,
+                        completion,
+                        False,
+                        cost,
+                        at,
+                    )
                 )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE usage_events")
@@ -155,7 +173,10 @@ def time_rollups(args) -> dict:
         connections.close_all()  # children must not share the parent's socket
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(args.batch_size, now, queue)) for _ in range(args.workers)]
+        procs = [
+            ctx.Process(target=_worker, args=(args.batch_size, now, queue))
+            for _ in range(args.workers)
+        ]
         for p in procs:
             p.start()
         per_worker = [queue.get() for _ in procs]
@@ -163,14 +184,21 @@ def time_rollups(args) -> dict:
             p.join()
     seconds = time.perf_counter() - started
     events = sum(e for e, _ in per_worker)
-    return {"events": events, "seconds": seconds, "per_worker": per_worker, "events_per_s": events / seconds}
+    return {
+        "events": events,
+        "seconds": seconds,
+        "per_worker": per_worker,
+        "events_per_s": events / seconds,
+    }
 
 
 def check_rollups() -> dict:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost) FROM usage_events")
+        cursor.execute(
+            "SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost) FROM usage_events"
+        )
         events = cursor.fetchone()
         sums = {}
         for granularity in ("hour", "day"):
@@ -185,7 +213,12 @@ def check_rollups() -> dict:
         pending = cursor.fetchone()[0]
     events = tuple(int(v) for v in events)
     ok = pending == 0 and all(totals == events for totals, _ in sums.values())
-    return {"ok": ok, "pending": pending, "hour_buckets": sums["hour"][1], "day_buckets": sums["day"][1]}
+    return {
+        "ok": ok,
+        "pending": pending,
+        "hour_buckets": sums["hour"][1],
+        "day_buckets": sums["day"][1],
+    }
 
 
 def time_ledger(args) -> dict:
@@ -197,9 +230,15 @@ def time_ledger(args) -> dict:
     summary = ledger_post_closed_hours(now=START + timedelta(days=args.days + 1))
     seconds = time.perf_counter() - started
     with connection.cursor() as cursor:
-        cursor.execute("SELECT (SELECT sum(amount) FROM billing_ledger) = (SELECT sum(cost) FROM usage_events)")
+        cursor.execute(
+            "SELECT (SELECT sum(amount) FROM billing_ledger) = (SELECT sum(cost) FROM usage_events)"
+        )
         equal = cursor.fetchone()[0]
-    return {"entries": summary.usage_entries, "seconds": seconds, "ledger_equals_events": bool(equal)}
+    return {
+        "entries": summary.usage_entries,
+        "seconds": seconds,
+        "ledger_equals_events": bool(equal),
+    }
 
 
 def time_request_record(args, orgs, keys) -> dict:
@@ -294,7 +333,12 @@ def main() -> None:
             f"p95 {s['p95_ms']} ms, p99 {s['p99_ms']} ms over {s['calls']} calls",
             flush=True,
         )
-    print(json.dumps({"rollup": rollup, "check": check, "ledger": ledger, "request_record": record}, default=str))
+    print(
+        json.dumps(
+            {"rollup": rollup, "check": check, "ledger": ledger, "request_record": record},
+            default=str,
+        )
+    )
     if not (check["ok"] and ledger["ledger_equals_events"]):
         sys.exit(1)
 

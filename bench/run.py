@@ -116,24 +116,42 @@ class Bench:
     # --- targets ---------------------------------------------------------------------
 
     def gateway_target(
-        self, model: str, *, stream: bool, gateway: stack.Proc | None = None, tools: list | None = None
+        self,
+        model: str,
+        *,
+        stream: bool,
+        gateway: stack.Proc | None = None,
+        tools: list | None = None,
     ) -> load.Target:
         host, port = (gateway or self.gateway).url.split("//")[1].rsplit(":", 1)
         body = {"model": model, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
         if stream:
             body["stream"] = True
         if tools:
-            body.update(messages=[{"role": "user", "content": "What is the weather in Paris?"}], tools=tools, max_tokens=64)
+            body.update(
+                messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                tools=tools,
+                max_tokens=64,
+            )
         return load.Target(
-            host, int(port), "/v1/chat/completions", _json(body), {"Authorization": f"Bearer {self.api_key}"}, stream
+            host,
+            int(port),
+            "/v1/chat/completions",
+            _json(body),
+            {"Authorization": f"Bearer {self.api_key}"},
+            stream,
         )
 
     def direct_target(self, upstream: str, *, stream: bool, prompt: str = PROMPT) -> load.Target:
         """What the gateway sends the router for the same request (a rendered chat prompt)."""
         host, port = self.upstreams[upstream].url.split("//")[1].rsplit(":", 1)
         body = {
-            "prompt": prompt, "max_tokens": MAX_TOKENS if prompt == PROMPT else 64, "stream": stream, "timeout": 120,
-            "session_id": 11, "client_reference": "req_benchmarkbenchmarkbench",
+            "prompt": prompt,
+            "max_tokens": MAX_TOKENS if prompt == PROMPT else 64,
+            "stream": stream,
+            "timeout": 120,
+            "session_id": 11,
+            "client_reference": "req_benchmarkbenchmarkbench",
         }
         return load.Target(host, int(port), "/api/v1/completions", _json(body), {}, stream)
 
@@ -160,7 +178,11 @@ class Bench:
         )
 
     def saturate(
-        self, target: load.Target, seconds: float, connections: int | None = None, timeout_s: float = 10,
+        self,
+        target: load.Target,
+        seconds: float,
+        connections: int | None = None,
+        timeout_s: float = 10,
         gateway: stack.Proc | None = None,
     ):
         """wrk (or the asyncio fallback) plus the CPU split and the machine's other load."""
@@ -169,11 +191,19 @@ class Bench:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         meter.start()
         run = wrk.saturate(
-            self.wrk_bin, target, connections=connections or self.plan.sat_connections, seconds=seconds,
+            self.wrk_bin,
+            target,
+            connections=connections or self.plan.sat_connections,
+            seconds=seconds,
             timeout_s=timeout_s,
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = meter.stop({"load generator": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)})
+        cpu = meter.stop(
+            {
+                "load generator": (after.ru_utime + after.ru_stime)
+                - (before.ru_utime + before.ru_stime)
+            }
+        )
         return run, cpu
 
     def single(self, target: load.Target, count: int) -> dict:
@@ -222,11 +252,24 @@ class Bench:
             self.st.stop(self.gateway)
         self.gateway = self.st.gateway(
             name=f"gateway-{server}-{'on' if enforcement else 'off'}",
-            worker_class=server, workers=workers, threads=threads, enforcement=enforcement,
+            worker_class=server,
+            workers=workers,
+            threads=threads,
+            enforcement=enforcement,
         )
         # Warm every worker: connections, the catalog, the key's cached auth context.
-        wrk.saturate(self.wrk_bin, self.gateway_target("bench-canned", stream=False), connections=16, seconds=2)
-        wrk.saturate(self.wrk_bin, self.gateway_target("bench-canned", stream=True), connections=16, seconds=1)
+        wrk.saturate(
+            self.wrk_bin,
+            self.gateway_target("bench-canned", stream=False),
+            connections=16,
+            seconds=2,
+        )
+        wrk.saturate(
+            self.wrk_bin,
+            self.gateway_target("bench-canned", stream=True),
+            connections=16,
+            seconds=1,
+        )
 
     def worker_pids(self) -> list[int]:
         return self.gateway.pids()[1:] if self.gateway else []
@@ -240,26 +283,47 @@ def _json(obj) -> bytes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Benchmark the gateway against the simulator and a canned upstream.")
+    parser = argparse.ArgumentParser(
+        description="Benchmark the gateway against the simulator and a canned upstream."
+    )
     parser.add_argument("--quick", action="store_true", help="Shorter runs (about 2.5 minutes).")
-    parser.add_argument("--server", default="gevent", choices=sorted(stack.WORKER_CLASSES),
-                        help="Worker class (default gevent, as portal/gunicorn.py).")
-    parser.add_argument("--workers", type=int, default=2, help="Gateway worker processes (default 2).")
+    parser.add_argument(
+        "--server",
+        default="gevent",
+        choices=sorted(stack.WORKER_CLASSES),
+        help="Worker class (default gevent, as portal/gunicorn.py).",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Gateway worker processes (default 2)."
+    )
     parser.add_argument("--threads", type=int, default=32, help="Threads per worker, gthread only.")
-    parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
-                        help="Also measure gunicorn's gevent_pywsgi and gthread workers, for the server choice "
-                             "(default: on in a full run).")
+    parser.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Also measure gunicorn's gevent_pywsgi and gthread workers, for the server choice "
+        "(default: on in a full run).",
+    )
     parser.add_argument("--json", metavar="FILE", help="Also write every figure as JSON.")
-    parser.add_argument("--keep-logs", action="store_true", help="Keep the process logs (printed path).")
-    parser.add_argument("--only", metavar="PHASE,...", default="",
-                        help=f"Run only these phases ({', '.join(PHASES)}); the report leaves the rest out.")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="Keep the process logs (printed path)."
+    )
+    parser.add_argument(
+        "--only",
+        metavar="PHASE,...",
+        default="",
+        help=f"Run only these phases ({', '.join(PHASES)}); the report leaves the rest out.",
+    )
     args = parser.parse_args()
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     plan = Plan(
-        quick=args.quick, server=args.server, workers=args.workers, threads=args.threads,
+        quick=args.quick,
+        server=args.server,
+        workers=args.workers,
+        threads=args.threads,
         compare=(not args.quick) if args.compare is None else args.compare,
     )
 
@@ -280,15 +344,21 @@ def main() -> int:
         b.wrk_bin = wrk.ensure_wrk()
         b.results["tool"] = "wrk" if b.wrk_bin else "asyncio (wrk unavailable)"
         if not b.wrk_bin:
-            b.notes.append("wrk could not be installed: the Python load generator was used, which costs more CPU")
-        say(f"database {stack.DB_NAME} (create, migrate, empty) and Redis {stack.REDIS_URL} ({stack.PREFIX})")
+            b.notes.append(
+                "wrk could not be installed: the Python load generator was used, which costs more CPU"
+            )
+        say(
+            f"database {stack.DB_NAME} (create, migrate, empty) and Redis {stack.REDIS_URL} ({stack.PREFIX})"
+        )
         stack.prepare_database()
         stack.flush_fast_state()
         say("starting upstreams")
         b.upstreams["canned"] = st.canned()
         b.upstreams["sim"] = st.simulator("sim")
         b.upstreams["slow"] = st.simulator("sim-slow", latency_ms=2000)
-        b.upstreams["stream"] = st.simulator("sim-stream", completion_tokens=plan.stream_tokens, tokens_per_second=2)
+        b.upstreams["stream"] = st.simulator(
+            "sim-stream", completion_tokens=plan.stream_tokens, tokens_per_second=2
+        )
         say("seeding (seed_demo --router-url ... --json, then the bench plan and models)")
         demo = stack.seed(
             b.upstreams["sim"].url,
@@ -300,8 +370,12 @@ def main() -> int:
             },
         )
         b.api_key = demo["api_key"]
-        say(f"starting the gateway: gunicorn -c portal/gunicorn.py ({plan.server}, {plan.workers} workers)")
-        b.start_gateway(server=plan.server, workers=plan.workers, threads=plan.threads, enforcement=True)
+        say(
+            f"starting the gateway: gunicorn -c portal/gunicorn.py ({plan.server}, {plan.workers} workers)"
+        )
+        b.start_gateway(
+            server=plan.server, workers=plan.workers, threads=plan.threads, enforcement=True
+        )
 
         for name, phase in PHASES.items():
             if name in only or (not only and (name != "compare" or plan.compare)):

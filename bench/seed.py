@@ -66,7 +66,11 @@ def main(org_id: str, pairs: list[str]) -> None:
         for name, url in models.items():
             ensure_model(name, url)
         org_change_plan(
-            org=Organization.objects.get(pk=org_id), plan=plan, actor=None, now=timezone.now(), reason="bench"
+            org=Organization.objects.get(pk=org_id),
+            plan=plan,
+            actor=None,
+            now=timezone.now(),
+            reason="bench",
         )
     catalog_bump_version()
     print(json.dumps({"models": models, "plan": plan.code}))

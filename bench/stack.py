@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+PY = (
+    str(ROOT / ".venv" / "bin" / "python")
+    if (ROOT / ".venv" / "bin" / "python").exists()
+    else sys.executable
+)
 GUNICORN = str(Path(PY).parent / "gunicorn")
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
@@ -66,7 +70,12 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     done = subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env or bench_env(), capture_output=True, text=True, timeout=timeout
+        [PY, "manage.py", *args],
+        cwd=ROOT,
+        env=env or bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if done.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -129,7 +138,8 @@ def request_log_summary(since_ms: int) -> dict[str, int]:
             (since_ms,),
         ).fetchone()
         events = conn.execute(
-            "SELECT count(*) FROM usage_events WHERE created_at >= to_timestamp(%s / 1000.0)", (since_ms,)
+            "SELECT count(*) FROM usage_events WHERE created_at >= to_timestamp(%s / 1000.0)",
+            (since_ms,),
         ).fetchone()[0]
     return {"logged": row[0], "failed": row[1], "usage_events": events}
 
@@ -176,7 +186,12 @@ class Stack:
         log = self.logdir / f"{name}.log"
         handle = open(log, "wb")
         popen = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         proc = Proc(name=name, popen=popen, log=log)
         self.procs.append(proc)
@@ -192,7 +207,9 @@ class Stack:
             if proc.popen.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"{proc.name} did not start:\n{proc.log.read_text(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"{proc.name} did not start:\n{proc.log.read_text(errors='replace')[-3000:]}"
+        )
 
     def simulator(self, name: str, **knobs: float) -> Proc:
         port = free_port()
@@ -205,12 +222,16 @@ class Stack:
         return proc
 
     def canned(self, name: str = "canned", tokens: int = 16) -> Proc:
-        proc = self._spawn(name, [PY, str(ROOT / "bench" / "upstream.py"), "--tokens", str(tokens)], bench_env())
+        proc = self._spawn(
+            name, [PY, str(ROOT / "bench" / "upstream.py"), "--tokens", str(tokens)], bench_env()
+        )
         line = self._wait_line(proc, "listening on")
         proc.url = line.rsplit(" ", 1)[1].strip()
         return proc
 
-    def gateway(self, *, name: str, worker_class: str, workers: int, threads: int, enforcement: bool) -> Proc:
+    def gateway(
+        self, *, name: str, worker_class: str, workers: int, threads: int, enforcement: bool
+    ) -> Proc:
         port = free_port()
         env = bench_env(
             WEB_BIND=f"127.0.0.1:{port}",
@@ -226,14 +247,18 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:
-                raise RuntimeError(f"gateway exited:\n{proc.log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"gateway exited:\n{proc.log.read_text(errors='replace')[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(proc.url + "/health", timeout=2) as answer:
                     if answer.status == 200:
                         return proc
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"gateway did not answer /health:\n{proc.log.read_text(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"gateway did not answer /health:\n{proc.log.read_text(errors='replace')[-3000:]}"
+        )
 
     def stop(self, proc: Proc) -> None:
         proc.stop()
@@ -251,8 +276,17 @@ def seed(sim_url: str, models: dict[str, str]) -> dict:
     out = manage("seed_demo", "--router-url", sim_url, "--json")
     demo = json.loads(out.strip().splitlines()[-1])
     done = subprocess.run(
-        [PY, str(ROOT / "bench" / "seed.py"), demo["org_id"], *(f"{k}={v}" for k, v in models.items())],
-        cwd=ROOT, env=bench_env(), capture_output=True, text=True, timeout=120,
+        [
+            PY,
+            str(ROOT / "bench" / "seed.py"),
+            demo["org_id"],
+            *(f"{k}={v}" for k, v in models.items()),
+        ],
+        cwd=ROOT,
+        env=bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if done.returncode != 0:
         raise RuntimeError(f"bench/seed.py failed:\n{done.stderr[-3000:]}")
@@ -332,11 +366,15 @@ class CpuMeter:
         used = {name: (end[name] - self._start[name]) / wall for name in self.groups}
         for name, seconds in (extra or {}).items():
             used[name] = seconds / wall
-        used["other"] = max(0.0, (end["_machine"] - self._start["_machine"]) / wall - sum(used.values()))
+        used["other"] = max(
+            0.0, (end["_machine"] - self._start["_machine"]) / wall - sum(used.values())
+        )
         return used
 
 
-def wait_for_quiet(own: Callable[[], list[int]], *, limit: float = 0.25, timeout: float = 30.0) -> float:
+def wait_for_quiet(
+    own: Callable[[], list[int]], *, limit: float = 0.25, timeout: float = 30.0
+) -> float:
     """Wait (up to `timeout` s) until the machine uses less than `limit` cores over half a
     second, and return what processes other than ours used in the last reading.
 

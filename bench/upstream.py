@@ -27,13 +27,16 @@ def _answers(tokens: int) -> tuple[bytes, bytes, bytes]:
             "object": "text_completion",
             "created": 1700000000,
             "model": "canned",
-            "choices": [{"index": 0, "text": WORD * tokens, "finish_reason": "stop", "logprobs": None}],
+            "choices": [
+                {"index": 0, "text": WORD * tokens, "finish_reason": "stop", "logprobs": None}
+            ],
             "usage": usage,
         },
         separators=(",", ":"),
     ).encode()
     whole_response = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(whole)
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % len(whole)
     ) + whole
 
     events = []
@@ -44,7 +47,14 @@ def _answers(tokens: int) -> tuple[bytes, bytes, bytes]:
             "object": "text_completion",
             "created": 1700000000,
             "model": "canned",
-            "choices": [{"index": 0, "text": WORD, "finish_reason": "stop" if last else None, "logprobs": None}],
+            "choices": [
+                {
+                    "index": 0,
+                    "text": WORD,
+                    "finish_reason": "stop" if last else None,
+                    "logprobs": None,
+                }
+            ],
         }
         if last:
             chunk["usage"] = usage
@@ -58,7 +68,8 @@ def _answers(tokens: int) -> tuple[bytes, bytes, bytes]:
 
     status = b'{"status":"ok","name":"canned-upstream"}'
     status_response = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(status)
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % len(status)
     ) + status
     return whole_response, stream_response, status_response
 

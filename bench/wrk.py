@@ -34,11 +34,20 @@ def ensure_wrk() -> str | None:
     if found:
         return found
     try:
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=180
+        )
     except (OSError, subprocess.SubprocessError):
         try:
-            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, timeout=180)
-            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=180)
+            subprocess.run(
+                ["apt-get", "update", "-q"], check=True, capture_output=True, timeout=180
+            )
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "wrk"],
+                check=True,
+                capture_output=True,
+                timeout=180,
+            )
         except (OSError, subprocess.SubprocessError):
             return None
     return shutil.which("wrk")
@@ -73,7 +82,9 @@ def _parse(output: str) -> Run:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         errors += int(non2xx.group(1))
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    sock = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     if sock:
         errors += sum(int(n) for n in sock.groups())
     return Run(
@@ -89,7 +100,13 @@ def _parse(output: str) -> Run:
 
 
 def saturate(
-    wrk: str | None, target: load.Target, *, connections: int, seconds: float, threads: int = 1, timeout_s: float = 10
+    wrk: str | None,
+    target: load.Target,
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+    timeout_s: float = 10,
 ) -> Run:
     """`connections` keep-alive clients sending as fast as answers come back."""
     if wrk is None:
@@ -110,10 +127,19 @@ def saturate(
     try:
         url = f"http://{target.host}:{target.port}{target.path}"
         command = [
-            wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={max(1, round(timeout_s))}s",
-            "--latency", "-s", script.name, url,
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            f"--timeout={max(1, round(timeout_s))}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout_s + 30)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + timeout_s + 30
+        )
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
         return _parse(done.stdout)

@@ -54,7 +54,9 @@ def _rfc3339(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def anthropic_headers(headers: Mapping[str, str], *, request_id: str, now: datetime) -> dict[str, str]:
+def anthropic_headers(
+    headers: Mapping[str, str], *, request_id: str, now: datetime
+) -> dict[str, str]:
     """Anthropic's names for what an answer already says: `request-id` (the SDK's
     `_request_id`) is x-request-id; `anthropic-ratelimit-{requests,tokens}-{limit,remaining,
     reset}` mirror the x-ratelimit-* values present, each reset as an RFC 3339 time."""
@@ -73,7 +75,9 @@ def anthropic_headers(headers: Mapping[str, str], *, request_id: str, now: datet
     return out
 
 
-def with_anthropic_headers(response: HttpResponse, *, request_id: str, now: datetime) -> HttpResponse:
+def with_anthropic_headers(
+    response: HttpResponse, *, request_id: str, now: datetime
+) -> HttpResponse:
     """`response` (whole, streamed or an error; headers not yet sent) with `anthropic_headers`."""
     for name, value in anthropic_headers(response.headers, request_id=request_id, now=now).items():
         response[name] = value
@@ -93,7 +97,9 @@ def rate_limit_headers(adm: Admission) -> dict[str, str]:
     }
 
 
-def json_response(body: dict, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+def json_response(
+    body: dict, *, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
     response = HttpResponse(
         json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
         status=status,
@@ -126,7 +132,9 @@ def retry_headers(retry_after_ms: int) -> dict[str, str]:
 
 # Admission outcomes that refuse the request, with their stable code and message
 # (gateway/refusals.py holds them in admission's order).
-REFUSALS: dict[str, tuple[str, str | None]] = {r.status: (r.code, r.message) for r in ORDER if not r.caller}
+REFUSALS: dict[str, tuple[str, str | None]] = {
+    r.status: (r.code, r.message) for r in ORDER if not r.caller
+}
 
 
 def refusal(
@@ -150,7 +158,9 @@ def refusal(
     headers = {}
     if CATALOG[code].status == 429:
         headers = {**rate_limit_headers(adm), **retry_headers(adm.retry_after_ms)}
-    return PortalError(code, message, param="model" if code.startswith("model") else None, headers=headers)
+    return PortalError(
+        code, message, param="model" if code.startswith("model") else None, headers=headers
+    )
 
 
 def _larger_than_tokens_per_minute(adm: Admission, budget: budgets.Budget) -> PortalError:

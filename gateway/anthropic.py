@@ -7,7 +7,12 @@ content_block_stop, message_delta, message_stop.
 
 from __future__ import annotations
 
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "max_tokens": "max_tokens", "tool_calls": "tool_use"}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "max_tokens": "max_tokens",
+    "tool_calls": "tool_use",
+}
 
 
 def message_id(request_id: str) -> str:
@@ -57,7 +62,12 @@ def message_response(
 
 
 def tool_use_block(call, *, streaming: bool = False) -> dict:
-    return {"type": "tool_use", "id": call.id, "name": call.name, "input": {} if streaming else call.input()}
+    return {
+        "type": "tool_use",
+        "id": call.id,
+        "name": call.name,
+        "input": {} if streaming else call.input(),
+    }
 
 
 # -- stream events -----------------------------------------------------------------------

@@ -19,7 +19,15 @@ DEMO_KEY_NAME = "demo"
 
 # (public name, display name, pool, session id, template, prices in micro-USD per Mtok, aliases)
 CATALOG = [
-    ("gemma-4-26b", "Gemma 4 26B", "gemma4", 11, "gemma", (100_000, 400_000), ("default", "gemma4")),
+    (
+        "gemma-4-26b",
+        "Gemma 4 26B",
+        "gemma4",
+        11,
+        "gemma",
+        (100_000, 400_000),
+        ("default", "gemma4"),
+    ),
     ("oss-20b", "OSS 20B", "oss-20b", 21, "chatml", (50_000, 200_000), ()),
     ("oss-120b", "OSS 120B", "oss-120b", 31, "chatml", (150_000, 600_000), ()),
     ("qwen-3-32b", "Qwen 3 32B", "qwen", 41, "chatml", (80_000, 320_000), ("qwen",)),
@@ -47,12 +55,16 @@ class DemoOwnerError(ValueError):
 
 def _ensure_catalog(*, router_urls: list[str], router_key: str) -> None:
     for name, display, pool_name, session, template, (price_in, price_out), aliases in CATALOG:
-        pool = RouterPool.objects.filter(name=pool_name).first() or pool_services.pool_create(name=pool_name)
+        pool = RouterPool.objects.filter(name=pool_name).first() or pool_services.pool_create(
+            name=pool_name
+        )
         for index, url in enumerate(router_urls):
             router_name = f"router-{index + 1}"
             router = Router.objects.filter(pool=pool, name=router_name).first()
             if router is None:
-                pool_services.router_create(pool=pool, name=router_name, base_url=url, api_key=router_key)
+                pool_services.router_create(
+                    pool=pool, name=router_name, base_url=url, api_key=router_key
+                )
             elif router.base_url != url:
                 pool_services.router_set_url(router=router, base_url=url)
                 pool_services.router_set_key(router=router, api_key=router_key)
@@ -69,7 +81,9 @@ def _ensure_catalog(*, router_urls: list[str], router_key: str) -> None:
             aliases=aliases,
         )
         if not Route.objects.filter(model=model, pool=pool).exists():
-            pool_services.route_create(model=model, pool=pool, session_id=session, template=template)
+            pool_services.route_create(
+                model=model, pool=pool, session_id=session, template=template
+            )
 
 
 def demo_owner(*, provider: str, subject: str = "", email: str = "", now: datetime) -> User:
@@ -82,14 +96,20 @@ def demo_owner(*, provider: str, subject: str = "", email: str = "", now: dateti
     Supabase subjects cannot be guessed from an email, so they need a sign-in first.
     """
     if subject:
-        return user_get_or_provision(identity=Identity(provider=provider, subject=subject, email=email), now=now)
+        return user_get_or_provision(
+            identity=Identity(provider=provider, subject=subject, email=email), now=now
+        )
     found = users_with_email(provider=provider, email=email)
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
-        raise DemoOwnerError(f"{len(found)} {provider} users have the email {email}: name one with --owner-identity.")
+        raise DemoOwnerError(
+            f"{len(found)} {provider} users have the email {email}: name one with --owner-identity."
+        )
     if provider == "dev":
-        return user_get_or_provision(identity=Identity(provider="dev", subject=f"dev|{email.lower()}", email=email), now=now)
+        return user_get_or_provision(
+            identity=Identity(provider="dev", subject=f"dev|{email.lower()}", email=email), now=now
+        )
     raise DemoOwnerError(
         f"No {provider} user with the email {email} has signed in yet: sign in once, or pass "
         f"--owner-identity with the {provider} user id (the JWT `sub`)."
@@ -109,19 +129,41 @@ def seed_demo(
     fresh demo key; the previous demo keys are revoked and returned. Idempotent otherwise."""
     owner = None
     if owner_subject or owner_email:  # first, so a bad owner changes nothing
-        owner = demo_owner(provider=owner_provider, subject=owner_subject, email=owner_email, now=now)
+        owner = demo_owner(
+            provider=owner_provider, subject=owner_subject, email=owner_email, now=now
+        )
     _ensure_catalog(router_urls=router_urls, router_key=router_key)
     user = user_get_or_provision(
-        identity=Identity(provider="dev", subject=f"dev|{DEMO_EMAIL}", email=DEMO_EMAIL, name="Demo User"), now=now
+        identity=Identity(
+            provider="dev", subject=f"dev|{DEMO_EMAIL}", email=DEMO_EMAIL, name="Demo User"
+        ),
+        now=now,
     )
     org = user.personal_org
     org_change_plan(org=org, plan=Plan.objects.get(code="pro"), actor=None, now=now, reason="demo")
     if owner is not None:
-        org_member_add(org=org, user=owner, role=OrganizationMember.Role.OWNER, actor=None, now=now, reason="seed_demo")
+        org_member_add(
+            org=org,
+            user=owner,
+            role=OrganizationMember.Role.OWNER,
+            actor=None,
+            now=now,
+            reason="seed_demo",
+        )
     revoked = []
-    for old in ApiKey.objects.filter(org=org, name=DEMO_KEY_NAME, status=ApiKey.Status.ACTIVE).order_by("created_at"):
+    for old in ApiKey.objects.filter(
+        org=org, name=DEMO_KEY_NAME, status=ApiKey.Status.ACTIVE
+    ).order_by("created_at"):
         api_key_revoke(key=old, actor=None, now=now, reason="replaced by seed_demo")
         revoked.append(RevokedKey(id=str(old.pk), masked=old.masked))
     issued = api_key_create(org=org, created_by=user, name=DEMO_KEY_NAME, now=now)
-    models = sorted(Model.objects.filter(status=Model.Status.ENABLED).values_list("name", flat=True))
-    return Demo(org_id=str(org.pk), api_key=issued.plaintext, models=models, revoked_keys=revoked, owner=owner)
+    models = sorted(
+        Model.objects.filter(status=Model.Status.ENABLED).values_list("name", flat=True)
+    )
+    return Demo(
+        org_id=str(org.pk),
+        api_key=issued.plaintext,
+        models=models,
+        revoked_keys=revoked,
+        owner=owner,
+    )

@@ -25,7 +25,18 @@ from django.utils import timezone
 
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity, get_provider
-from gateway import admission, answers, budget, forward, limits, outputs, shaping, stops, toolcalls, toolstream
+from gateway import (
+    admission,
+    answers,
+    budget,
+    forward,
+    limits,
+    outputs,
+    shaping,
+    stops,
+    toolcalls,
+    toolstream,
+)
 from gateway.shapes import Answer, Shape
 from gateway.tokens import estimate_tokens
 from gateway.validation import InferenceRequest, parse_json_body
@@ -93,14 +104,16 @@ def read_body(request) -> object:
         length = 0
     if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         raise PortalError(
-            "request_too_large", f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+            "request_too_large",
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
         )
     if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Django trusts Content-Length alone; read a chunked body ourselves, bounded.
         raw = request.META["wsgi.input"].read(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
         if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             raise PortalError(
-                "request_too_large", f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+                "request_too_large",
+                f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             )
         return parse_json_body(raw)
     return parse_json_body(request.body)
@@ -180,7 +193,12 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
         return budget.CONTEXT_LENGTH if planned[0] is not None and not planned[0].fits else ""
 
     admitted = admission.admit(
-        identity=identity, request_id=call.request_id, model=req.model, estimate=estimate, refuse=refuse, now=call.now
+        identity=identity,
+        request_id=call.request_id,
+        model=req.model,
+        estimate=estimate,
+        refuse=refuse,
+        now=call.now,
     )
     call.ctx, call.entry = admitted.adm.ctx, admitted.entry
     if admitted.adm.status != "ok":
@@ -207,7 +225,9 @@ def _admit_unenforced(call: Call, *, req: InferenceRequest) -> None:
 
 def _headers(call: Call) -> dict[str, str]:
     headers = answers.rate_limit_headers(call.adm) if call.adm is not None else {}
-    return {**headers, **call.identity.headers} if call.identity is not None else headers  # the provider's limits win
+    return (
+        {**headers, **call.identity.headers} if call.identity is not None else headers
+    )  # the provider's limits win
 
 
 def _complete(call: Call, req: InferenceRequest, max_tokens: int) -> dict:
@@ -220,7 +240,9 @@ def _complete(call: Call, req: InferenceRequest, max_tokens: int) -> dict:
         now_ms=call.now_ms,
         trail=call.trail,
         attempt=lambda target: forward.complete(
-            target=target, body=forward.router_body(req, target.route, max_tokens=max_tokens), request_id=call.request_id
+            target=target,
+            body=forward.router_body(req, target.route, max_tokens=max_tokens),
+            request_id=call.request_id,
         ),
     )
 
@@ -233,16 +255,26 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
     calls = []
     billed_text = text
     if req.offers_tools or req.output is not None:
-        reading, router_body, billed_text, hit = _read_checked(call, shape, req, text, router_body, max_tokens)
+        reading, router_body, billed_text, hit = _read_checked(
+            call, shape, req, text, router_body, max_tokens
+        )
         text, calls = reading.text, reading.calls
     call.answer = _answer(
-        call, text=billed_text, finish=shaping.extract_finish(router_body), usage=shaping.extract_usage(router_body), stop=hit
+        call,
+        text=billed_text,
+        finish=shaping.extract_finish(router_body),
+        usage=shaping.extract_usage(router_body),
+        stop=hit,
     )
     call.answer.text, call.answer.tool_calls = text, calls
     if calls:
         call.answer.finish = "tool_calls"
     body = shape.whole(
-        request_id=call.request_id, model=call.model, created=int(call.now.timestamp()), answer=call.answer, router_body=router_body,
+        request_id=call.request_id,
+        model=call.model,
+        created=int(call.now.timestamp()),
+        answer=call.answer,
+        router_body=router_body,
         req=req,
     )
     call.status = 200
@@ -257,7 +289,9 @@ def _template(call: Call) -> str:
     return "chatml" if route.api_style == "openai" else route.template
 
 
-def _read_checked(call: Call, shape: Shape, req: InferenceRequest, text: str, router_body: dict, max_tokens: int):
+def _read_checked(
+    call: Call, shape: Shape, req: InferenceRequest, text: str, router_body: dict, max_tokens: int
+):
     """Read an answer against the request's tools and output format; a violation is sent
     back to the model once more (GATEWAY_OUTPUT_RETRIES) with what was wrong, then refused
     with 502 `invalid_model_output`. The client pays only for the answer it gets: the tokens
@@ -284,7 +318,9 @@ def _read_checked(call: Call, shape: Shape, req: InferenceRequest, text: str, ro
         reading = outputs.read(text, req, template=_template(call), id_prefix=shape.call_id_prefix)
     if reading.problem is not None:
         call.unbilled_tokens += _attempt_tokens(call, router_body, text)
-        raise PortalError("invalid_model_output", f"The model's answer could not be used: {reading.problem}.")
+        raise PortalError(
+            "invalid_model_output", f"The model's answer could not be used: {reading.problem}."
+        )
     return reading, router_body, text, hit
 
 
@@ -294,7 +330,12 @@ def _attempt_tokens(call: Call, router_body: dict, text: str) -> int:
 
 
 def _answer(
-    call: Call, *, text: str, finish: str | None, usage: tuple[int, int] | None, stop: str | None = None
+    call: Call,
+    *,
+    text: str,
+    finish: str | None,
+    usage: tuple[int, int] | None,
+    stop: str | None = None,
 ) -> Answer:
     """The answer as the client gets it. Cut at a stop sequence (`stop`), it ended with
     "stop", and the client pays for the text it got: the router's count, if it reported
@@ -326,12 +367,16 @@ def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
         now_ms=call.now_ms,
         trail=call.trail,
         attempt=lambda target: forward.open_stream(
-            target=target, body=forward.router_body(req, target.route, max_tokens=max_tokens), request_id=call.request_id
+            target=target,
+            body=forward.router_body(req, target.route, max_tokens=max_tokens),
+            request_id=call.request_id,
         ),
     )
     call.streamed = True
     body = _tool_stream_body if req.offers_tools or req.output is not None else _stream_body
-    response = StreamingHttpResponse(body(call, shape, req, first, chunks), content_type="text/event-stream")
+    response = StreamingHttpResponse(
+        body(call, shape, req, first, chunks), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in _headers(call).items():
@@ -340,7 +385,9 @@ def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
 
 
 def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks):
-    emitter = toolstream.emitter_for(shape, request_id=call.request_id, model=call.model, created=int(call.now.timestamp()))
+    emitter = toolstream.emitter_for(
+        shape, request_id=call.request_id, model=call.model, created=int(call.now.timestamp())
+    )
     served: list[str] = []  # what reached the client: what it pays for
     finish: str | None = None
     usage: tuple[int, int] | None = None
@@ -366,7 +413,9 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
             served.append(rest)
             yield from emitter.text(rest)
         hit = scanner.hit if scanner is not None else None
-        call.answer = _answer(call, text="".join(served), finish=finish, usage=None if hit else usage, stop=hit)
+        call.answer = _answer(
+            call, text="".join(served), finish=finish, usage=None if hit else usage, stop=hit
+        )
         yield from emitter.closing(req=req, answer=call.answer)
     except RouterError:
         yield from _router_failed(call, emitter)
@@ -406,7 +455,9 @@ def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, ch
     call was malformed before anything went out. A violation found after text already
     went out ends the stream with an `invalid_model_output` error event.
     """
-    emitter = toolstream.emitter_for(shape, request_id=call.request_id, model=call.model, created=int(call.now.timestamp()))
+    emitter = toolstream.emitter_for(
+        shape, request_id=call.request_id, model=call.model, created=int(call.now.timestamp())
+    )
     stop_scanner = stops.StopScanner(req.stop) if req.stop else None
     live = req.offers_tools and not (req.output is not None or req.tool_choice.forces_call)
     scanner = toolcalls.CallScanner(toolcalls.syntax_for(_template(call))) if live else None
@@ -449,7 +500,9 @@ def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, ch
             out, found = scanner.flush()
             problem = yield from _emit(emitter, req, shape, out, found, sent, calls)
         if problem is not None and (sent or calls):
-            raise PortalError("invalid_model_output", f"The model's answer could not be used: {problem}.")
+            raise PortalError(
+                "invalid_model_output", f"The model's answer could not be used: {problem}."
+            )
         if scanner is None or problem is not None:
             # Read whole: checked (and asked again once) before anything is sent.
             text = "".join(raw)
@@ -468,7 +521,9 @@ def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, ch
                 yield from emitter.text(reading.text)
             calls = reading.calls
             yield from emitter.calls(calls)
-        call.answer = _answer(call, text="".join(raw), finish=finish, usage=None if hit else usage, stop=hit)
+        call.answer = _answer(
+            call, text="".join(raw), finish=finish, usage=None if hit else usage, stop=hit
+        )
         call.answer.text, call.answer.tool_calls = "".join(sent), calls
         if calls:
             call.answer.finish = "tool_calls"
@@ -485,7 +540,12 @@ def _tool_stream_body(call: Call, shape: Shape, req: InferenceRequest, first, ch
         _close(chunks)
         if call.answer is None:
             # Cut short: the client pays for what it received, calls included.
-            call.answer = _answer(call, text="".join(sent) + "".join(c.arguments for c in calls), finish=finish, usage=None)
+            call.answer = _answer(
+                call,
+                text="".join(sent) + "".join(c.arguments for c in calls),
+                finish=finish,
+                usage=None,
+            )
         _finish(call)
 
 
@@ -496,7 +556,9 @@ def _emit(emitter, req: InferenceRequest, shape: Shape, out: str, found, sent: l
         yield from emitter.text(out)
     if not found:
         return None
-    checked, problem = outputs.check_calls(found, replace(req, tool_choice=outputs.AUTO_CHOICE), shape.call_id_prefix)
+    checked, problem = outputs.check_calls(
+        found, replace(req, tool_choice=outputs.AUTO_CHOICE), shape.call_id_prefix
+    )
     if problem is None and not req.parallel_tool_calls and len(calls) + len(checked) > 1:
         problem = "the answer made more than one call but may make at most one (parallel_tool_calls is false)"
     if problem is not None:
@@ -515,7 +577,11 @@ def _finish(call: Call) -> None:
         return
     call.finished = True
     answer = call.answer
-    served_tokens = (answer.prompt_tokens + answer.completion_tokens) if answer and (answer.completion_tokens or answer.text) else 0
+    served_tokens = (
+        (answer.prompt_tokens + answer.completion_tokens)
+        if answer and (answer.completion_tokens or answer.text)
+        else 0
+    )
     settling = None
     try:
         if call.adm is not None:
@@ -556,7 +622,10 @@ def _record(call: Call, served_tokens: int) -> None:
         latency_ms=call.elapsed_ms(),
         ttfb_ms=call.ttfb_ms,
         tokens=served_tokens,
-        failed_routers=[*trail.tried, *([trail.target.router.id] if trail.outcome == "fail" and trail.target else [])],
+        failed_routers=[
+            *trail.tried,
+            *([trail.target.router.id] if trail.outcome == "fail" and trail.target else []),
+        ],
     )
     request_record(
         record=RequestRecord(

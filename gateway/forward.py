@@ -52,7 +52,12 @@ def router_body(req: InferenceRequest, route: RouteEntry, *, max_tokens: int) ->
             body["stream_options"] = {"include_usage": True}
     else:
         prompt = req.prompt if req.kind == "completion" else render_request(route.template, req)
-        body = {"prompt": prompt, "max_tokens": max_tokens, "stream": req.stream, "timeout": int(settings.ROUTER_READ_TIMEOUT)}
+        body = {
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "stream": req.stream,
+            "timeout": int(settings.ROUTER_READ_TIMEOUT),
+        }
     for name in ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty"):
         value = getattr(req, name)
         if value is not None:
@@ -65,7 +70,12 @@ def router_body(req: InferenceRequest, route: RouteEntry, *, max_tokens: int) ->
 def _failure(err: RouterError) -> PortalError:
     if err.kind == "timeout":
         return PortalError("upstream_timeout")
-    if err.kind == "status" and err.status is not None and 400 <= err.status < 500 and not err.retryable:
+    if (
+        err.kind == "status"
+        and err.status is not None
+        and 400 <= err.status < 500
+        and not err.retryable
+    ):
         # A router's "bad request" (400, 413, 422...; pools.routererrors.RETRYABLE_4XX are
         # the router's own state): the request is at fault, and a 4xx tells SDKs not to retry.
         return PortalError(
@@ -124,19 +134,33 @@ def with_failover(
 def complete(*, target: Target, body: dict, request_id: str) -> dict:
     """One non-streaming call; OpenAI-style answers are reduced to the text-completion shape."""
     if target.route.api_style == "openai":
-        answer = _client.chat(router=target.router, route=target.route, body=body, request_id=request_id, stream=False)
+        answer = _client.chat(
+            router=target.router, route=target.route, body=body, request_id=request_id, stream=False
+        )
         return chat_to_text(answer)
-    return _client.complete(router=target.router, route=target.route, body=body, request_id=request_id)
+    return _client.complete(
+        router=target.router, route=target.route, body=body, request_id=request_id
+    )
 
 
-def open_stream(*, target: Target, body: dict, request_id: str) -> tuple[dict | None, Iterator[dict]]:
+def open_stream(
+    *, target: Target, body: dict, request_id: str
+) -> tuple[dict | None, Iterator[dict]]:
     """Start a stream and wait for its first chunk, so a failure here can still fail over."""
     if target.route.api_style == "openai":
         chunks = _as_text_chunks(
-            _client.chat(router=target.router, route=target.route, body=body, request_id=request_id, stream=True)
+            _client.chat(
+                router=target.router,
+                route=target.route,
+                body=body,
+                request_id=request_id,
+                stream=True,
+            )
         )
     else:
-        chunks = _client.stream(router=target.router, route=target.route, body=body, request_id=request_id)
+        chunks = _client.stream(
+            router=target.router, route=target.route, body=body, request_id=request_id
+        )
     first = next(chunks, None)
     return first, chunks
 

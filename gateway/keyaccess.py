@@ -50,5 +50,7 @@ def model_object(name: str) -> dict:
 def model_not_found(name: str) -> PortalError:
     """The same 404 inference answers for a model that is unknown or not this key's."""
     return PortalError(
-        "model_not_found", f"The model `{name}` does not exist or you do not have access to it.", param="model"
+        "model_not_found",
+        f"The model `{name}` does not exist or you do not have access to it.",
+        param="model",
     )

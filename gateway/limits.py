@@ -69,7 +69,14 @@ def candidates(routes: tuple[RouteEntry, ...], exclude: frozenset[int] = frozens
 
 
 def admit(
-    *, key_hash: str, now_ms: int, request_id: str, model: str, est_tokens: int, cands: list, refuse: str = ""
+    *,
+    key_hash: str,
+    now_ms: int,
+    request_id: str,
+    model: str,
+    est_tokens: int,
+    cands: list,
+    refuse: str = "",
 ) -> Admission:
     """`refuse`: a status the caller already decided (e.g. "context_length"); the script
     answers it once the key may use the model, before counting anything."""

@@ -64,14 +64,21 @@ def json_object(text: str) -> tuple[str, dict | None, str | None]:
 def check_output(text: str, output: OutputFormat) -> tuple[str, str | None]:
     """(the answer's JSON text, a problem) for a JSON output format."""
     cleaned, value, problem = json_object(text)
-    if problem is None and output.kind == "json_schema" and output.strict and output.schema is not None:
+    if (
+        problem is None
+        and output.kind == "json_schema"
+        and output.strict
+        and output.schema is not None
+    ):
         broken = schema_problem(value, output.schema)
         if broken:
             problem = f"the JSON object does not match the schema {output.name!r}: {broken}"
     return cleaned, problem
 
 
-def check_calls(found: list[toolcalls.Found], req: InferenceRequest, id_prefix: str) -> tuple[list[ToolCall], str | None]:
+def check_calls(
+    found: list[toolcalls.Found], req: InferenceRequest, id_prefix: str
+) -> tuple[list[ToolCall], str | None]:
     tools: dict[str, Tool] = {tool.name: tool for tool in req.tools}
     calls: list[ToolCall] = []
     for item in found:
@@ -83,16 +90,26 @@ def check_calls(found: list[toolcalls.Found], req: InferenceRequest, id_prefix: 
         if tool.strict and tool.parameters is not None:
             broken = schema_problem(json.loads(item.arguments), tool.parameters)
             if broken:
-                return calls, f"the arguments of {item.name} do not match its parameters schema: {broken}"
+                return (
+                    calls,
+                    f"the arguments of {item.name} do not match its parameters schema: {broken}",
+                )
         calls.append(ToolCall(id=new_call_id(id_prefix), name=item.name, arguments=item.arguments))
     choice = req.tool_choice
     if choice.forces_call and not calls:
-        wanted = f"the function {choice.name!r}" if choice.mode == "function" else "at least one function"
+        wanted = (
+            f"the function {choice.name!r}"
+            if choice.mode == "function"
+            else "at least one function"
+        )
         return calls, f"the answer must call {wanted} (tool_choice) but called none"
     if choice.mode == "function" and any(call.name != choice.name for call in calls):
         return calls, f"the answer may only call the function {choice.name!r} (tool_choice)"
     if not req.parallel_tool_calls and len(calls) > 1:
-        return calls, f"the answer made {len(calls)} calls but may make at most one (parallel_tool_calls is false)"
+        return (
+            calls,
+            f"the answer made {len(calls)} calls but may make at most one (parallel_tool_calls is false)",
+        )
     return calls, None
 
 

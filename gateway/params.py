@@ -35,14 +35,33 @@ def _empty(value: Any) -> bool:
     return value in ({}, [], "")
 
 
-CHAT_HONOURED = frozenset({
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
-    "presence_penalty", "frequency_penalty", "stop", "stream", "stream_options", "n", "user",
-    "tools", "tool_choice", "parallel_tool_calls", "response_format",
-    # Accepted without effect by their own definition: labels for stored completions (none
-    # are stored), a cache-routing hint and an end-user id (kept like `user`).
-    "metadata", "prompt_cache_key", "safety_identifier",
-})
+CHAT_HONOURED = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "stream",
+        "stream_options",
+        "n",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        # Accepted without effect by their own definition: labels for stored completions (none
+        # are stored), a cache-routing hint and an end-user id (kept like `user`).
+        "metadata",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
 CHAT_REFUSED: dict[str, _Refusal] = {
     "logprobs": (_false, _NO_PROBS),
     "top_logprobs": (_never, _NO_PROBS),
@@ -60,10 +79,23 @@ CHAT_REFUSED: dict[str, _Refusal] = {
     "function_call": (_never, "the legacy `function_call` is not supported; use `tool_choice`"),
 }
 
-COMPLETION_HONOURED = frozenset({
-    "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "presence_penalty",
-    "frequency_penalty", "stop", "stream", "stream_options", "n", "user",
-})
+COMPLETION_HONOURED = frozenset(
+    {
+        "model",
+        "prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "stream",
+        "stream_options",
+        "n",
+        "user",
+    }
+)
 COMPLETION_REFUSED: dict[str, _Refusal] = {
     "logprobs": (_one_of(0, False), _NO_PROBS),
     "echo": (_false, "echoing the prompt is not supported"),
@@ -73,31 +105,63 @@ COMPLETION_REFUSED: dict[str, _Refusal] = {
     "seed": (_never, "routers offer no reproducible sampling"),
 }
 
-MESSAGES_HONOURED = frozenset({
-    "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "temperature",
-    "top_p", "top_k", "metadata", "tools", "tool_choice",
-})
+MESSAGES_HONOURED = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "metadata",
+        "tools",
+        "tool_choice",
+    }
+)
 MESSAGES_REFUSED: dict[str, _Refusal] = {
-    "thinking": (lambda v: isinstance(v, dict) and v.get("type") == "disabled", "extended thinking is not supported"),
+    "thinking": (
+        lambda v: isinstance(v, dict) and v.get("type") == "disabled",
+        "extended thinking is not supported",
+    ),
     "service_tier": (_one_of("auto", "standard_only"), "there is one service tier"),
     "container": (_never, "containers are not supported"),
     "mcp_servers": (_never, "MCP servers are not supported"),
     "context_management": (_never, "context management is not supported"),
 }
 
-RESPONSES_HONOURED = frozenset({
-    "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
-    "max_output_tokens", "temperature", "top_p", "stream", "user", "metadata",
-    "prompt_cache_key", "safety_identifier",
-    # Accepted and ignored, by decision: nothing is ever stored, whatever `store` says.
-    "store",
-})
+RESPONSES_HONOURED = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "text",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "stream",
+        "user",
+        "metadata",
+        "prompt_cache_key",
+        "safety_identifier",
+        # Accepted and ignored, by decision: nothing is ever stored, whatever `store` says.
+        "store",
+    }
+)
 RESPONSES_REFUSED: dict[str, _Refusal] = {
     "previous_response_id": (
         _never,
         "responses are not stored, so they cannot be continued; send the whole conversation in `input`",
     ),
-    "conversation": (_never, "conversations are not stored; send the whole conversation in `input`"),
+    "conversation": (
+        _never,
+        "conversations are not stored; send the whole conversation in `input`",
+    ),
     "background": (_false, "background responses are not supported"),
     "include": (_empty, "no extra output items are available"),
     "reasoning": (_never, "reasoning settings cannot be set for these models"),
@@ -118,8 +182,12 @@ def check_fields(body: dict, *, honoured: frozenset[str], refused: dict[str, _Re
         rule = refused.get(name)
         if rule is None:
             raise PortalError(
-                "unsupported_parameter", f"Unrecognized request argument supplied: {name}", param=name
+                "unsupported_parameter",
+                f"Unrecognized request argument supplied: {name}",
+                param=name,
             )
         neutral, why = rule
         if not neutral(value):
-            raise PortalError("unsupported_parameter", f"{name} is not supported: {why}.", param=name)
+            raise PortalError(
+                "unsupported_parameter", f"{name} is not supported: {why}.", param=name
+            )

@@ -48,7 +48,11 @@ ORDER: tuple[Refusal, ...] = (
     Refusal(CONTEXT_LENGTH, "context_length_exceeded", caller=True),
     Refusal("rate_requests", "rate_limit_exceeded", "Rate limit reached for requests per minute."),
     Refusal("rate_tokens", "rate_limit_exceeded", "Rate limit reached for tokens per minute."),
-    Refusal("concurrency", "rate_limit_exceeded", "Too many concurrent requests for this key or organization."),
+    Refusal(
+        "concurrency",
+        "rate_limit_exceeded",
+        "Too many concurrent requests for this key or organization.",
+    ),
     Refusal("window", "rate_limit_exceeded", "Request cap for the plan's short window reached."),
     Refusal("quota_requests", "insufficient_quota", "You used this period's request allowance."),
     Refusal(

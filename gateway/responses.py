@@ -44,7 +44,7 @@ def usage(answer: Answer) -> dict:
 
 
 def status(answer: Answer) -> str:
-    """"incomplete" when the answer ran into max_output_tokens (a call ends it otherwise)."""
+    """ "incomplete" when the answer ran into max_output_tokens (a call ends it otherwise)."""
     return "incomplete" if answer.finish == "length" and not answer.tool_calls else "completed"
 
 
@@ -53,7 +53,13 @@ def _text_part(text: str) -> dict:
 
 
 def message_item(item_id: str, text: str, state: str) -> dict:
-    return {"type": "message", "id": item_id, "status": state, "role": "assistant", "content": [_text_part(text)]}
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": state,
+        "role": "assistant",
+        "content": [_text_part(text)],
+    }
 
 
 def call_item(call: ToolCall) -> dict:
@@ -78,8 +84,15 @@ def _tool(tool: Tool) -> dict:
 
 
 def response_object(
-    *, request_id: str, model: str, created: int, req: InferenceRequest, output: list[dict], state: str,
-    answer: Answer | None = None, error: dict | None = None,
+    *,
+    request_id: str,
+    model: str,
+    created: int,
+    req: InferenceRequest,
+    output: list[dict],
+    state: str,
+    answer: Answer | None = None,
+    error: dict | None = None,
 ) -> dict:
     """The `response`, echoing the request's settings as OpenAI does; `usage` once answered."""
     raw = req.raw
@@ -99,7 +112,10 @@ def response_object(
         "previous_response_id": None,
         "store": False,  # whatever the request said: nothing is stored
         "temperature": req.temperature,
-        "text": {"format": (raw.get("text") or {}).get("format") or {"type": "text"}, "verbosity": "medium"},
+        "text": {
+            "format": (raw.get("text") or {}).get("format") or {"type": "text"},
+            "verbosity": "medium",
+        },
         "tool_choice": raw.get("tool_choice") or "auto",
         "tools": [_tool(tool) for tool in req.tools],
         "top_p": req.top_p,
@@ -110,14 +126,22 @@ def response_object(
     }
 
 
-def _whole(*, request_id, model, created, answer: Answer, router_body, req: InferenceRequest) -> dict:
+def _whole(
+    *, request_id, model, created, answer: Answer, router_body, req: InferenceRequest
+) -> dict:
     state = status(answer)
     output = []
     if answer.text or not answer.tool_calls:
         output.append(message_item(_message_id(request_id, 0), answer.text, state))
     output += [call_item(call) for call in answer.tool_calls]
     return response_object(
-        request_id=request_id, model=model, created=created, req=req, output=output, state=state, answer=answer
+        request_id=request_id,
+        model=model,
+        created=created,
+        req=req,
+        output=output,
+        state=state,
+        answer=answer,
     )
 
 
@@ -139,7 +163,9 @@ class ResponsesEmitter:
         return event
 
     def _response(self, state: str, **extra) -> dict:
-        return response_object(req=self.req, output=self.output, state=state, **self.common, **extra)
+        return response_object(
+            req=self.req, output=self.output, state=state, **self.common, **extra
+        )
 
     def opening(self, *, req, prompt_tokens) -> Iterable[bytes]:
         self.req = req
@@ -148,13 +174,21 @@ class ResponsesEmitter:
         yield self._event("response.in_progress", response=snapshot)
 
     def _open_message(self) -> Iterable[bytes]:
-        self.message = message_item(_message_id(self.common["request_id"], self.messages), "", "in_progress")
+        self.message = message_item(
+            _message_id(self.common["request_id"], self.messages), "", "in_progress"
+        )
         self.messages += 1
         self.output.append(self.message)
         index, item_id = len(self.output) - 1, self.message["id"]
-        yield self._event("response.output_item.added", output_index=index, item={**self.message, "content": []})
         yield self._event(
-            "response.content_part.added", item_id=item_id, output_index=index, content_index=0, part=_text_part("")
+            "response.output_item.added", output_index=index, item={**self.message, "content": []}
+        )
+        yield self._event(
+            "response.content_part.added",
+            item_id=item_id,
+            output_index=index,
+            content_index=0,
+            part=_text_part(""),
         )
 
     def _close_message(self, state: str = "completed") -> Iterable[bytes]:
@@ -162,9 +196,13 @@ class ResponsesEmitter:
         message["status"] = state
         part = message["content"][0]
         where = {"item_id": message["id"], "output_index": self.output.index(message)}
-        yield self._event("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
+        yield self._event(
+            "response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]
+        )
         yield self._event("response.content_part.done", **where, content_index=0, part=part)
-        yield self._event("response.output_item.done", output_index=where["output_index"], item=message)
+        yield self._event(
+            "response.output_item.done", output_index=where["output_index"], item=message
+        )
 
     def text(self, text: str) -> Iterable[bytes]:
         if self.message is None:
@@ -191,9 +229,18 @@ class ResponsesEmitter:
                 output_index=where["output_index"],
                 item={**item, "arguments": "", "status": "in_progress"},
             )
-            yield self._event("response.function_call_arguments.delta", **where, delta=call.arguments)
-            yield self._event("response.function_call_arguments.done", **where, name=call.name, arguments=call.arguments)
-            yield self._event("response.output_item.done", output_index=where["output_index"], item=item)
+            yield self._event(
+                "response.function_call_arguments.delta", **where, delta=call.arguments
+            )
+            yield self._event(
+                "response.function_call_arguments.done",
+                **where,
+                name=call.name,
+                arguments=call.arguments,
+            )
+            yield self._event(
+                "response.output_item.done", output_index=where["output_index"], item=item
+            )
 
     def closing(self, *, req, answer: Answer) -> Iterable[bytes]:
         state = status(answer)
@@ -208,11 +255,16 @@ class ResponsesEmitter:
         """`response.failed` with the Portal's error code; the items so far, unfinished."""
         if self.message is not None:
             self.message["status"] = "incomplete"
-        yield self._event("response.failed", response=self._response("failed", error={"code": code, "message": message}))
+        yield self._event(
+            "response.failed",
+            response=self._response("failed", error={"code": code, "message": message}),
+        )
 
 
 def _through_emitter(**_):
-    raise TypeError("Responses streams carry state (event numbers, open items): ResponsesEmitter writes them")
+    raise TypeError(
+        "Responses streams carry state (event numbers, open items): ResponsesEmitter writes them"
+    )
 
 
 RESPONSES = Shape(

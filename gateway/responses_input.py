@@ -107,9 +107,17 @@ def _refuse_item(kind: Any, where: str) -> PortalError:
             param,
         )
     if kind == "item_reference":
-        return _unsupported(f"{where}: item references are not supported: no items are stored; send the item itself.", param)
-    if isinstance(kind, str) and (kind.endswith(("_call", "_call_output")) or kind.startswith("mcp_")):
-        return _unsupported(f"{where}: {kind} items are not supported; only function tools are (items: {_ITEM_HINT}).", param)
+        return _unsupported(
+            f"{where}: item references are not supported: no items are stored; send the item itself.",
+            param,
+        )
+    if isinstance(kind, str) and (
+        kind.endswith(("_call", "_call_output")) or kind.startswith("mcp_")
+    ):
+        return _unsupported(
+            f"{where}: {kind} items are not supported; only function tools are (items: {_ITEM_HINT}).",
+            param,
+        )
     got = f" (got {kind!r})" if isinstance(kind, str) else ""
     return _invalid(f"{where}.type must be {_ITEM_HINT}{got}.", param)
 

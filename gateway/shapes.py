@@ -54,14 +54,19 @@ def _chat_whole(*, request_id, model, created, answer: Answer, router_body, req=
 
 def _chat_opening(*, request_id, model, created, req, prompt_tokens) -> Iterable[bytes]:
     yield sse.data_event(
-        shaping.chat_first_chunk(chunk_id=shaping.chat_chunk_id(request_id), created=created, model=model)
+        shaping.chat_first_chunk(
+            chunk_id=shaping.chat_chunk_id(request_id), created=created, model=model
+        )
     )
 
 
 def _chat_piece(*, request_id, model, created, text) -> bytes:
     return sse.data_event(
         shaping.chat_chunk(
-            chunk_id=shaping.chat_chunk_id(request_id), created=created, model=model, delta={"content": text}
+            chunk_id=shaping.chat_chunk_id(request_id),
+            created=created,
+            model=model,
+            delta={"content": text},
         )
     )
 
@@ -70,17 +75,25 @@ def _chat_closing(*, request_id, model, created, req, answer: Answer) -> Iterabl
     chunk_id = shaping.chat_chunk_id(request_id)
     yield sse.data_event(
         shaping.chat_chunk(
-            chunk_id=chunk_id, created=created, model=model, delta={}, finish_reason=answer.finish or "stop"
+            chunk_id=chunk_id,
+            created=created,
+            model=model,
+            delta={},
+            finish_reason=answer.finish or "stop",
         )
     )
     if req.include_usage:
         usage = shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens)
-        yield sse.data_event(shaping.chat_usage_chunk(chunk_id=chunk_id, created=created, model=model, usage=usage))
+        yield sse.data_event(
+            shaping.chat_usage_chunk(chunk_id=chunk_id, created=created, model=model, usage=usage)
+        )
     yield sse.DONE
 
 
 def _openai_failure(*, message, code, type_) -> Iterable[bytes]:
-    yield sse.data_event({"error": {"message": message, "type": type_, "param": None, "code": code}})
+    yield sse.data_event(
+        {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    )
 
 
 CHAT = Shape(
@@ -117,7 +130,10 @@ def _completion_opening(**_) -> Iterable[bytes]:
 def _completion_piece(*, request_id, model, created, text) -> bytes:
     return sse.data_event(
         shaping.completion_chunk(
-            chunk_id=shaping.completion_chunk_id(request_id), created=created, model=model, text=text
+            chunk_id=shaping.completion_chunk_id(request_id),
+            created=created,
+            model=model,
+            text=text,
         )
     )
 
@@ -126,13 +142,19 @@ def _completion_closing(*, request_id, model, created, req, answer: Answer) -> I
     chunk_id = shaping.completion_chunk_id(request_id)
     yield sse.data_event(
         shaping.completion_chunk(
-            chunk_id=chunk_id, created=created, model=model, text="", finish_reason=answer.finish or "stop"
+            chunk_id=chunk_id,
+            created=created,
+            model=model,
+            text="",
+            finish_reason=answer.finish or "stop",
         )
     )
     if req.include_usage:
         usage = shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens)
         yield sse.data_event(
-            shaping.completion_usage_chunk(chunk_id=chunk_id, created=created, model=model, usage=usage)
+            shaping.completion_usage_chunk(
+                chunk_id=chunk_id, created=created, model=model, usage=usage
+            )
         )
     yield sse.DONE
 
@@ -166,7 +188,9 @@ def _messages_whole(*, request_id, model, created, answer: Answer, router_body, 
 
 def _messages_opening(*, request_id, model, created, req, prompt_tokens) -> Iterable[bytes]:
     for event in (
-        anthropic.message_start_event(request_id=request_id, model=model, input_tokens=prompt_tokens),
+        anthropic.message_start_event(
+            request_id=request_id, model=model, input_tokens=prompt_tokens
+        ),
         anthropic.content_block_start_event(),
         anthropic.ping_event(),
     ):
@@ -191,7 +215,9 @@ def _messages_closing(*, request_id, model, created, req, answer: Answer) -> Ite
 
 
 def _messages_failure(*, message, code, type_) -> Iterable[bytes]:
-    yield sse.named_event(*anthropic.error_event(message, anthropic.anthropic_error_type(code, 502)))
+    yield sse.named_event(
+        *anthropic.error_event(message, anthropic.anthropic_error_type(code, 502))
+    )
 
 
 MESSAGES = Shape(

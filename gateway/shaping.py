@@ -32,7 +32,8 @@ def normalize_finish(reason: Any) -> str:
 def tool_calls_list(calls) -> list[dict]:
     """OpenAI's `message.tool_calls`."""
     return [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
     ]
 
 
@@ -111,8 +112,15 @@ def _suffix(request_id: str) -> str:
 
 
 def chat_completion(
-    *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None,
-    text: str | None = None, finish_reason: str | None = None, tool_calls=(),
+    *,
+    request_id: str,
+    model: str,
+    router_body: Any,
+    usage: dict,
+    created: int | None = None,
+    text: str | None = None,
+    finish_reason: str | None = None,
+    tool_calls=(),
 ) -> dict:
     """A `chat.completion`; `created` defaults to the router's, else now. `text` and
     `finish_reason`, when given, replace the router's (the Portal cut the text at a stop
@@ -141,8 +149,14 @@ def chat_completion(
 
 
 def text_completion(
-    *, request_id: str, model: str, router_body: Any, usage: dict, created: int | None = None,
-    text: str | None = None, finish_reason: str | None = None,
+    *,
+    request_id: str,
+    model: str,
+    router_body: Any,
+    usage: dict,
+    created: int | None = None,
+    text: str | None = None,
+    finish_reason: str | None = None,
 ) -> dict:
     """A `text_completion`, like `chat_completion`."""
     return {

@@ -23,7 +23,9 @@ def access_pause_message() -> str | None:
     try:
         raw = faststate.get_client().get(fastkeys.PAUSE())
     except redis.RedisError:
-        logger.warning("fast state unavailable: /health cannot tell whether access is paused", exc_info=True)
+        logger.warning(
+            "fast state unavailable: /health cannot tell whether access is paused", exc_info=True
+        )
         return None
     if raw is None:
         return None

@@ -45,7 +45,9 @@ def output_block(output: OutputFormat | None) -> str:
     text = "# Output format\n\nRespond with a single JSON object and nothing else: no prose, no code fences."
     if output.kind == "json_schema" and output.schema is not None:
         schema = json.dumps(output.schema, ensure_ascii=False)
-        text += f"\nThe object must match this JSON Schema:\n<json_schema>\n{schema}\n</json_schema>"
+        text += (
+            f"\nThe object must match this JSON Schema:\n<json_schema>\n{schema}\n</json_schema>"
+        )
     return text
 
 
@@ -61,7 +63,10 @@ def _tool_text(template: str, message: dict) -> dict:
             return {"role": "tool", "content": f"```tool_response\n{message['content']}\n```"}
         if template == "llama3":
             return {"role": "tool", "content": message["content"]}
-        return {"role": "tool", "content": f"<tool_response>\n{message['content']}\n</tool_response>"}
+        return {
+            "role": "tool",
+            "content": f"<tool_response>\n{message['content']}\n</tool_response>",
+        }
     return message
 
 
@@ -163,7 +168,14 @@ def render_prompt(
         expected = ", ".join(TEMPLATES)
         raise ValueError(f"unknown prompt template {template!r}; expected one of {expected}")
     system, turns = _split_system(messages, system)
-    extra = [block for block in (tools_block(template, list(tools), tool_choice, parallel_tool_calls), output_block(output)) if block]
+    extra = [
+        block
+        for block in (
+            tools_block(template, list(tools), tool_choice, parallel_tool_calls),
+            output_block(output),
+        )
+        if block
+    ]
     if extra:
         system = SYSTEM_SEPARATOR.join([system, *extra] if system else extra)
     if any(m["role"] == "tool" or m.get("tool_calls") for m in turns):
@@ -193,7 +205,10 @@ def flatten_for_chat(req) -> list[dict]:
     system, turns = _split_system(req.messages, req.system)
     extra = [
         block
-        for block in (tools_block("chatml", list(req.tools), req.tool_choice, req.parallel_tool_calls), output_block(req.output))
+        for block in (
+            tools_block("chatml", list(req.tools), req.tool_choice, req.parallel_tool_calls),
+            output_block(req.output),
+        )
         if block
     ]
     if extra:

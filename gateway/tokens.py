@@ -17,4 +17,3 @@ CHARS_PER_TOKEN = 4
 def estimate_tokens(text: str) -> int:
     """ceil(len / 4): 0 for empty text, at least 1 otherwise; deterministic and O(1)."""
     return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-

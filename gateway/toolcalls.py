@@ -58,7 +58,11 @@ class Syntax:
             payload = json.loads(inner.strip())
         except ValueError as exc:
             raise BadCall(f"the call is not valid JSON ({exc})") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str) or not payload["name"]:
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("name"), str)
+            or not payload["name"]
+        ):
             raise BadCall('the call must be a JSON object with a "name" and "arguments"')
         arguments = payload.get("arguments", payload.get("parameters", {}))
         if isinstance(arguments, str):
@@ -137,7 +141,9 @@ class CallScanner:
 
     def __init__(self, syntax: Syntax):
         self._syntax = syntax
-        self._held = ""  # outside a call: text that may begin the open marker, or trailing whitespace
+        self._held = (
+            ""  # outside a call: text that may begin the open marker, or trailing whitespace
+        )
         self._inside: str | None = None  # inside a call: its text so far
         self._after_call = False  # whitespace right after a call is dropped
         self.calls: list[Found] = []
@@ -154,7 +160,7 @@ class CallScanner:
                 end = self._inside.find(self._syntax.close)
                 if end == -1:
                     break
-                inner, buffer = self._inside[:end], self._inside[end + len(self._syntax.close):]
+                inner, buffer = self._inside[:end], self._inside[end + len(self._syntax.close) :]
                 self._inside = None
                 self._after_call = True
                 found.append(self._read(inner))
@@ -170,12 +176,12 @@ class CallScanner:
             if at != -1:
                 out.append(buffer[:at].rstrip())
                 self._inside = ""
-                buffer = buffer[at + len(self._syntax.open):]
+                buffer = buffer[at + len(self._syntax.open) :]
                 continue
             keep = _marker_prefix(buffer, self._syntax.open)
             body = buffer[: len(buffer) - keep]
             stripped = body.rstrip()
-            self._held = body[len(stripped):] + buffer[len(buffer) - keep:]
+            self._held = body[len(stripped) :] + buffer[len(buffer) - keep :]
             out.append(stripped)
             buffer = ""
         self.calls.extend(found)

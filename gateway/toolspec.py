@@ -88,7 +88,10 @@ def _function_tools(body: dict):
             raise _invalid(f"{where} must be an object.", where)
         if item.get("type") != "function":
             got = item.get("type")
-            raise _unsupported(f"{where}.type must be 'function': only function tools are supported (got {got!r}).", f"{where}.type")
+            raise _unsupported(
+                f"{where}.type must be 'function': only function tools are supported (got {got!r}).",
+                f"{where}.type",
+            )
         yield where, item
 
 
@@ -118,7 +121,9 @@ def _function(function: dict, where: str, *, parameters_key: str, name_rule=_OPE
     strict = function.get("strict")
     if strict is not None and type(strict) is not bool:
         raise _invalid(f"{where}.strict must be a boolean.", f"{where}.strict")
-    return Tool(name=name, description=description or "", parameters=parameters, strict=bool(strict))
+    return Tool(
+        name=name, description=description or "", parameters=parameters, strict=bool(strict)
+    )
 
 
 def openai_tool_choice(body: dict, tools: list[Tool]) -> ToolChoice:
@@ -134,13 +139,21 @@ def openai_tool_choice(body: dict, tools: list[Tool]) -> ToolChoice:
         name = function.get("name") if isinstance(function, dict) else None
         return _named(name, tools, "tool_choice.function.name")
     if isinstance(value, dict) and value.get("type") == "allowed_tools":
-        raise _unsupported("tool_choice type 'allowed_tools' is not supported; narrow `tools` instead.", "tool_choice")
-    raise _invalid("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}.", "tool_choice")
+        raise _unsupported(
+            "tool_choice type 'allowed_tools' is not supported; narrow `tools` instead.",
+            "tool_choice",
+        )
+    raise _invalid(
+        "tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}.",
+        "tool_choice",
+    )
 
 
 def _named(name: Any, tools: list[Tool], param: str) -> ToolChoice:
     if not isinstance(name, str) or name not in {tool.name for tool in tools}:
-        raise _invalid(f"{param} must name one of the tools ({', '.join(t.name for t in tools)}).", param)
+        raise _invalid(
+            f"{param} must name one of the tools ({', '.join(t.name for t in tools)}).", param
+        )
     return ToolChoice(mode="function", name=name)
 
 
@@ -168,7 +181,12 @@ def response_format(value: Any, param: str = "response_format") -> OutputFormat 
         if schema is not None:
             # The JSON mode with a schema of vLLM, Together and Anyscale (instructor's
             # JSON_SCHEMA mode sends it): the schema guides the answer and is checked.
-            return OutputFormat(kind="json_schema", schema=check_schema(schema, f"{param}.schema"), name="response", strict=True)
+            return OutputFormat(
+                kind="json_schema",
+                schema=check_schema(schema, f"{param}.schema"),
+                name="response",
+                strict=True,
+            )
         return OutputFormat(kind="json_object")
     if kind == "json_schema":
         spec = value.get("json_schema")
@@ -181,7 +199,9 @@ def response_format(value: Any, param: str = "response_format") -> OutputFormat 
 def _schema_format(spec: dict, where: str) -> OutputFormat:
     name = spec.get("name")
     if not isinstance(name, str) or not _OPENAI_NAME.fullmatch(name):
-        raise _invalid(f"{where}.name must be 1-64 letters, digits, underscores or dashes.", f"{where}.name")
+        raise _invalid(
+            f"{where}.name must be 1-64 letters, digits, underscores or dashes.", f"{where}.name"
+        )
     schema = check_schema(spec.get("schema", {"type": "object"}), f"{where}.schema")
     strict = spec.get("strict")
     if strict is not None and type(strict) is not bool:
@@ -197,7 +217,10 @@ def responses_text_format(body: dict) -> OutputFormat | None:
     if not isinstance(text, dict):
         raise _invalid("text must be an object.", "text")
     if text.get("verbosity") not in (None, "medium"):
-        raise _unsupported("text.verbosity is not supported: verbosity cannot be set for these models.", "text.verbosity")
+        raise _unsupported(
+            "text.verbosity is not supported: verbosity cannot be set for these models.",
+            "text.verbosity",
+        )
     fmt = text.get("format")
     if fmt is None:
         return None
@@ -210,7 +233,9 @@ def responses_text_format(body: dict) -> OutputFormat | None:
 
 def responses_tools(body: dict) -> list[Tool]:
     """Responses' flat function tools: `{"type": "function", "name", "parameters", ...}`."""
-    tools = [_function(item, where, parameters_key="parameters") for where, item in _function_tools(body)]
+    tools = [
+        _function(item, where, parameters_key="parameters") for where, item in _function_tools(body)
+    ]
     return _unique(tools, "tools")
 
 
@@ -224,7 +249,10 @@ def responses_tool_choice(body: dict, tools: list[Tool]) -> ToolChoice:
         return ToolChoice(mode=value)
     if isinstance(value, dict) and value.get("type") == "function":
         return _named(value.get("name"), tools, "tool_choice.name")
-    raise _invalid("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}.", "tool_choice")
+    raise _invalid(
+        "tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'name': ...}.",
+        "tool_choice",
+    )
 
 
 # -- Anthropic ---------------------------------------------------------------------------
@@ -241,10 +269,14 @@ def anthropic_tools(body: dict) -> list[Tool]:
             raise _invalid(f"{where} must be an object.", where)
         if item.get("type") not in (None, "custom"):
             got = item.get("type")
-            raise _unsupported(f"{where}: only custom (client) tools are supported, not {got!r}.", f"{where}.type")
+            raise _unsupported(
+                f"{where}: only custom (client) tools are supported, not {got!r}.", f"{where}.type"
+            )
         if "input_schema" not in item:
             raise _invalid(f"{where}.input_schema is required.", f"{where}.input_schema")
-        tools.append(_function(item, where, parameters_key="input_schema", name_rule=_ANTHROPIC_NAME))
+        tools.append(
+            _function(item, where, parameters_key="input_schema", name_rule=_ANTHROPIC_NAME)
+        )
     return _unique(tools, "tools")
 
 
@@ -259,7 +291,10 @@ def anthropic_tool_choice(body: dict, tools: list[Tool]) -> tuple[ToolChoice, bo
         raise _invalid("tool_choice may only be specified while providing tools.", "tool_choice")
     disable = value.get("disable_parallel_tool_use")
     if disable is not None and type(disable) is not bool:
-        raise _invalid("tool_choice.disable_parallel_tool_use must be a boolean.", "tool_choice.disable_parallel_tool_use")
+        raise _invalid(
+            "tool_choice.disable_parallel_tool_use must be a boolean.",
+            "tool_choice.disable_parallel_tool_use",
+        )
     parallel = not disable
     kind = value.get("type")
     if kind == "auto":

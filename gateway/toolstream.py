@@ -30,7 +30,12 @@ class ChatEmitter:
 
     def _chunk(self, delta: dict) -> bytes:
         return sse.data_event(
-            shaping.chat_chunk(chunk_id=self.chunk_id, created=self.common["created"], model=self.common["model"], delta=delta)
+            shaping.chat_chunk(
+                chunk_id=self.chunk_id,
+                created=self.common["created"],
+                model=self.common["model"],
+                delta=delta,
+            )
         )
 
     def calls(self, calls: list[ToolCall]) -> Iterable[bytes]:
@@ -38,9 +43,20 @@ class ChatEmitter:
             index = self.sent_calls
             self.sent_calls += 1
             yield self._chunk(
-                {"tool_calls": [{"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
             )
-            yield self._chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
+            yield self._chunk(
+                {"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}
+            )
 
     def closing(self, *, req, answer) -> Iterable[bytes]:
         return self.shape.closing(req=req, answer=answer, **self.common)
@@ -99,4 +115,8 @@ class MessagesEmitter:
 def emitter_for(shape, **common):
     if shape is responses.RESPONSES:
         return responses.ResponsesEmitter(shape, **common)
-    return MessagesEmitter(shape, **common) if shape.style == "anthropic" else ChatEmitter(shape, **common)
+    return (
+        MessagesEmitter(shape, **common)
+        if shape.style == "anthropic"
+        else ChatEmitter(shape, **common)
+    )

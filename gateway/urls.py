@@ -12,7 +12,9 @@ urlpatterns = [
         views.stored_response,
         name="v1-stored-response",
     ),
-    path("v1/messages/count_tokens", views.CountTokensView.as_view(), name="v1-messages-count-tokens"),
+    path(
+        "v1/messages/count_tokens", views.CountTokensView.as_view(), name="v1-messages-count-tokens"
+    ),
     path("v1/models", views.ModelsView.as_view(), name="v1-models"),
     path("v1/models/<str:model_id>", views.ModelView.as_view(), name="v1-model"),
     path("health", views.HealthView.as_view(), name="health"),

@@ -24,7 +24,13 @@ MAX_STOP_SEQUENCES = 16  # Anthropic documents no limit; the Portal applies stop
 MAX_MODEL_NAME = 256
 PART_SEPARATOR = "\n"  # between the text parts of one message or system prompt
 
-_CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+_CHAT_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 _CHAT_ROLE_HINT = "'system', 'developer', 'user', 'assistant', 'tool'"
 
 
@@ -150,7 +156,9 @@ def _n(body: dict) -> None:
     if n is None or n == 1 and type(n) is int:
         return
     if type(n) is int and n > 1:
-        raise PortalError("unsupported_parameter", "n is not supported: only n=1 is supported.", param="n")
+        raise PortalError(
+            "unsupported_parameter", "n is not supported: only n=1 is supported.", param="n"
+        )
     raise _invalid("n must be 1 (only n=1 is supported).", "n")
 
 
@@ -257,7 +265,9 @@ def _openai_tool_calls(value: Any, where: str) -> list[ToolCall]:
         if not isinstance(item, dict):
             raise _invalid(f"{at} must be an object.", at)
         if item.get("type", "function") != "function":
-            raise PortalError("unsupported_parameter", f"{at}.type must be 'function'.", param=f"{at}.type")
+            raise PortalError(
+                "unsupported_parameter", f"{at}.type must be 'function'.", param=f"{at}.type"
+            )
         call_id = item.get("id")
         if not isinstance(call_id, str) or not call_id:
             raise _invalid(f"{at}.id must be a non-empty string.", f"{at}.id")
@@ -269,7 +279,9 @@ def _openai_tool_calls(value: Any, where: str) -> list[ToolCall]:
             raise _invalid(f"{at}.function.name must be a non-empty string.", f"{at}.function.name")
         arguments = function.get("arguments", "{}")
         if not isinstance(arguments, str):
-            raise _invalid(f"{at}.function.arguments must be a string (JSON text).", f"{at}.function.arguments")
+            raise _invalid(
+                f"{at}.function.arguments must be a string (JSON text).", f"{at}.function.arguments"
+            )
         calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
     return calls
 
@@ -283,7 +295,11 @@ def _chat_messages(body: dict) -> list[dict]:
             raise _invalid(f"{where} must be an object.", where)
         role = _role(message, where, _CHAT_ROLES, _CHAT_ROLE_HINT)
         if role == "assistant":
-            calls = _openai_tool_calls(message["tool_calls"], f"{where}.tool_calls") if message.get("tool_calls") else []
+            calls = (
+                _openai_tool_calls(message["tool_calls"], f"{where}.tool_calls")
+                if message.get("tool_calls")
+                else []
+            )
             text = _content_text(message.get("content"), f"{where}.content", optional=bool(calls))
             entry: dict = {"role": "assistant", "content": text or ""}
             if calls:
@@ -292,9 +308,16 @@ def _chat_messages(body: dict) -> list[dict]:
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise _invalid(f"{where}.tool_call_id is required.", f"{where}.tool_call_id")
-            entry = {"role": "tool", "content": _content_text(message.get("content"), f"{where}.content"), "tool_call_id": call_id}
+            entry = {
+                "role": "tool",
+                "content": _content_text(message.get("content"), f"{where}.content"),
+                "tool_call_id": call_id,
+            }
         else:
-            entry = {"role": role, "content": _content_text(message.get("content"), f"{where}.content")}
+            entry = {
+                "role": role,
+                "content": _content_text(message.get("content"), f"{where}.content"),
+            }
         normalized.append(entry)
     return normalized
 
@@ -323,7 +346,9 @@ def _tool_result_text(block: dict, where: str) -> str:
     elif isinstance(content, list):
         text = _text_parts(content, f"{where}.content") if content else ""
     else:
-        raise _invalid(f"{where}.content must be a string or a list of text blocks.", f"{where}.content")
+        raise _invalid(
+            f"{where}.content must be a string or a list of text blocks.", f"{where}.content"
+        )
     is_error = block.get("is_error")
     if is_error is not None and type(is_error) is not bool:
         raise _invalid(f"{where}.is_error must be a boolean.", f"{where}.is_error")
@@ -340,7 +365,9 @@ def _anthropic_messages(body: dict) -> list[dict]:
         if not isinstance(message, dict):
             raise _invalid(f"{where} must be an object.", where)
         role = _role(
-            message, where, {"user": "user", "assistant": "assistant"},
+            message,
+            where,
+            {"user": "user", "assistant": "assistant"},
             "'user', 'assistant' (put the system prompt in the top-level system field)",
         )
         texts: list[str] = []
@@ -365,8 +392,16 @@ def _anthropic_messages(body: dict) -> list[dict]:
             elif kind == "tool_result" and role == "user":
                 call_id = block.get("tool_use_id")
                 if not isinstance(call_id, str) or not call_id:
-                    raise _invalid(f"{at}.tool_use_id must be a non-empty string.", f"{at}.tool_use_id")
-                results.append({"role": "tool", "content": _tool_result_text(block, at), "tool_call_id": call_id})
+                    raise _invalid(
+                        f"{at}.tool_use_id must be a non-empty string.", f"{at}.tool_use_id"
+                    )
+                results.append(
+                    {
+                        "role": "tool",
+                        "content": _tool_result_text(block, at),
+                        "tool_call_id": call_id,
+                    }
+                )
             elif kind in ("tool_use", "tool_result"):
                 side = "assistant" if kind == "tool_use" else "user"
                 raise _invalid(f"{at}: {kind} blocks belong in {side} messages.", f"{at}.type")
@@ -444,7 +479,9 @@ def _prompt(body: dict) -> str:
 def parse_completion(body: Any) -> InferenceRequest:
     """`POST /v1/completions` (legacy text completions)."""
     body = _object(body)
-    params.check_fields(body, honoured=params.COMPLETION_HONOURED, refused=params.COMPLETION_REFUSED)
+    params.check_fields(
+        body, honoured=params.COMPLETION_HONOURED, refused=params.COMPLETION_REFUSED
+    )
     model = _model(body)
     prompt = _prompt(body)
     _n(body)

@@ -91,7 +91,9 @@ class CountTokensView(APIView):
     def post(self, request):
         try:
             secret = flow.api_key_from(request._request)
-            tokens = counting.count_input_tokens(secret=secret, body=flow.read_body(request._request))
+            tokens = counting.count_input_tokens(
+                secret=secret, body=flow.read_body(request._request)
+            )
         except PortalError as err:
             return answers.error_response(err, style="anthropic")
         return answers.json_response({"input_tokens": tokens})
@@ -111,7 +113,9 @@ def unknown_url(request, *args, **kwargs):
     """Every other /v1/ path: a JSON 404 the SDKs can read, DEBUG or not; Anthropic's
     shape under /v1/messages/ (the Anthropic SDK's batches)."""
     style = shapes.MESSAGES.style if request.path.startswith("/v1/messages/") else "openai"
-    response = answers.error_response(PortalError("not_found", unknown_url_message(request)), style=style)
+    response = answers.error_response(
+        PortalError("not_found", unknown_url_message(request)), style=style
+    )
     if style == "anthropic":
         _anthropic_headers(request, response)
     return response
@@ -132,7 +136,9 @@ class ModelsView(APIView):
         except PortalError as err:
             return answers.error_response(err)
         names = keyaccess.usable_names(ctx, get_catalog())
-        return answers.json_response({"object": "list", "data": [keyaccess.model_object(name) for name in names]})
+        return answers.json_response(
+            {"object": "list", "data": [keyaccess.model_object(name) for name in names]}
+        )
 
 
 class ModelView(APIView):

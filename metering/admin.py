@@ -53,7 +53,9 @@ class RequestLogAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status_code", "endpoint", "streamed", "error_code"]
     search_fields = ["request_id", "org__name", "org__slug", "model_name"]
-    search_help_text = "A request id (req_…) finds that request exactly; other text searches orgs and models."
+    search_help_text = (
+        "A request id (req_…) finds that request exactly; other text searches orgs and models."
+    )
     date_hierarchy = "created_at"
     list_select_related = ["org", "api_key"]
 
@@ -86,7 +88,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(UsageRollup)
 class UsageRollupAdmin(ReadOnlyAdmin):
     list_display = [
-        "bucket_start", "granularity", "org", "model_name", "api_key_id", "requests", "cost", "updated_at"
+        "bucket_start",
+        "granularity",
+        "org",
+        "model_name",
+        "api_key_id",
+        "requests",
+        "cost",
+        "updated_at",
     ]
     list_filter = ["granularity", "model_name"]
     search_fields = ["org__name", "org__slug", "=api_key_id"]
@@ -97,7 +106,14 @@ class UsageRollupAdmin(ReadOnlyAdmin):
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = [
-        "created_at", "org", "kind", "amount", "usage_hour", "requests", "billing_period", "idempotency_key"
+        "created_at",
+        "org",
+        "kind",
+        "amount",
+        "usage_hour",
+        "requests",
+        "billing_period",
+        "idempotency_key",
     ]
     list_filter = ["kind"]
     search_fields = ["org__name", "org__slug", "=idempotency_key"]
@@ -107,7 +123,17 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(BillingPeriod)
 class BillingPeriodAdmin(ReadOnlyAdmin):
-    list_display = ["org", "start", "end", "status", "plan", "requests", "cost", "balance", "closed_at"]
+    list_display = [
+        "org",
+        "start",
+        "end",
+        "status",
+        "plan",
+        "requests",
+        "cost",
+        "balance",
+        "closed_at",
+    ]
     list_filter = ["status"]
     search_fields = ["org__name", "org__slug"]
     date_hierarchy = "start"

@@ -26,9 +26,9 @@ def _allowance(*, org: Organization, sub: PlanSubscription, now: datetime) -> di
     window_start = now - timedelta(seconds=plan.window_seconds)
     window_end = now + timedelta(microseconds=1)
     window = org_usage_between(org=org, start=window_start, end=window_end)
-    oldest = UsageEvent.objects.filter(org=org, created_at__gte=window_start, created_at__lt=window_end).aggregate(
-        at=Min("created_at")
-    )["at"]
+    oldest = UsageEvent.objects.filter(
+        org=org, created_at__gte=window_start, created_at__lt=window_end
+    ).aggregate(at=Min("created_at"))["at"]
     requests = _meter(plan.weekly_requests, period.requests)
     tokens = _meter(plan.weekly_tokens, period.tokens)
     near = any(

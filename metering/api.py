@@ -55,13 +55,18 @@ class OrgPlanView(APIView):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
         plan = active_subscription(org=membership.org).plan
         return Response(
-            {"plan": PlanSerializer(plan).data, **org_allowance(org=membership.org, now=timezone.now())}
+            {
+                "plan": PlanSerializer(plan).data,
+                **org_allowance(org=membership.org, now=timezone.now()),
+            }
         )
 
 
 class UsageView(APIView):
     @extend_schema(
-        parameters=[UsageQuerySerializer], responses=UsageReportSerializer, operation_id="orgs_usage_retrieve"
+        parameters=[UsageQuerySerializer],
+        responses=UsageReportSerializer,
+        operation_id="orgs_usage_retrieve",
     )
     def get(self, request, org_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
@@ -80,7 +85,9 @@ class RequestLogListView(APIView):
     )
     def get(self, request, org_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
-        logs = selectors.org_request_logs(org=membership.org, **_query(RequestLogQuerySerializer, request))
+        logs = selectors.org_request_logs(
+            org=membership.org, **_query(RequestLogQuerySerializer, request)
+        )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(logs, request, view=self)
         return paginator.get_paginated_response(RequestLogSerializer(page, many=True).data)
@@ -96,7 +103,9 @@ class LedgerListView(APIView):
     )
     def get(self, request, org_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
-        entries = selectors.org_ledger_entries(org=membership.org, **_query(LedgerQuerySerializer, request))
+        entries = selectors.org_ledger_entries(
+            org=membership.org, **_query(LedgerQuerySerializer, request)
+        )
         return paginate(
             request=request,
             view=self,
@@ -108,14 +117,18 @@ class LedgerListView(APIView):
 class BillingPeriodListView(APIView):
     pagination_class = Pagination
 
-    @extend_schema(responses=BillingPeriodSerializer(many=True), operation_id="orgs_billing_periods_list")
+    @extend_schema(
+        responses=BillingPeriodSerializer(many=True), operation_id="orgs_billing_periods_list"
+    )
     def get(self, request, org_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
         return paginate(
             request=request,
             view=self,
             queryset=selectors.org_billing_periods(org=membership.org),
-            serialize=lambda rows: BillingPeriodSerializer(selectors.with_running_totals(list(rows)), many=True).data,
+            serialize=lambda rows: (
+                BillingPeriodSerializer(selectors.with_running_totals(list(rows)), many=True).data
+            ),
         )
 
 
@@ -125,4 +138,6 @@ class PortalUsageSummaryView(APIView):
     @extend_schema(responses=UsageSummarySerializer, operation_id="portal_usage_summary")
     def get(self, request):
         membership = personal_membership(user=request.user)
-        return Response(UsageSummarySerializer(usage_summary(org=membership.org, now=timezone.now())).data)
+        return Response(
+            UsageSummarySerializer(usage_summary(org=membership.org, now=timezone.now())).data
+        )

@@ -46,7 +46,15 @@ def billing_period_close(*, period_id: int, now: datetime, lag: timedelta | None
         period.status = BillingPeriod.Status.CLOSED
         period.closed_at = now
         period.save(
-            update_fields=["status", "closed_at", "requests", "prompt_tokens", "completion_tokens", "cost", "balance"]
+            update_fields=[
+                "status",
+                "closed_at",
+                "requests",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost",
+                "balance",
+            ]
         )
         sub = active_subscription_or_none(org_id=period.org_id)
         if sub is not None:
@@ -55,7 +63,9 @@ def billing_period_close(*, period_id: int, now: datetime, lag: timedelta | None
     return True
 
 
-def billing_periods_close_due(*, now: datetime, lag: timedelta | None = None, limit: int = 1000) -> CloseSummary:
+def billing_periods_close_due(
+    *, now: datetime, lag: timedelta | None = None, limit: int = 1000
+) -> CloseSummary:
     """Close every period whose end is past by the ledger lag; advance ended subscription periods."""
     lag = ledger_lag() if lag is None else lag
     summary = CloseSummary()

@@ -24,9 +24,9 @@ def cursor_advance(*, name: str, position: datetime | None, ran_at: datetime) ->
     except IntegrityError:
         pass
     if position is not None:
-        MeteringCursor.objects.filter(Q(position__isnull=True) | Q(position__lt=position), name=name).update(
-            position=position
-        )
-    MeteringCursor.objects.filter(Q(last_run_at__isnull=True) | Q(last_run_at__lt=ran_at), name=name).update(
-        last_run_at=ran_at
-    )
+        MeteringCursor.objects.filter(
+            Q(position__isnull=True) | Q(position__lt=position), name=name
+        ).update(position=position)
+    MeteringCursor.objects.filter(
+        Q(last_run_at__isnull=True) | Q(last_run_at__lt=ran_at), name=name
+    ).update(last_run_at=ran_at)

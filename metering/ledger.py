@@ -118,13 +118,18 @@ _ENTRY_SUMS = {
 
 def _usage(row: dict) -> Usage:
     return Usage(
-        row["requests"] or 0, row["prompt_tokens"] or 0, row["completion_tokens"] or 0, row["cost"] or 0
+        row["requests"] or 0,
+        row["prompt_tokens"] or 0,
+        row["completion_tokens"] or 0,
+        row["cost"] or 0,
     )
 
 
 def _event_usage(*, hour: datetime, org_ids: list[UUID]) -> dict[UUID, Usage]:
     rows = (
-        UsageEvent.objects.filter(org_id__in=org_ids, created_at__gte=hour, created_at__lt=hour + HOUR)
+        UsageEvent.objects.filter(
+            org_id__in=org_ids, created_at__gte=hour, created_at__lt=hour + HOUR
+        )
         .values("org_id")
         .annotate(**_EVENT_SUMS)
         .order_by()
@@ -163,7 +168,10 @@ def _postings(*, hour: datetime, org_ids: list[UUID]) -> list[Posting]:
 
 
 def _lock_periods(ids: Iterable[int]) -> dict[int, BillingPeriod]:
-    return {p.pk: p for p in BillingPeriod.objects.select_for_update().filter(pk__in=set(ids)).order_by("pk")}
+    return {
+        p.pk: p
+        for p in BillingPeriod.objects.select_for_update().filter(pk__in=set(ids)).order_by("pk")
+    }
 
 
 class _Periods:
@@ -186,8 +194,18 @@ class _Periods:
 
 
 _ENTRY_COLUMNS = (
-    "org", "billing_period", "kind", "amount", "requests", "prompt_tokens", "completion_tokens", "usage_hour",
-    "idempotency_key", "source", "memo", "created_at",
+    "org",
+    "billing_period",
+    "kind",
+    "amount",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "usage_hour",
+    "idempotency_key",
+    "source",
+    "memo",
+    "created_at",
 )
 
 
@@ -195,7 +213,9 @@ def _insert_entries(rows: list[tuple]) -> set[str]:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING; returns the keys this call inserted."""
     fields = [LedgerEntry._meta.get_field(name) for name in _ENTRY_COLUMNS]
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [f.get_db_prep_save(v, connection) for row in rows for f, v in zip(fields, row, strict=True)]
+    params = [
+        f.get_db_prep_save(v, connection) for row in rows for f, v in zip(fields, row, strict=True)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO billing_ledger ({', '.join(f.column for f in fields)}) "
@@ -206,7 +226,9 @@ def _insert_entries(rows: list[tuple]) -> set[str]:
         return {key for (key,) in cursor.fetchall()}
 
 
-def _book(postings: list[Posting], *, now: datetime, memo: str, periods: _Periods, summary: PostingSummary) -> None:
+def _book(
+    postings: list[Posting], *, now: datetime, memo: str, periods: _Periods, summary: PostingSummary
+) -> None:
     """Insert the postings' entries, each into the open period holding its hour, else the one holding now.
 
     A posting another worker made first (same idempotency key) is counted as a duplicate.
@@ -283,7 +305,9 @@ def ledger_post_closed_hours(*, now: datetime, lag: timedelta | None = None) -> 
     """
     until = closed_before(now=now, lag=lag)
     cursor = cursor_read(name=LEDGER_CURSOR)
-    candidates = UsageRollup.objects.filter(granularity=UsageRollup.Granularity.HOUR, bucket_start__lt=until)
+    candidates = UsageRollup.objects.filter(
+        granularity=UsageRollup.Granularity.HOUR, bucket_start__lt=until
+    )
     if cursor.position is not None:
         recheck = Q(bucket_start__gte=cursor.position)
         if cursor.last_run_at is not None:
@@ -322,7 +346,10 @@ def ledger_post_range(
     if org_id is not None:
         events, entries = events.filter(org_id=org_id), entries.filter(org_id=org_id)
     for org, hour in (
-        events.annotate(hour=TruncHour("created_at", tzinfo=UTC)).values_list("org_id", "hour").distinct().order_by()
+        events.annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values_list("org_id", "hour")
+        .distinct()
+        .order_by()
     ):
         hours[hour].add(org)
     for org, hour in entries.values_list("org_id", "usage_hour").distinct().order_by():

@@ -19,7 +19,9 @@ def _lock(function: str) -> None:
     if connection.vendor != "postgresql":
         return
     if not connection.in_atomic_block:
-        raise RuntimeError("the rollup lock is transaction-scoped: take it inside transaction.atomic()")
+        raise RuntimeError(
+            "the rollup lock is transaction-scoped: take it inside transaction.atomic()"
+        )
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {function}(%s)", [ROLLUP_LOCK_ID])
 

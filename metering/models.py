@@ -30,15 +30,26 @@ class UsageEvent(models.Model):
     # No database-level foreign keys on the two per-request tables (see _HOT_TABLE_NOTE);
     # Django still applies on_delete when an org or key is deleted through the ORM.
     org = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+        Organization,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     model_name = models.CharField(max_length=100)
     prompt_tokens = models.PositiveIntegerField()
     completion_tokens = models.PositiveIntegerField()
-    estimated = models.BooleanField(default=False, help_text="Counted by the Portal; the router sent no usage.")
+    estimated = models.BooleanField(
+        default=False, help_text="Counted by the Portal; the router sent no usage."
+    )
     cost = models.BigIntegerField(help_text="Micro-USD.")
     created_at = models.DateTimeField()
     rolled_up_at = models.DateTimeField(
@@ -49,11 +60,17 @@ class UsageEvent(models.Model):
 
     class Meta:
         db_table = "usage_events"
-        constraints = [models.UniqueConstraint(fields=["request_id"], name="usage_events_request_id_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["request_id"], name="usage_events_request_id_key")
+        ]
         indexes = [
             models.Index(fields=["org", "created_at"], name="usage_events_org_time_idx"),
             # The rollup's work queue: small, because counted events leave it.
-            models.Index(fields=["id"], condition=Q(rolled_up_at__isnull=True), name="usage_events_pending_idx"),
+            models.Index(
+                fields=["id"],
+                condition=Q(rolled_up_at__isnull=True),
+                name="usage_events_pending_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -69,11 +86,21 @@ class RequestLog(models.Model):
 
     request_id = models.CharField(max_length=40)
     org = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        db_constraint=False, db_index=False,
+        Organization,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     endpoint = models.CharField(max_length=40)
     model_name = models.CharField(max_length=100, blank=True, default="")
@@ -95,7 +122,9 @@ class RequestLog(models.Model):
 
     class Meta:
         db_table = "request_logs"
-        constraints = [models.UniqueConstraint(fields=["request_id"], name="request_logs_request_id_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["request_id"], name="request_logs_request_id_key")
+        ]
         indexes = [
             models.Index(fields=["org", "created_at"], name="request_logs_org_time_idx"),
             models.Index(fields=["created_at"], name="request_logs_time_idx"),
@@ -153,15 +182,21 @@ class BillingPeriod(models.Model):
         CLOSED = "closed"
 
     org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
-    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    plan = models.ForeignKey(
+        Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     start = models.DateTimeField()
     end = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     requests = models.BigIntegerField(default=0, help_text="Set at close, from the ledger.")
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
-    cost = models.BigIntegerField(default=0, help_text="Usage charges booked in the period, micro-USD.")
-    balance = models.BigIntegerField(default=0, help_text="Every entry booked in the period, credits included.")
+    cost = models.BigIntegerField(
+        default=0, help_text="Usage charges booked in the period, micro-USD."
+    )
+    balance = models.BigIntegerField(
+        default=0, help_text="Every entry booked in the period, credits included."
+    )
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
 
@@ -169,7 +204,9 @@ class BillingPeriod(models.Model):
         db_table = "billing_periods"
         constraints = [
             models.UniqueConstraint(fields=["org", "start"], name="billing_periods_org_start_uniq"),
-            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="billing_periods_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end__gt=models.F("start")), name="billing_periods_end_after_start"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "end"], name="billing_periods_due_idx"),
@@ -193,13 +230,17 @@ class LedgerEntry(models.Model):
         ADJUSTMENT = "adjustment"
 
     org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
-    billing_period = models.ForeignKey(BillingPeriod, on_delete=models.PROTECT, related_name="entries")
+    billing_period = models.ForeignKey(
+        BillingPeriod, on_delete=models.PROTECT, related_name="entries"
+    )
     kind = models.CharField(max_length=12, choices=Kind.choices)
     amount = models.BigIntegerField(help_text="Signed micro-USD.")
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
-    usage_hour = models.DateTimeField(null=True, blank=True, help_text="The hour of usage this entry accounts for.")
+    usage_hour = models.DateTimeField(
+        null=True, blank=True, help_text="The hour of usage this entry accounts for."
+    )
     idempotency_key = models.CharField(max_length=200, unique=True)
     source = models.CharField(max_length=200, help_text="What the entry was computed from.")
     memo = models.CharField(max_length=255, blank=True, default="")
@@ -210,7 +251,9 @@ class LedgerEntry(models.Model):
         verbose_name_plural = "ledger entries"
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind="usage", amount__gte=0) | Q(kind="credit", amount__lt=0) | Q(kind="adjustment"),
+                condition=Q(kind="usage", amount__gte=0)
+                | Q(kind="credit", amount__lt=0)
+                | Q(kind="adjustment"),
                 name="billing_ledger_sign_by_kind",
             )
         ]

@@ -35,7 +35,9 @@ def period_bounds(*, org_id: UUID, at: datetime) -> tuple[datetime, datetime]:
     if sub is not None and sub.current_period_start <= at < sub.current_period_end:
         start, end = sub.current_period_start, sub.current_period_end
     elif sub is not None:
-        anchor = sub.current_period_end if at >= sub.current_period_end else sub.current_period_start
+        anchor = (
+            sub.current_period_end if at >= sub.current_period_end else sub.current_period_start
+        )
         start = anchor + ((at - anchor) // PERIOD_LENGTH) * PERIOD_LENGTH
         end = start + PERIOD_LENGTH
     else:

@@ -5,7 +5,9 @@ from decimal import Decimal
 MICRO_PER_MTOK = 1_000_000
 
 
-def price_micro_usd(*, prompt_tokens: int, completion_tokens: int, input_per_mtok: int, output_per_mtok: int) -> int:
+def price_micro_usd(
+    *, prompt_tokens: int, completion_tokens: int, input_per_mtok: int, output_per_mtok: int
+) -> int:
     """Cost of one request in micro-USD, rounded up to the whole micro-unit. Integers in, integer out."""
     if not (
         type(prompt_tokens) is int

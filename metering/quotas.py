@@ -36,7 +36,13 @@ def _ms(at: datetime) -> int:
 
 
 def quota_seed(
-    *, org_id: str, period_start_ms: int, period_end_ms: int, requests: int, tokens: int, now_ms: int
+    *,
+    org_id: str,
+    period_start_ms: int,
+    period_end_ms: int,
+    requests: int,
+    tokens: int,
+    now_ms: int,
 ) -> None:
     """Start the allowance counters from the durable totals, unless another process already did."""
     name = quota_key(org_id=org_id, period_start_ms=period_start_ms)
@@ -71,7 +77,9 @@ class ReconcileSummary:
     changes: list[QuotaChange] = field(default_factory=list)
 
 
-def _durable_totals(*, org_ids: list[UUID], start: datetime, end: datetime) -> dict[UUID, tuple[int, int]]:
+def _durable_totals(
+    *, org_ids: list[UUID], start: datetime, end: datetime
+) -> dict[UUID, tuple[int, int]]:
     rows = (
         UsageEvent.objects.filter(org_id__in=org_ids, created_at__gte=start, created_at__lt=end)
         .values("org_id")

@@ -22,12 +22,21 @@ def keys_last_used_refresh(*, now: datetime, lookback: timedelta | None = None) 
     so a slow request that commits late is still seen. Re-reading is harmless: the
     update only moves forward.
     """
-    lookback = timedelta(seconds=settings.METERING_LAST_USED_LOOKBACK_SECONDS) if lookback is None else lookback
+    lookback = (
+        timedelta(seconds=settings.METERING_LAST_USED_LOOKBACK_SECONDS)
+        if lookback is None
+        else lookback
+    )
     cursor = cursor_read(name=LAST_USED_CURSOR)
     logs = RequestLog.objects.filter(api_key_id__isnull=False, created_at__lte=now)
     if cursor.position is not None:
         logs = logs.filter(created_at__gte=cursor.position - lookback)
-    seen = dict(logs.values("api_key_id").annotate(at=Max("created_at")).order_by().values_list("api_key_id", "at"))
+    seen = dict(
+        logs.values("api_key_id")
+        .annotate(at=Max("created_at"))
+        .order_by()
+        .values_list("api_key_id", "at")
+    )
     touched = api_keys_touch_last_used(seen=seen) if seen else 0
     cursor_advance(name=LAST_USED_CURSOR, position=now, ran_at=now)
     return touched
@@ -40,13 +49,17 @@ def request_logs_prune(
 
     Usage events are billing records and are never pruned. Retention 0 keeps everything.
     """
-    days = settings.METERING_REQUEST_LOG_RETENTION_DAYS if retention_days is None else retention_days
+    days = (
+        settings.METERING_REQUEST_LOG_RETENTION_DAYS if retention_days is None else retention_days
+    )
     if days <= 0:
         return 0
     cutoff = now - timedelta(days=days)
     deleted = 0
     for _ in range(max_chunks):
-        ids = list(RequestLog.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:chunk])
+        ids = list(
+            RequestLog.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:chunk]
+        )
         if not ids:
             break
         deleted += RequestLog.objects.filter(id__in=ids).delete()[0]

@@ -98,7 +98,17 @@ def _upsert(buckets: dict[BucketKey, Counts], *, now: datetime, replace: bool = 
         _upsert_values(rows, now=now, conflict=conflict)
 
 
-_PG_TYPES = ("uuid", "uuid", "varchar", "varchar", "timestamptz", "bigint", "bigint", "bigint", "bigint")
+_PG_TYPES = (
+    "uuid",
+    "uuid",
+    "varchar",
+    "varchar",
+    "timestamptz",
+    "bigint",
+    "bigint",
+    "bigint",
+    "bigint",
+)
 
 
 def _upsert_arrays(rows: list, *, now: datetime, conflict: str) -> None:
@@ -127,7 +137,9 @@ def _upsert_values(rows: list, *, now: datetime, conflict: str) -> None:
             params: list = []
             for key, counts in chunk:
                 values = (*key, *counts, now)
-                params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True))
+                params.extend(
+                    f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)
+                )
             cursor.execute(
                 f"INSERT INTO usage_rollups ({', '.join(columns)}) "
                 f"VALUES {', '.join([row_sql] * len(chunk))} {conflict}",
@@ -140,7 +152,14 @@ def _lock_order(item: tuple[BucketKey, Counts]) -> tuple:
     return (str(org_id), granularity, start, str(key_id), model)
 
 
-def _add(acc: dict[BucketKey, Counts], key: BucketKey, requests: int, prompt: int, completion: int, cost: int):
+def _add(
+    acc: dict[BucketKey, Counts],
+    key: BucketKey,
+    requests: int,
+    prompt: int,
+    completion: int,
+    cost: int,
+):
     counts = acc.get(key)
     if counts is None:
         acc[key] = [requests, prompt, completion, cost]
@@ -165,7 +184,16 @@ def aggregate_events(rows: Iterable[tuple]) -> dict[BucketKey, Counts]:
 # --- incremental ---------------------------------------------------------------------------
 
 
-_CLAIMED = ("id", "org_id", "api_key_id", "model_name", "prompt_tokens", "completion_tokens", "cost", "created_at")
+_CLAIMED = (
+    "id",
+    "org_id",
+    "api_key_id",
+    "model_name",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "created_at",
+)
 
 
 def _claim(*, batch_size: int) -> list[tuple]:
@@ -180,7 +208,9 @@ def _claim(*, batch_size: int) -> list[tuple]:
 def _mark_rolled_up(*, ids: list[int], now: datetime) -> None:
     if connection.vendor == "postgresql":  # one array parameter instead of thousands
         with connection.cursor() as cursor:
-            cursor.execute("UPDATE usage_events SET rolled_up_at = %s WHERE id = ANY(%s)", [now, ids])
+            cursor.execute(
+                "UPDATE usage_events SET rolled_up_at = %s WHERE id = ANY(%s)", [now, ids]
+            )
     else:
         UsageEvent.objects.filter(id__in=ids).update(rolled_up_at=now)
 
@@ -201,7 +231,9 @@ def usage_rollup_batch(*, now: datetime, batch_size: int) -> tuple[int, int]:
         return len(claimed), len(buckets)
 
 
-def usage_rollup_pending(*, now: datetime, batch_size: int = 5000, max_batches: int | None = None) -> RollupSummary:
+def usage_rollup_pending(
+    *, now: datetime, batch_size: int = 5000, max_batches: int | None = None
+) -> RollupSummary:
     """Roll up pending events batch by batch until none is left (or `max_batches` ran).
 
     Each batch is stamped `now` plus the time the run has taken so far, so `updated_at`
@@ -237,7 +269,9 @@ def _recount(*, start: datetime, end: datetime, org_id: UUID | None, granularity
     rows = (
         events.annotate(bucket=trunc("created_at", tzinfo=UTC))
         .values("org_id", "api_key_id", "model_name", "bucket")
-        .annotate(n=Count("id"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost"))
+        .annotate(
+            n=Count("id"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost")
+        )
         .order_by()
     )
     acc: dict[BucketKey, Counts] = {}
@@ -247,8 +281,12 @@ def _recount(*, start: datetime, end: datetime, org_id: UUID | None, granularity
     return acc
 
 
-def _stored(*, start: datetime, end: datetime, org_id: UUID | None, granularity: str) -> dict[BucketKey, Counts]:
-    rows = UsageRollup.objects.filter(granularity=granularity, bucket_start__gte=start, bucket_start__lt=end)
+def _stored(
+    *, start: datetime, end: datetime, org_id: UUID | None, granularity: str
+) -> dict[BucketKey, Counts]:
+    rows = UsageRollup.objects.filter(
+        granularity=granularity, bucket_start__gte=start, bucket_start__lt=end
+    )
     if org_id is not None:
         rows = rows.filter(org_id=org_id)
     return {
@@ -280,7 +318,13 @@ def _compare(truth: dict, stored: dict, summary: BackfillSummary) -> None:
 
 
 def usage_rollup_rebuild_day(
-    *, day: datetime, start: datetime, end: datetime, now: datetime, org_id: UUID | None = None, dry_run: bool = False
+    *,
+    day: datetime,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    org_id: UUID | None = None,
+    dry_run: bool = False,
 ) -> BackfillSummary:
     """Recompute the buckets of one UTC day: its hour buckets inside [start, end), and its day bucket.
 
@@ -294,30 +338,46 @@ def usage_rollup_rebuild_day(
     lo, hi = max(start, day), min(end, day_end)
     with transaction.atomic():
         rollup_lock_exclusive()
-        pending = UsageEvent.objects.filter(created_at__gte=lo, created_at__lt=hi, rolled_up_at__isnull=True)
+        pending = UsageEvent.objects.filter(
+            created_at__gte=lo, created_at__lt=hi, rolled_up_at__isnull=True
+        )
         if org_id is not None:
             pending = pending.filter(org_id=org_id)
         if dry_run:
             # Nothing is marked: compare with what marking the hours' pending events would count.
             summary.events_marked = pending.count()
             truth = _recount(start=lo, end=hi, org_id=org_id, granularity=HOUR_, which="all")
-            truth.update(_recount(start=day, end=day_end, org_id=org_id, granularity=DAY_, which="counted"))
-            for key, counts in _recount(start=lo, end=hi, org_id=org_id, granularity=DAY_, which="pending").items():
+            truth.update(
+                _recount(start=day, end=day_end, org_id=org_id, granularity=DAY_, which="counted")
+            )
+            for key, counts in _recount(
+                start=lo, end=hi, org_id=org_id, granularity=DAY_, which="pending"
+            ).items():
                 _add(truth, key, *counts)
         else:
             summary.events_marked = pending.update(rolled_up_at=now)
             truth = _recount(start=lo, end=hi, org_id=org_id, granularity=HOUR_, which="counted")
-            truth.update(_recount(start=day, end=day_end, org_id=org_id, granularity=DAY_, which="counted"))
+            truth.update(
+                _recount(start=day, end=day_end, org_id=org_id, granularity=DAY_, which="counted")
+            )
         stored = _stored(start=lo, end=hi, org_id=org_id, granularity=HOUR_)
         stored.update(_stored(start=day, end=day_end, org_id=org_id, granularity=DAY_))
         _compare(truth, stored, summary)
         if dry_run or not summary.changes:
             return summary
-        _upsert({key: after for key, _, after in summary.changes if after is not None}, now=now, replace=True)
+        _upsert(
+            {key: after for key, _, after in summary.changes if after is not None},
+            now=now,
+            replace=True,
+        )
         for (org, key_id, model, granularity, bucket), _, after in summary.changes:
             if after is None:
                 UsageRollup.objects.filter(
-                    org_id=org, api_key_id=key_id, model_name=model, granularity=granularity, bucket_start=bucket
+                    org_id=org,
+                    api_key_id=key_id,
+                    model_name=model,
+                    granularity=granularity,
+                    bucket_start=bucket,
                 ).delete()
     return summary
 
@@ -336,7 +396,9 @@ def usage_rollup_rebuild(
     summary = BackfillSummary()
     for day in steps(floor_day(start), end, DAY):
         summary.add(
-            usage_rollup_rebuild_day(day=day, start=start, end=end, now=now, org_id=org_id, dry_run=dry_run),
+            usage_rollup_rebuild_day(
+                day=day, start=start, end=end, now=now, org_id=org_id, dry_run=dry_run
+            ),
             keep_changes=dry_run,
         )
         if on_day is not None:

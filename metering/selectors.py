@@ -58,7 +58,9 @@ def _row(*, bucket=None, model=None, key_id=None, key_name=None, counts: dict) -
     return {"bucket": bucket, "model": model, "key_id": key_id, "key_name": key_name, **counts}
 
 
-def org_usage_report(*, org: Organization, start: datetime, end: datetime, group_by: str) -> UsageReport:
+def org_usage_report(
+    *, org: Organization, start: datetime, end: datetime, group_by: str
+) -> UsageReport:
     """Usage in [start, end) (whole hours) from the rollups, grouped by day, hour, model or key, with totals.
 
     Whole-day ranges read the day buckets; any other range reads hour buckets, so
@@ -87,7 +89,9 @@ def org_usage_report(*, org: Organization, start: datetime, end: datetime, group
     else:
         rows = list(rollups.values("api_key_id").annotate(**sums).order_by("api_key_id"))
         names = dict(
-            ApiKey.objects.filter(org=org, pk__in=[r["api_key_id"] for r in rows]).values_list("id", "name")
+            ApiKey.objects.filter(org=org, pk__in=[r["api_key_id"] for r in rows]).values_list(
+                "id", "name"
+            )
         )
         results = [
             _row(

@@ -43,7 +43,9 @@ class UsageQuerySerializer(serializers.Serializer):
         if end - start > MAX_RANGE:
             raise serializers.ValidationError({"end": "The range can span at most 366 days."})
         if attrs["group_by"] == "hour" and end - start > MAX_HOURLY_RANGE:
-            raise serializers.ValidationError({"group_by": "group_by=hour can span at most 31 days."})
+            raise serializers.ValidationError(
+                {"group_by": "group_by=hour can span at most 31 days."}
+            )
         return {"start": start, "end": end, "group_by": attrs["group_by"]}
 
 
@@ -60,9 +62,13 @@ class UsageCountsSerializer(serializers.Serializer):
 
 
 class UsageRowSerializer(UsageCountsSerializer):
-    bucket = serializers.DateTimeField(allow_null=True, help_text="Start of the hour or day (group_by=hour|day).")
+    bucket = serializers.DateTimeField(
+        allow_null=True, help_text="Start of the hour or day (group_by=hour|day)."
+    )
     model = serializers.CharField(allow_null=True, help_text="group_by=model.")
-    key_id = serializers.UUIDField(allow_null=True, help_text="group_by=key; null for a deleted key.")
+    key_id = serializers.UUIDField(
+        allow_null=True, help_text="group_by=key; null for a deleted key."
+    )
     key_name = serializers.CharField(allow_null=True)
 
 
@@ -71,7 +77,9 @@ class UsageReportSerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     group_by = serializers.ChoiceField(choices=GROUP_BY)
-    granularity = serializers.ChoiceField(choices=["hour", "day"], help_text="The rollup buckets read.")
+    granularity = serializers.ChoiceField(
+        choices=["hour", "day"], help_text="The rollup buckets read."
+    )
     results = UsageRowSerializer(many=True)
     totals = UsageCountsSerializer()
 
@@ -80,8 +88,12 @@ class RequestLogQuerySerializer(serializers.Serializer):
     key_id = serializers.UUIDField(required=False)
     model = serializers.CharField(required=False, max_length=100)
     status = serializers.RegexField(
-        r"^[1-5](\d\d|xx)$", required=False, help_text='An HTTP status ("429") or a class ("5xx").',
-        error_messages={"invalid": 'status must be an HTTP status like "429" or a class like "5xx".'},
+        r"^[1-5](\d\d|xx)$",
+        required=False,
+        help_text='An HTTP status ("429") or a class ("5xx").',
+        error_messages={
+            "invalid": 'status must be an HTTP status like "429" or a class like "5xx".'
+        },
     )
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)

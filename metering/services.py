@@ -72,12 +72,34 @@ class RequestRecord:
 
 
 _LOG_FIELDS = (
-    "request_id", "org", "api_key", "endpoint", "model_name", "route_id", "router_id", "status_code",
-    "error_code", "latency_ms", "ttfb_ms", "streamed", "client_ip", "prompt_tokens", "completion_tokens",
-    "unbilled_tokens", "created_at",
+    "request_id",
+    "org",
+    "api_key",
+    "endpoint",
+    "model_name",
+    "route_id",
+    "router_id",
+    "status_code",
+    "error_code",
+    "latency_ms",
+    "ttfb_ms",
+    "streamed",
+    "client_ip",
+    "prompt_tokens",
+    "completion_tokens",
+    "unbilled_tokens",
+    "created_at",
 )
 # Usage-event columns copied from the request-log row just inserted, then the event's own.
-_EVENT_FROM_LOG = ("request_id", "org", "api_key", "model_name", "prompt_tokens", "completion_tokens", "created_at")
+_EVENT_FROM_LOG = (
+    "request_id",
+    "org",
+    "api_key",
+    "model_name",
+    "prompt_tokens",
+    "completion_tokens",
+    "created_at",
+)
 _EVENT_OWN = ("estimated", "cost")
 
 
@@ -95,7 +117,9 @@ def _statements(quote) -> tuple[str, str]:
         f"ON CONFLICT ({quote(RequestLog._meta.get_field('request_id').column)}) DO NOTHING"
     )
     copied = [quote(RequestLog._meta.get_field(name).column) for name in _EVENT_FROM_LOG]
-    event_cols = [quote(UsageEvent._meta.get_field(name).column) for name in (*_EVENT_FROM_LOG, *_EVENT_OWN)]
+    event_cols = [
+        quote(UsageEvent._meta.get_field(name).column) for name in (*_EVENT_FROM_LOG, *_EVENT_OWN)
+    ]
     with_event = (
         f"WITH log AS ({insert_log} RETURNING {', '.join(copied)}) "
         f"INSERT INTO {event_table} ({', '.join(event_cols)}) "
@@ -124,10 +148,23 @@ def request_record(*, record: RequestRecord) -> None:
 def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
     insert_log, with_event = _statements(connection.ops.quote_name)
     params = [
-        record.request_id, record.org_id, record.api_key_id, record.endpoint, record.model_name,
-        record.route_id, record.router_id, record.status_code, record.error_code, record.latency_ms,
-        record.ttfb_ms, record.streamed, record.client_ip or None, record.prompt_tokens,
-        record.completion_tokens, record.unbilled_tokens, record.created_at,
+        record.request_id,
+        record.org_id,
+        record.api_key_id,
+        record.endpoint,
+        record.model_name,
+        record.route_id,
+        record.router_id,
+        record.status_code,
+        record.error_code,
+        record.latency_ms,
+        record.ttfb_ms,
+        record.streamed,
+        record.client_ip or None,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.unbilled_tokens,
+        record.created_at,
     ]
     if served:
         params += [record.estimated, _cost(record)]
@@ -138,7 +175,9 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
         return
     # Outside a transaction the one statement is its own; inside one (a caller's atomic
     # block), a savepoint keeps a conflict from breaking the caller's transaction.
-    with transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext():
+    with (
+        transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext()
+    ):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
 

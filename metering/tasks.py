@@ -32,7 +32,9 @@ RETRY = {
 
 
 @shared_task(name="metering.rollup_usage", **RETRY)
-def rollup_usage(self, *, batch_size: int | None = None, max_batches: int | None = None, **kwargs) -> dict:
+def rollup_usage(
+    self, *, batch_size: int | None = None, max_batches: int | None = None, **kwargs
+) -> dict:
     summary = services.usage_rollup_pending(
         now=timezone.now(),
         batch_size=batch_size or settings.METERING_ROLLUP_BATCH_SIZE,
@@ -44,13 +46,20 @@ def rollup_usage(self, *, batch_size: int | None = None, max_batches: int | None
 @shared_task(name="metering.post_ledger", **RETRY)
 def post_ledger(self, **kwargs) -> dict:
     summary = services.ledger_post_closed_hours(now=timezone.now())
-    return {"usage_entries": summary.usage_entries, "adjustments": summary.adjustments, "amount": summary.amount}
+    return {
+        "usage_entries": summary.usage_entries,
+        "adjustments": summary.adjustments,
+        "amount": summary.amount,
+    }
 
 
 @shared_task(name="metering.close_billing_periods", **RETRY)
 def close_billing_periods(self, **kwargs) -> dict:
     summary = services.billing_periods_close_due(now=timezone.now())
-    return {"closed": summary.periods_closed, "subscriptions_advanced": summary.subscriptions_advanced}
+    return {
+        "closed": summary.periods_closed,
+        "subscriptions_advanced": summary.subscriptions_advanced,
+    }
 
 
 @shared_task(name="metering.touch_keys_last_used", **RETRY)
@@ -60,11 +69,12 @@ def touch_keys_last_used(self, **kwargs) -> dict:
 
 @shared_task(name="metering.prune_request_logs", **RETRY)
 def prune_request_logs(self, *, retention_days: int | None = None, **kwargs) -> dict:
-    return {"deleted": services.request_logs_prune(now=timezone.now(), retention_days=retention_days)}
+    return {
+        "deleted": services.request_logs_prune(now=timezone.now(), retention_days=retention_days)
+    }
 
 
 @shared_task(name="metering.reconcile_quotas", **RETRY)
 def reconcile_quotas(self, *, org_ids: list[str] | None = None, **kwargs) -> dict:
     summary = services.quota_reconcile(now=timezone.now(), org_ids=org_ids)
     return {"orgs": summary.orgs, "changed": summary.changed}
-

@@ -7,7 +7,11 @@ urlpatterns = [
     path("orgs/<str:org_id>/usage", api.UsageView.as_view(), name="org-usage"),
     path("orgs/<str:org_id>/requests", api.RequestLogListView.as_view(), name="org-requests"),
     path("orgs/<str:org_id>/ledger", api.LedgerListView.as_view(), name="org-ledger"),
-    path("orgs/<str:org_id>/billing-periods", api.BillingPeriodListView.as_view(), name="org-billing-periods"),
+    path(
+        "orgs/<str:org_id>/billing-periods",
+        api.BillingPeriodListView.as_view(),
+        name="org-billing-periods",
+    ),
 ]
 
 portal_urlpatterns = [

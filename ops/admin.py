@@ -26,7 +26,9 @@ from portal import faststate
 from portal.adminactions import ReasonForm
 
 
-def annotate_org_period_usage(queryset: QuerySet[Organization], *, now: datetime) -> QuerySet[Organization]:
+def annotate_org_period_usage(
+    queryset: QuerySet[Organization], *, now: datetime
+) -> QuerySet[Organization]:
     """`period_requests` and `period_tokens`: each org's usage in the period holding `now`."""
     start, end = period_containing(now=now)
     usage = (
@@ -38,7 +40,9 @@ def annotate_org_period_usage(queryset: QuerySet[Organization], *, now: datetime
     return queryset.annotate(
         period_requests=Coalesce(Subquery(usage.annotate(n=Count("id")).values("n")[:1]), zero),
         period_tokens=Coalesce(
-            Subquery(usage.annotate(t=Sum(F("prompt_tokens") + F("completion_tokens"))).values("t")[:1]),
+            Subquery(
+                usage.annotate(t=Sum(F("prompt_tokens") + F("completion_tokens"))).values("t")[:1]
+            ),
             zero,
         ),
     )

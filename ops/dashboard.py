@@ -261,9 +261,7 @@ def _top_orgs(start: datetime, end: datetime) -> list[OrgUsage]:
         total[2] += row["c"] or 0
     top = sorted(totals.items(), key=lambda item: (-item[1][1], str(item[0])))[:TOP_ORGS]
     orgs = Organization.objects.in_bulk([org_id for org_id, _ in top])
-    plans = dict(
-        active_subscriptions().filter(org_id__in=orgs).values_list("org_id", "plan__name")
-    )
+    plans = dict(active_subscriptions().filter(org_id__in=orgs).values_list("org_id", "plan__name"))
     return [
         OrgUsage(
             org_id=str(org_id),

@@ -29,7 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 def _audited_status(
-    *, locked, status: str, set_status, target_type: str, action: str, actor: object, reason: str, now: datetime
+    *,
+    locked,
+    status: str,
+    set_status,
+    target_type: str,
+    action: str,
+    actor: object,
+    reason: str,
+    now: datetime,
 ):
     """Move a locked model or pool to `status` through its pools service, with an audit row."""
     if locked.status == status:
@@ -77,14 +85,24 @@ def _pool_set(*, pool: RouterPool, status: str, action: str, **audit) -> RouterP
 def model_disable(*, model: Model, actor: object, reason: str, now: datetime) -> Model:
     """The model answers 403 `model_disabled` from the next request on."""
     return _model_set(
-        model=model, status=Model.Status.DISABLED, action="model.disable", actor=actor, reason=reason, now=now
+        model=model,
+        status=Model.Status.DISABLED,
+        action="model.disable",
+        actor=actor,
+        reason=reason,
+        now=now,
     )
 
 
 @transaction.atomic
 def model_enable(*, model: Model, actor: object, reason: str, now: datetime) -> Model:
     return _model_set(
-        model=model, status=Model.Status.ENABLED, action="model.enable", actor=actor, reason=reason, now=now
+        model=model,
+        status=Model.Status.ENABLED,
+        action="model.enable",
+        actor=actor,
+        reason=reason,
+        now=now,
     )
 
 
@@ -92,7 +110,12 @@ def model_enable(*, model: Model, actor: object, reason: str, now: datetime) -> 
 def pool_drain(*, pool: RouterPool, actor: object, reason: str, now: datetime) -> RouterPool:
     """No new requests go to the pool; requests already on its routers finish."""
     return _pool_set(
-        pool=pool, status=RouterPool.Status.DRAINING, action="pool.drain", actor=actor, reason=reason, now=now
+        pool=pool,
+        status=RouterPool.Status.DRAINING,
+        action="pool.drain",
+        actor=actor,
+        reason=reason,
+        now=now,
     )
 
 
@@ -100,7 +123,12 @@ def pool_drain(*, pool: RouterPool, actor: object, reason: str, now: datetime) -
 def pool_activate(*, pool: RouterPool, actor: object, reason: str, now: datetime) -> RouterPool:
     """Undrain (or re-enable) a pool: it takes new requests again."""
     return _pool_set(
-        pool=pool, status=RouterPool.Status.ACTIVE, action="pool.activate", actor=actor, reason=reason, now=now
+        pool=pool,
+        status=RouterPool.Status.ACTIVE,
+        action="pool.activate",
+        actor=actor,
+        reason=reason,
+        now=now,
     )
 
 
@@ -108,7 +136,12 @@ def pool_activate(*, pool: RouterPool, actor: object, reason: str, now: datetime
 def pool_disable(*, pool: RouterPool, actor: object, reason: str, now: datetime) -> RouterPool:
     """Like drain, for a pool that is not coming back soon."""
     return _pool_set(
-        pool=pool, status=RouterPool.Status.DISABLED, action="pool.disable", actor=actor, reason=reason, now=now
+        pool=pool,
+        status=RouterPool.Status.DISABLED,
+        action="pool.disable",
+        actor=actor,
+        reason=reason,
+        now=now,
     )
 
 

@@ -105,8 +105,17 @@ class RouterAdmin(admin.ModelAdmin):
 
     form = RouterForm
     list_display = [
-        "name", "pool", "base_url", "weight", "enabled", "health", "probe_latency", "checked", "breaker",
-        "inflight", "has_key",
+        "name",
+        "pool",
+        "base_url",
+        "weight",
+        "enabled",
+        "health",
+        "probe_latency",
+        "checked",
+        "breaker",
+        "inflight",
+        "has_key",
     ]
     list_filter = ["enabled", "pool", "health__ok"]
     search_fields = ["name", "base_url", "pool__name"]
@@ -167,7 +176,11 @@ class RouterAdmin(admin.ModelAdmin):
         if health is None:
             return "never"
         seconds = int((timezone.now() - health.checked_at).total_seconds())
-        fails = f", {health.consecutive_failures} failed in a row" if health.consecutive_failures else ""
+        fails = (
+            f", {health.consecutive_failures} failed in a row"
+            if health.consecutive_failures
+            else ""
+        )
         return f"{seconds}s ago{fails}"
 
     @admin.display(description="breaker")

@@ -25,5 +25,7 @@ class CatalogView(APIView):
     def get(self, request):
         allows = self.entitlement(request)
         return Response(
-            CatalogSerializer({"object": "list", "data": catalog_models()}, context={"allows": allows}).data
+            CatalogSerializer(
+                {"object": "list", "data": catalog_models()}, context={"allows": allows}
+            ).data
         )

@@ -287,8 +287,12 @@ def _post(
     if session.trust_env:
         # Proxies, CA bundles and .netrc come from the environment, read per request.
         return session.post(
-            url, data=data, headers=_headers(router, request_id=request_id, stream=stream), timeout=timeout,
-            stream=stream, allow_redirects=False,
+            url,
+            data=data,
+            headers=_headers(router, request_id=request_id, stream=stream),
+            timeout=timeout,
+            stream=stream,
+            allow_redirects=False,
         )
     templates = session.__dict__.get("_portal_templates")
     if templates is None:
@@ -298,7 +302,9 @@ def _post(
     if entry is None:
         # The request id is a placeholder here, so the header keeps its place in the order.
         headers = _headers(router, request_id="-" if request_id else None, stream=stream)
-        template = session.prepare_request(requests.Request("POST", url, headers=headers, data=b"-"))
+        template = session.prepare_request(
+            requests.Request("POST", url, headers=headers, data=b"-")
+        )
         send_settings = session.merge_environment_settings(template.url, {}, stream, None, None)
         if len(templates) >= _TEMPLATE_LIMIT:
             templates.clear()

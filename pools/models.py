@@ -83,7 +83,9 @@ class Router(models.Model):
     class Meta:
         db_table = "routers"
         ordering = ["pool__name", "name"]
-        constraints = [models.UniqueConstraint(fields=["pool", "name"], name="routers_pool_name_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "name"], name="routers_pool_name_uniq")
+        ]
 
     def __str__(self) -> str:
         return f"{self.pool.name}/{self.name}"
@@ -108,14 +110,20 @@ class Route(models.Model):
     session_in_path = models.BooleanField(
         default=False, help_text="POST /api/v1/completions/{session_id} instead of a body field."
     )
-    prompt_template = models.CharField(max_length=20, choices=Template.choices, default=Template.CHATML)
-    api_style = models.CharField(max_length=20, choices=ApiStyle.choices, default=ApiStyle.CORTENSOR)
+    prompt_template = models.CharField(
+        max_length=20, choices=Template.choices, default=Template.CHATML
+    )
+    api_style = models.CharField(
+        max_length=20, choices=ApiStyle.choices, default=ApiStyle.CORTENSOR
+    )
     priority = models.PositiveIntegerField(default=100, help_text="Lower is tried first.")
 
     class Meta:
         db_table = "router_pool_models"
         ordering = ["model__name", "priority", "id"]
-        constraints = [models.UniqueConstraint(fields=["model", "pool"], name="routes_model_pool_uniq")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "pool"], name="routes_model_pool_uniq")
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name} -> {self.pool.name} (session {self.session_id})"
@@ -124,7 +132,9 @@ class Route(models.Model):
 class RouterHealth(models.Model):
     """The last probe of a router's `GET /api/v1/status` (beat task and `manage.py check_routers`)."""
 
-    router = models.OneToOneField(Router, primary_key=True, on_delete=models.CASCADE, related_name="health")
+    router = models.OneToOneField(
+        Router, primary_key=True, on_delete=models.CASCADE, related_name="health"
+    )
     ok = models.BooleanField()
     latency_ms = models.PositiveIntegerField()
     consecutive_failures = models.PositiveIntegerField(default=0)

@@ -29,4 +29,6 @@ def unseal(sealed: str) -> str:
     try:
         return _current().decrypt(sealed.encode()).decode()
     except InvalidToken:
-        raise ValueError("router key cannot be decrypted: was ROUTER_KEY_ENCRYPTION_KEY changed?") from None
+        raise ValueError(
+            "router key cannot be decrypted: was ROUTER_KEY_ENCRYPTION_KEY changed?"
+        ) from None

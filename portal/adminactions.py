@@ -109,7 +109,9 @@ def provided(name: str) -> Callable[..., object]:
     try:
         return _provided[name]
     except KeyError:
-        raise ImproperlyConfigured(f"No installed app provides the admin feature {name!r}.") from None
+        raise ImproperlyConfigured(
+            f"No installed app provides the admin feature {name!r}."
+        ) from None
 
 
 def provided_control(

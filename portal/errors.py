@@ -41,9 +41,13 @@ CATALOG: dict[str, ErrorKind] = {
     "context_length_exceeded": ErrorKind(
         400, "invalid_request_error", "The prompt and max_tokens exceed the model's context window."
     ),
-    "unsupported_parameter": ErrorKind(400, "invalid_request_error", "This parameter is not supported."),
+    "unsupported_parameter": ErrorKind(
+        400, "invalid_request_error", "This parameter is not supported."
+    ),
     # identity
-    "not_authenticated": ErrorKind(401, "authentication_error", "Authentication credentials were not provided."),
+    "not_authenticated": ErrorKind(
+        401, "authentication_error", "Authentication credentials were not provided."
+    ),
     "invalid_token": ErrorKind(401, "authentication_error", "The bearer token is invalid."),
     "token_expired": ErrorKind(401, "authentication_error", "The bearer token has expired."),
     "invalid_api_key": ErrorKind(401, "invalid_request_error", "Incorrect API key provided."),
@@ -53,27 +57,37 @@ CATALOG: dict[str, ErrorKind] = {
     "account_paused": ErrorKind(403, "permission_error", "This account is paused."),
     "account_disabled": ErrorKind(403, "permission_error", "This account is disabled."),
     "user_disabled": ErrorKind(403, "permission_error", "This user is disabled."),
-    "permission_denied": ErrorKind(403, "permission_error", "You do not have permission to do this."),
+    "permission_denied": ErrorKind(
+        403, "permission_error", "You do not have permission to do this."
+    ),
     # plans and limits
-    "key_limit_reached": ErrorKind(409, "invalid_request_error", "The plan's active API key limit is reached."),
+    "key_limit_reached": ErrorKind(
+        409, "invalid_request_error", "The plan's active API key limit is reached."
+    ),
     "model_not_found": ErrorKind(404, "invalid_request_error", "The model does not exist."),
     "model_not_allowed": ErrorKind(403, "permission_error", "This key may not use this model."),
     "model_disabled": ErrorKind(403, "permission_error", "This model is currently disabled."),
     "rate_limit_exceeded": ErrorKind(429, "rate_limit_error", "Rate limit reached."),
-    "insufficient_quota": ErrorKind(429, "insufficient_quota", "You exceeded your plan's allowance."),
+    "insufficient_quota": ErrorKind(
+        429, "insufficient_quota", "You exceeded your plan's allowance."
+    ),
     # upstream
     "access_paused": ErrorKind(503, "service_unavailable", "Access is paused."),
     "key_service_unavailable": ErrorKind(
         503, "service_unavailable", "API keys cannot be checked right now; try again shortly."
     ),
-    "no_healthy_router": ErrorKind(503, "service_unavailable", "No healthy router can serve this model now."),
+    "no_healthy_router": ErrorKind(
+        503, "service_unavailable", "No healthy router can serve this model now."
+    ),
     "upstream_timeout": ErrorKind(504, "timeout", "The model took too long to answer."),
     "upstream_error": ErrorKind(502, "api_error", "The model backend failed to answer."),
     "upstream_rejected_request": ErrorKind(
         400, "invalid_request_error", "The model backend rejected the request as invalid."
     ),
     "invalid_model_output": ErrorKind(
-        502, "api_error", "The model's answer did not follow the requested tool choice or output format."
+        502,
+        "api_error",
+        "The model's answer did not follow the requested tool choice or output format.",
     ),
     "internal_error": ErrorKind(500, "api_error", "Internal server error."),
 }
@@ -117,14 +131,19 @@ class PortalError(Exception):
         self.status = status or kind.status
         self.type = kind.type
         retry_after = retry_after_seconds(code) if self.status == 503 else None
-        self.headers = {**({"retry-after": str(retry_after)} if retry_after else {}), **(headers or {})}
+        self.headers = {
+            **({"retry-after": str(retry_after)} if retry_after else {}),
+            **(headers or {}),
+        }
         super().__init__(self.message)
 
     def body(self) -> dict:
         return error_body(code=self.code, message=self.message, param=self.param, type_=self.type)
 
 
-def error_body(*, code: str, message: str, param: str | None = None, type_: str | None = None) -> dict:
+def error_body(
+    *, code: str, message: str, param: str | None = None, type_: str | None = None
+) -> dict:
     kind = CATALOG.get(code)
     return {
         "error": {
@@ -150,7 +169,9 @@ def _first_validation_error(detail, path: str = "") -> tuple[str | None, str]:
     if isinstance(detail, list) and detail:
         for index, value in enumerate(detail):
             if isinstance(value, (dict, list)) and value:
-                return _first_validation_error(value, f"{path}[{index}]" if isinstance(value, dict) else path)
+                return _first_validation_error(
+                    value, f"{path}[{index}]" if isinstance(value, dict) else path
+                )
             return (path or None), str(value)
     return (path or None), str(detail)
 
@@ -196,21 +217,30 @@ def drf_exception_handler(exc, context) -> Response | None:
     for cls, code in mapping.items():
         if isinstance(exc, cls):
             headers = {}
-            if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+            if isinstance(
+                exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed
+            ):
                 headers["WWW-Authenticate"] = 'Bearer realm="api"'
             detail = exc.detail if isinstance(exc.detail, str) else CATALOG[code].message
             return Response(
-                error_body(code=code, message=str(detail)), status=CATALOG[code].status, headers=headers
+                error_body(code=code, message=str(detail)),
+                status=CATALOG[code].status,
+                headers=headers,
             )
     if isinstance(exc, drf_exceptions.APIException):
         return Response(
-            error_body(code="invalid_request_error", message=str(exc.detail)), status=exc.status_code
+            error_body(code="invalid_request_error", message=str(exc.detail)),
+            status=exc.status_code,
         )
     logger.exception("unhandled error", exc_info=exc)
-    return Response(error_body(code="internal_error", message=CATALOG["internal_error"].message), status=500)
+    return Response(
+        error_body(code="internal_error", message=CATALOG["internal_error"].message), status=500
+    )
 
 
-def json_error_response(code: str, message: str | None = None, *, status: int | None = None) -> JsonResponse:
+def json_error_response(
+    code: str, message: str | None = None, *, status: int | None = None
+) -> JsonResponse:
     kind = CATALOG[code]
     return JsonResponse(
         error_body(code=code, message=message or kind.message), status=status or kind.status

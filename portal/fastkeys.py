@@ -41,7 +41,9 @@ class KeyPattern:
 
 
 # Keys: the auth context cache and the generation tokens that invalidate it.
-AUTH_CONTEXT = KeyPattern("authctx", "authctx:{key_hash}", "a key's cached auth context (JSON, or `none`)")
+AUTH_CONTEXT = KeyPattern(
+    "authctx", "authctx:{key_hash}", "a key's cached auth context (JSON, or `none`)"
+)
 KEY_GENERATION = KeyPattern("keygen", "keygen:{key_id}", "a key's generation token")
 ORG_GENERATION = KeyPattern("orggen", "orggen:{org_id}", "an organization's generation token")
 PLAN_GENERATION = KeyPattern("plangen", "plangen:{plan_id}", "a plan's generation token")
@@ -54,18 +56,26 @@ ORG_REQUESTS = KeyPattern("org_requests", "rl:o:{org_id}:r", "an org's requests 
 ORG_TOKENS = KeyPattern("org_tokens", "rl:o:{org_id}:t", "an org's tokens per minute window")
 KEY_CONCURRENCY = KeyPattern("key_concurrency", "cc:k:{key_id}", "a key's in-flight requests")
 ORG_CONCURRENCY = KeyPattern("org_concurrency", "cc:o:{org_id}", "an org's in-flight requests")
-ORG_WINDOW = KeyPattern("org_window", "win:{org_id}", "an org's requests in the plan's short window")
-QUOTA = KeyPattern("quota", "quota:{org_id}:{period_start_ms}", "an org's allowance used this period (r, t)")
+ORG_WINDOW = KeyPattern(
+    "org_window", "win:{org_id}", "an org's requests in the plan's short window"
+)
+QUOTA = KeyPattern(
+    "quota", "quota:{org_id}:{period_start_ms}", "an org's allowance used this period (r, t)"
+)
 
 # Control: the global pause and the catalog version.
 PAUSE = KeyPattern("pause", "pause:global", "the global access pause (its customer message)")
-CATALOG_VERSION = KeyPattern("catalog_version", "catalog:version", "the model catalog's version token")
+CATALOG_VERSION = KeyPattern(
+    "catalog_version", "catalog:version", "the model catalog's version token"
+)
 
 # Routers: circuit breakers (hashes) and in-flight leases (sorted sets).
 BREAKER = KeyPattern("breaker", "brk:{router_id}", "a router's circuit breaker")
 ROUTER_INFLIGHT = KeyPattern("router_inflight", "rif:{router_id}", "a router's in-flight requests")
 
-ALL: tuple[KeyPattern, ...] = tuple(v for v in list(globals().values()) if isinstance(v, KeyPattern))
+ALL: tuple[KeyPattern, ...] = tuple(
+    v for v in list(globals().values()) if isinstance(v, KeyPattern)
+)
 
 
 def lua_prelude() -> str:

@@ -16,7 +16,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _client: redis.Redis | None = None
-_script_client: object | None = None  # respclient.ScriptClient or respmux.MuxClient; False: redis-py serves scripts
+_script_client: object | None = (
+    None  # respclient.ScriptClient or respmux.MuxClient; False: redis-py serves scripts
+)
 _scripts: dict[str, object] = {}
 
 

@@ -79,7 +79,9 @@ class Endpoint:
         sock.settimeout(self.socket_timeout)
         prelude = []
         if self.password:
-            prelude.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+            prelude.append(
+                ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+            )
         if self.db:
             prelude.append(("SELECT", self.db))
         try:
@@ -96,9 +98,13 @@ class Endpoint:
         except BaseException as exc:
             sock.close()
             if isinstance(exc, socket.timeout):
-                raise TimeoutError(f"Timeout setting up the Redis connection to {address}.") from exc
+                raise TimeoutError(
+                    f"Timeout setting up the Redis connection to {address}."
+                ) from exc
             if isinstance(exc, OSError):
-                raise ConnectionError(f"Error setting up the Redis connection to {address}: {exc}") from exc
+                raise ConnectionError(
+                    f"Error setting up the Redis connection to {address}: {exc}"
+                ) from exc
             raise
         return sock
 
@@ -135,7 +141,9 @@ class ScriptClient:
         max_connections: int = 128,
         wait_timeout: float = 2.0,
     ):
-        self.endpoint = Endpoint(host, port, db, username, password, socket_timeout, connect_timeout)
+        self.endpoint = Endpoint(
+            host, port, db, username, password, socket_timeout, connect_timeout
+        )
         self.max_connections = max_connections
         self.wait_timeout = wait_timeout
         self._reset()
@@ -245,4 +253,6 @@ class ScriptCall:
         except NoScriptError:  # Redis restarted or its script cache was flushed
             client = self.script.client
             client.execute("SCRIPT", "LOAD", self.script.source)
-            return client.execute("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+            return client.execute(
+                "EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args
+            )

@@ -56,7 +56,9 @@ class MuxClient:
         socket_timeout: float = 2.0,
         connect_timeout: float = 2.0,
     ):
-        self.endpoint = Endpoint(host, port, db, username, password, socket_timeout, connect_timeout)
+        self.endpoint = Endpoint(
+            host, port, db, username, password, socket_timeout, connect_timeout
+        )
         self._pid = os.getpid()
         self._link: _Link | None = None
         self._sending = Semaphore(1)

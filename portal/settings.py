@@ -28,7 +28,9 @@ if Path(_env_file).is_file():
 DEBUG = env.bool("DEBUG", default=False)
 TESTING = env.bool("PORTAL_TESTING", default="pytest" in sys.modules)
 # The gevent worker (portal/gunicorn.py) patches the standard library before Django loads.
-_GEVENT = "gevent.monkey" in sys.modules and sys.modules["gevent.monkey"].is_module_patched("socket")
+_GEVENT = "gevent.monkey" in sys.modules and sys.modules["gevent.monkey"].is_module_patched(
+    "socket"
+)
 
 _missing: list[str] = []
 
@@ -205,7 +207,9 @@ if METERING_RECONCILE_QUOTAS_SECONDS > 0:
 # Router probes record health and feed the circuit breakers; the global pause flag is
 # rebuilt in fast state from Postgres (fast state may lose it).
 ROUTER_PROBE_INTERVAL_SECONDS = env.int("ROUTER_PROBE_INTERVAL_SECONDS", default=30)
-CELERY_BEAT_SCHEDULE["pools.probe_routers"] = _every(ROUTER_PROBE_INTERVAL_SECONDS, "pools.probe_routers")
+CELERY_BEAT_SCHEDULE["pools.probe_routers"] = _every(
+    ROUTER_PROBE_INTERVAL_SECONDS, "pools.probe_routers"
+)
 CELERY_BEAT_SCHEDULE["ops.sync_access_pause"] = _every(30, "ops.sync_access_pause")
 # When set, GET /metrics needs `Authorization: Bearer <token>`.
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
@@ -213,7 +217,9 @@ METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 # --- Dashboard authentication -----------------------------------------------------
 AUTH_PROVIDER = env.str("AUTH_PROVIDER", default="dev")
 if AUTH_PROVIDER not in {"clerk", "supabase", "dev"}:
-    raise ImproperlyConfigured(f"AUTH_PROVIDER must be clerk, supabase or dev, not {AUTH_PROVIDER!r}")
+    raise ImproperlyConfigured(
+        f"AUTH_PROVIDER must be clerk, supabase or dev, not {AUTH_PROVIDER!r}"
+    )
 if AUTH_PROVIDER == "dev" and not (DEBUG or TESTING):
     raise ImproperlyConfigured(
         "AUTH_PROVIDER=dev signs its own tokens and is for development only; "
@@ -227,7 +233,9 @@ CLERK_AUTHORIZED_PARTIES = env.list("CLERK_AUTHORIZED_PARTIES", default=[])
 SUPABASE_URL = env.str("SUPABASE_URL", default="").rstrip("/")
 SUPABASE_JWT_SECRET = env.str("SUPABASE_JWT_SECRET", default="")
 SUPABASE_JWT_AUDIENCE = env.str("SUPABASE_JWT_AUDIENCE", default="authenticated")
-SUPABASE_ISSUER = env.str("SUPABASE_ISSUER", default=f"{SUPABASE_URL}/auth/v1" if SUPABASE_URL else "")
+SUPABASE_ISSUER = env.str(
+    "SUPABASE_ISSUER", default=f"{SUPABASE_URL}/auth/v1" if SUPABASE_URL else ""
+)
 SUPABASE_JWKS_URL = env.str(
     "SUPABASE_JWKS_URL",
     default=f"{SUPABASE_URL}/auth/v1/.well-known/jwks.json" if SUPABASE_URL else "",
@@ -261,12 +269,16 @@ UNKEY_TIMEOUT_MS = env.int("UNKEY_TIMEOUT_MS", default=2000)
 # key Unkey said VALID within the last UNKEY_FAIL_OPEN_SECONDS (the Portal's own checks still run).
 UNKEY_FAILURE_MODE = env.str("UNKEY_FAILURE_MODE", default="closed")
 if UNKEY_FAILURE_MODE not in {"closed", "open"}:
-    raise ImproperlyConfigured(f"UNKEY_FAILURE_MODE must be closed or open, not {UNKEY_FAILURE_MODE!r}")
+    raise ImproperlyConfigured(
+        f"UNKEY_FAILURE_MODE must be closed or open, not {UNKEY_FAILURE_MODE!r}"
+    )
 UNKEY_FAIL_OPEN_SECONDS = env.int("UNKEY_FAIL_OPEN_SECONDS", default=300)
 # Keys look like `<prefix>_<random>`.
 UNKEY_KEY_PREFIX = env.str("UNKEY_KEY_PREFIX", default="ctr_live")
 if not re.fullmatch(r"[A-Za-z0-9_]{1,16}", UNKEY_KEY_PREFIX):
-    raise ImproperlyConfigured("UNKEY_KEY_PREFIX must be 1-16 letters, digits or underscores (Unkey's rule)")
+    raise ImproperlyConfigured(
+        "UNKEY_KEY_PREFIX must be 1-16 letters, digits or underscores (Unkey's rule)"
+    )
 # How often Unkey is brought in line with the Portal (plan limits, changes it missed while
 # down); 0: only by `manage.py sync_unkey_keys --apply`.
 UNKEY_SYNC_SECONDS = env.int("UNKEY_SYNC_SECONDS", default=300)
@@ -275,7 +287,9 @@ if KEY_PROVIDER == "unkey":
         if not value:
             _missing.append(name)
     if UNKEY_SYNC_SECONDS > 0:
-        CELERY_BEAT_SCHEDULE["apikeys.sync_unkey_keys"] = _every(UNKEY_SYNC_SECONDS, "apikeys.sync_unkey_keys")
+        CELERY_BEAT_SCHEDULE["apikeys.sync_unkey_keys"] = _every(
+            UNKEY_SYNC_SECONDS, "apikeys.sync_unkey_keys"
+        )
 
 # --- Gateway -------------------------------------------------------------------------
 GATEWAY_INFLIGHT_TTL_MS = env.int("GATEWAY_INFLIGHT_TTL_MS", default=600_000)
@@ -416,7 +430,9 @@ CORS_EXPOSE_HEADERS = (
 # X-Forwarded-Proto, SECURE_SSL_REDIRECT=true sends plain-HTTP visitors to https (the
 # probes stay reachable over plain HTTP for load balancers), SECURE_HSTS_SECONDS tells
 # browsers to use https only.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -440,13 +456,19 @@ LOGGING = {
         "plain": {"()": "portal.logs.PlainFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Through the root handler only (Django's own DEBUG console handler would print twice).
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},  # the Unkey SDK's client: one INFO line per key check otherwise
+        "httpx": {
+            "level": "WARNING"
+        },  # the Unkey SDK's client: one INFO line per key check otherwise
     },
 }

@@ -62,7 +62,9 @@ def make_user(email: str, *, subject: str | None = None, name: str = "") -> "acc
 
 
 def add_member(org, user, role: str) -> OrganizationMember:
-    return OrganizationMember.objects.create(org=org, user=user, role=role, created_at=timezone.now())
+    return OrganizationMember.objects.create(
+        org=org, user=user, role=role, created_at=timezone.now()
+    )
 
 
 @pytest.fixture

@@ -68,7 +68,12 @@ class FakeKey:
 
     def public(self) -> dict:
         """`KeyResponseData`."""
-        data = {"keyId": self.key_id, "start": self.start, "enabled": self.enabled, "createdAt": self.created_at}
+        data = {
+            "keyId": self.key_id,
+            "start": self.start,
+            "enabled": self.enabled,
+            "createdAt": self.created_at,
+        }
         if self.name is not None:
             data["name"] = self.name
         if self.meta is not None:
@@ -196,7 +201,9 @@ class FakeUnkey:
             named = {r["name"]: r.get("cost", 1) for r in body.get("ratelimits") or []}
             missing = [name for name in named if name not in key.ratelimits]
             if missing:
-                return _error(412, f"ratelimit '{missing[0]}' was requested but does not exist for key")
+                return _error(
+                    412, f"ratelimit '{missing[0]}' was requested but does not exist for key"
+                )
             checked = {name: 1 for name, rl in key.ratelimits.items() if rl["autoApply"]} | named
             results = _apply_ratelimits(key, checked)
             if results:
@@ -213,7 +220,12 @@ class FakeUnkey:
             return _error(404, "The key does not exist.")
 
         def change() -> None:
-            for name, attr in (("name", "name"), ("externalId", "external_id"), ("meta", "meta"), ("expires", "expires")):
+            for name, attr in (
+                ("name", "name"),
+                ("externalId", "external_id"),
+                ("meta", "meta"),
+                ("expires", "expires"),
+            ):
                 if name in body:
                     setattr(key, attr, body[name])
             if "enabled" in body and body["enabled"] is not None:
@@ -241,7 +253,11 @@ class FakeUnkey:
         if body.get("apiId") != self.api_id:
             return _error(404, "The API does not exist.")
         data = [k.public() for k in self.keys.values() if not k.deleted]
-        return 200, {"meta": {"requestId": _request_id()}, "data": data, "pagination": {"hasMore": False}}
+        return 200, {
+            "meta": {"requestId": _request_id()},
+            "data": data,
+            "pagination": {"hasMore": False},
+        }
 
     def _later(self, change) -> None:
         if self.lagging:
@@ -352,7 +368,9 @@ class FakeUnkeyServer:
                     time.sleep(fake.outage_seconds)  # longer than any client waits
                     self.close_connection = True
                     return
-                status, payload = fake.answer(self.path, json.loads(raw or b"{}"), self.headers.get("authorization"))
+                status, payload = fake.answer(
+                    self.path, json.loads(raw or b"{}"), self.headers.get("authorization")
+                )
                 body = json.dumps(payload).encode()
                 self.send_response(status)
                 for name, value in _content_type(status).items():

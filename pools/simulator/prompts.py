@@ -168,7 +168,7 @@ def _plain_last(prompt: str) -> tuple[str, str] | None:
         body = body[: -len("Assistant:")].rstrip()
     starts = [body.rfind(f"\n\n{name}: ") for name in ("System", "User", "Assistant")]
     start = max(starts)
-    paragraph = body[start + 2:] if start != -1 else body
+    paragraph = body[start + 2 :] if start != -1 else body
     role, separator, content = paragraph.partition(": ")
     return (role, content) if separator else None
 

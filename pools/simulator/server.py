@@ -158,7 +158,7 @@ class RouterSimulator:
         authorization = request.headers.get("authorization")
         if config.require_key and not _bearer_matches(authorization, config.require_key):
             return self._answer(request, writer, 401, {"error": "invalid or missing API key"})
-        path_session = request.path[len(COMPLETIONS_PATH):].strip("/") or None
+        path_session = request.path[len(COMPLETIONS_PATH) :].strip("/") or None
         try:
             completion = completion_request_parse(request.body, path_session=path_session)
         except ValueError as exc:
@@ -180,7 +180,9 @@ class RouterSimulator:
         if fail:
             self.stats.failures_injected += 1
             return self._answer(
-                request, writer, config.fail_status,
+                request,
+                writer,
+                config.fail_status,
                 {"error": "simulated router failure", "status": config.fail_status},
             )
 
@@ -197,19 +199,30 @@ class RouterSimulator:
             tokens = completion_tokens(prompt, count)
         else:
             tokens = structured[:count]
-        totals = None if config.omit_usage else usage(
-            prompt_tokens=prompt_token_count(prompt), completion_tokens=count
+        totals = (
+            None
+            if config.omit_usage
+            else usage(prompt_tokens=prompt_token_count(prompt), completion_tokens=count)
         )
         completion_id = "cmpl-" + secrets.token_hex(12)
         if not completion.stream:
             body = completion_body(
-                completion_id=completion_id, created=int(time.time()), model=config.model_name,
-                text="".join(tokens), finish_reason=finish_reason, usage=totals,
+                completion_id=completion_id,
+                created=int(time.time()),
+                model=config.model_name,
+                text="".join(tokens),
+                finish_reason=finish_reason,
+                usage=totals,
             )
             return self._answer(request, writer, 200, body)
         return await self._stream(
-            request, writer, config=config, completion_id=completion_id, tokens=tokens,
-            finish_reason=finish_reason, totals=totals,
+            request,
+            writer,
+            config=config,
+            completion_id=completion_id,
+            tokens=tokens,
+            finish_reason=finish_reason,
+            totals=totals,
         )
 
     def _structured_tokens(self, prompt: str, config: SimConfig) -> list[str] | None:
@@ -255,8 +268,12 @@ class RouterSimulator:
                 await writer.drain()
                 await asyncio.sleep(config.ttft_ms / 1000)
             if not await self._send_tokens(
-                writer, config=config, completion_id=completion_id, tokens=tokens,
-                finish_reason=finish_reason, totals=totals,
+                writer,
+                config=config,
+                completion_id=completion_id,
+                tokens=tokens,
+                finish_reason=finish_reason,
+                totals=totals,
             ):
                 stats.streams_dropped += 1
                 return False  # the connection closes mid-body: no [DONE], no last chunk
@@ -294,8 +311,12 @@ class RouterSimulator:
                 raise ConnectionResetError("the client went away mid-stream")
             final = index == last
             event = completion_body(
-                completion_id=completion_id, created=created, model=config.model_name, text=text,
-                finish_reason=finish_reason if final else None, usage=totals if final else None,
+                completion_id=completion_id,
+                created=created,
+                model=config.model_name,
+                text=text,
+                finish_reason=finish_reason if final else None,
+                usage=totals if final else None,
             )
             writer.write(chunk(sse_event(event)))
             await writer.drain()

@@ -45,7 +45,10 @@ def structured_answer(
     """The answer text for `asks`; `prompt` seeds the free text, `text_tokens` sizes it."""
     if asks.tools and (asks.must_call or not asks.tool_results):
         return _call_answer(
-            asks, prompt=prompt, mode=tool_mode, parallel_calls=parallel_calls,
+            asks,
+            prompt=prompt,
+            mode=tool_mode,
+            parallel_calls=parallel_calls,
             text_tokens=text_tokens,
         )
     if asks.output_format:
@@ -133,6 +136,6 @@ def _dumps(value: Any) -> str:
 
 def _truncated(body: str) -> str:
     """Two thirds of a JSON text: no proper prefix of an object, array or string parses."""
-    if body[:1] not in ('{', '[', '"'):
+    if body[:1] not in ("{", "[", '"'):
         body = "{" + body  # a bare number or literal: its prefix could still parse
     return body[: max(1, len(body) * 2 // 3)]

@@ -40,7 +40,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         if self.pool is None:
             return super().get_new_connection(conn_params)
-        return _first_usable(self.pool, lambda: super(DatabaseWrapper, self).get_new_connection(conn_params))
+        return _first_usable(
+            self.pool, lambda: super(DatabaseWrapper, self).get_new_connection(conn_params)
+        )
 
 
 def _first_usable(pool, take):

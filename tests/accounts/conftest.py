@@ -47,7 +47,9 @@ class Signer:
         )
 
     def sign(self, claims: dict, *, kid: str | None = None) -> str:
-        return jwt.encode(claims, self.private_key, algorithm=self.alg, headers={"kid": kid or self.kid})
+        return jwt.encode(
+            claims, self.private_key, algorithm=self.alg, headers={"kid": kid or self.kid}
+        )
 
 
 def b64url(data: bytes) -> str:
@@ -190,4 +192,3 @@ def supabase(settings, jwks_server, key_a, ec_key) -> Provider:
 def idp(request) -> Provider:
     """Each JWKS-backed provider in turn."""
     return request.getfixturevalue(request.param)
-

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.django_db
 def test_the_admin_index_names_every_model_in_plain_english(staff_client):  # noqa: F811
     page = staff_client.get("/admin/").content.decode()
 
-    for label in ["Model access policies", "Ledger entries", "Model aliases", "API keys", "Customer users",
-                  "Staff accounts"]:
+    for label in [
+        "Model access policies",
+        "Ledger entries",
+        "Model aliases",
+        "API keys",
+        "Customer users",
+        "Staff accounts",
+    ]:
         assert f">{label}<" in page, label
     for wrong in ["policys", "entrys", "aliass", "Api keys"]:
         assert wrong not in page, wrong
@@ -85,7 +91,13 @@ def test_staff_create_an_organization_with_a_name_on_the_free_plan(staff_client)
     before = timezone.now()
     response = staff_client.post(
         ADD_ORG,
-        {"name": "Acme Research", "slug": "", "plan": str(free.pk), "reason": "pilot", **NO_MEMBERS},
+        {
+            "name": "Acme Research",
+            "slug": "",
+            "plan": str(free.pk),
+            "reason": "pilot",
+            **NO_MEMBERS,
+        },
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -95,9 +107,10 @@ def test_staff_create_an_organization_with_a_name_on_the_free_plan(staff_client)
     assert before <= org.created_at == org.updated_at <= timezone.now()
     subscription = org.subscriptions.get()
     assert subscription.status == PlanSubscription.Status.ACTIVE and subscription.plan == free
-    assert (subscription.current_period_start, subscription.current_period_end) == period_containing(
-        now=org.created_at
-    )
+    assert (
+        subscription.current_period_start,
+        subscription.current_period_end,
+    ) == period_containing(now=org.created_at)
     event = AuditEvent.objects.get(action="org.create")
     assert (event.actor_type, event.actor_label, event.reason) == ("staff", "ops-staff", "pilot")
     assert event.org == org

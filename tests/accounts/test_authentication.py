@@ -45,7 +45,9 @@ def assert_unauthorized(response, code: str) -> None:
 
 @pytest.mark.django_db
 def test_dev_token_reaches_me(dev):
-    response = get_me(mint_dev_token(subject="dev|ann@example.com", email="ann@example.com", name="Ann"))
+    response = get_me(
+        mint_dev_token(subject="dev|ann@example.com", email="ann@example.com", name="Ann")
+    )
 
     assert response.status_code == 200, response.content
     assert response.json()["email"] == "ann@example.com"
@@ -124,7 +126,10 @@ def test_second_request_reuses_the_user(dev):
 
     assert first["id"] == second["id"]
     assert User.objects.filter(subject="dev|new@example.com").count() == 1
-    assert PlanSubscription.objects.filter(org__personal_for__subject="dev|new@example.com").count() == 1
+    assert (
+        PlanSubscription.objects.filter(org__personal_for__subject="dev|new@example.com").count()
+        == 1
+    )
 
 
 @pytest.mark.django_db
@@ -177,4 +182,7 @@ def test_concurrent_first_requests_provision_one_user(monkeypatch):
     assert errors == []
     assert len({user.pk for user in results}) == 1
     assert User.objects.filter(subject="dev|race@example.com").count() == 1
-    assert PlanSubscription.objects.filter(org__personal_for__subject="dev|race@example.com").count() == 1
+    assert (
+        PlanSubscription.objects.filter(org__personal_for__subject="dev|race@example.com").count()
+        == 1
+    )

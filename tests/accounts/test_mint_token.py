@@ -40,11 +40,16 @@ def test_subject_is_stable_per_email(dev):
 
 
 def test_explicit_subject(dev):
-    assert verify_dashboard_token(mint("ann@example.com", "--subject", "user_42")[-1]).subject == "user_42"
+    assert (
+        verify_dashboard_token(mint("ann@example.com", "--subject", "user_42")[-1]).subject
+        == "user_42"
+    )
 
 
 def test_ttl_sets_expiry(dev):
-    claims = jwt.decode(mint("ann@example.com", "--ttl", "60")[-1], options={"verify_signature": False})
+    claims = jwt.decode(
+        mint("ann@example.com", "--ttl", "60")[-1], options={"verify_signature": False}
+    )
 
     assert claims["exp"] - claims["iat"] == 60
 

@@ -95,7 +95,9 @@ def test_malformed_token(idp):
     rejected("not-a-jwt")
 
 
-def test_key_rotation_refetches_once_and_rate_limits_unknown_kids(idp, jwks_server, jwks_clock, key_a, key_b):
+def test_key_rotation_refetches_once_and_rate_limits_unknown_kids(
+    idp, jwks_server, jwks_clock, key_a, key_b
+):
     assert verify_dashboard_token(idp.token(signer=key_a)).subject
     assert jwks_server.calls(idp.jwks_url) == 1
 
@@ -237,7 +239,9 @@ def test_supabase_oversized_metadata_name_is_clipped(supabase):
 def test_supabase_hs256_with_the_project_secret(supabase, settings, jwks_server):
     settings.SUPABASE_JWT_SECRET = SUPABASE_SECRET
 
-    identity = verify_dashboard_token(hs256_token(supabase.claims(), secret=SUPABASE_SECRET.encode()))
+    identity = verify_dashboard_token(
+        hs256_token(supabase.claims(), secret=SUPABASE_SECRET.encode())
+    )
 
     assert identity.subject == supabase.base_claims["sub"]
     assert jwks_server.calls(supabase.jwks_url) == 0
@@ -251,7 +255,9 @@ def test_supabase_hs256_with_a_wrong_secret(supabase, settings):
     assert "signature" in error.message
 
 
-def test_supabase_hs256_signed_with_the_public_key_pem_fails_even_with_a_secret(supabase, settings, key_a):
+def test_supabase_hs256_signed_with_the_public_key_pem_fails_even_with_a_secret(
+    supabase, settings, key_a
+):
     settings.SUPABASE_JWT_SECRET = SUPABASE_SECRET
 
     rejected(hs256_token(supabase.claims(), secret=key_a.public_pem(), kid=key_a.kid))
@@ -262,7 +268,9 @@ def test_supabase_hs256_still_checks_audience_and_expiry(supabase, settings):
     secret = SUPABASE_SECRET.encode()
 
     rejected(hs256_token(supabase.claims(aud="anon"), secret=secret))
-    rejected(hs256_token(supabase.claims(exp=int(time.time()) - 120), secret=secret), "token_expired")
+    rejected(
+        hs256_token(supabase.claims(exp=int(time.time()) - 120), secret=secret), "token_expired"
+    )
 
 
 def test_supabase_asymmetric_tokens_still_work_with_a_secret_set(supabase, settings):
@@ -300,7 +308,11 @@ def test_dev_token_expired(dev):
 
 
 def test_dev_alg_none_is_rejected(dev):
-    rejected(unsigned_token({"iss": "portal-dev", "aud": "portal", "sub": "s", "exp": int(time.time()) + 60}))
+    rejected(
+        unsigned_token(
+            {"iss": "portal-dev", "aud": "portal", "sub": "s", "exp": int(time.time()) + 60}
+        )
+    )
 
 
 def test_dev_tokens_are_refused_by_clerk(clerk):

@@ -9,5 +9,9 @@ from django.utils import timezone
 from apikeys import services
 
 
-def issue_key(org, *, by, name: str = "test key", now: datetime | None = None, **options) -> services.IssuedKey:
-    return services.api_key_create(org=org, created_by=by, name=name, now=now or timezone.now(), **options)
+def issue_key(
+    org, *, by, name: str = "test key", now: datetime | None = None, **options
+) -> services.IssuedKey:
+    return services.api_key_create(
+        org=org, created_by=by, name=name, now=now or timezone.now(), **options
+    )

@@ -25,7 +25,7 @@ def assert_no_secret(response, *plaintexts: str) -> None:
     text = response.content.decode()
     assert "key_hash" not in text
     for plaintext in plaintexts:
-        assert plaintext[len("ctr_live_"):] not in text
+        assert plaintext[len("ctr_live_") :] not in text
         assert material.hash_secret(plaintext) not in text
 
 
@@ -119,7 +119,9 @@ def test_patch_sets_allowed_models(client, alice, alice_org):
     issued = issue_key(alice_org, by=alice)
 
     response = client.patch(
-        key_url(alice_org, issued.key.pk), {"allowed_models": ["gemma-4-26b", "qwen-3"]}, format="json"
+        key_url(alice_org, issued.key.pk),
+        {"allowed_models": ["gemma-4-26b", "qwen-3"]},
+        format="json",
     )
 
     assert response.status_code == 200
@@ -130,7 +132,9 @@ def test_patch_sets_allowed_models(client, alice, alice_org):
 def test_patch_null_clears_allowed_models(client, alice, alice_org):
     issued = issue_key(alice_org, by=alice, name="keep", allowed_models=["gemma-4-26b"])
 
-    response = client.patch(key_url(alice_org, issued.key.pk), {"allowed_models": None}, format="json")
+    response = client.patch(
+        key_url(alice_org, issued.key.pk), {"allowed_models": None}, format="json"
+    )
 
     assert response.status_code == 200
     assert response.json()["allowed_models"] is None
@@ -203,24 +207,44 @@ def test_rotating_a_revoked_key_is_400(client, alice, alice_org):
         pytest.param({}, "name", id="missing name"),
         pytest.param({"name": ""}, "name", id="blank name"),
         pytest.param({"name": "x" * 101}, "name", id="name too long"),
-        pytest.param({"name": "ci", "allowed_models": "gemma-4-26b"}, "allowed_models", id="models not a list"),
-        pytest.param({"name": "ci", "expires_at": "next tuesday"}, "expires_at", id="expiry not a date"),
-        pytest.param({"name": "ci", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at", id="expiry in the past"),
+        pytest.param(
+            {"name": "ci", "allowed_models": "gemma-4-26b"},
+            "allowed_models",
+            id="models not a list",
+        ),
+        pytest.param(
+            {"name": "ci", "expires_at": "next tuesday"}, "expires_at", id="expiry not a date"
+        ),
+        pytest.param(
+            {"name": "ci", "expires_at": "2001-01-01T00:00:00Z"},
+            "expires_at",
+            id="expiry in the past",
+        ),
     ],
 )
 def test_invalid_create_is_400_naming_the_field(client, alice_org, body, param):
     response = client.post(keys_url(alice_org), body, format="json")
 
-    assert_error(response, status=400, code="invalid_request_error", type_="invalid_request_error", param=param)
+    assert_error(
+        response,
+        status=400,
+        code="invalid_request_error",
+        type_="invalid_request_error",
+        param=param,
+    )
     assert not ApiKey.objects.filter(org=alice_org).exists()
 
 
 def test_a_bad_model_name_is_400_naming_the_entry(client, alice_org):
     response = client.post(
-        keys_url(alice_org), {"name": "ci", "allowed_models": ["gemma-4-26b", "Not A Model!"]}, format="json"
+        keys_url(alice_org),
+        {"name": "ci", "allowed_models": ["gemma-4-26b", "Not A Model!"]},
+        format="json",
     )
 
-    error = assert_error(response, status=400, code="invalid_request_error", type_="invalid_request_error")
+    error = assert_error(
+        response, status=400, code="invalid_request_error", type_="invalid_request_error"
+    )
     assert error["param"] in {"allowed_models.1", "allowed_models[1]"}
     assert not ApiKey.objects.filter(org=alice_org).exists()
 
@@ -237,12 +261,16 @@ def test_invalid_patch_is_400_naming_the_field(client, alice, alice_org):
 def test_malformed_json_is_400(client, alice_org):
     response = client.post(keys_url(alice_org), data='{"name": ', content_type="application/json")
 
-    assert_error(response, status=400, code="invalid_json", type_="invalid_request_error", param=None)
+    assert_error(
+        response, status=400, code="invalid_json", type_="invalid_request_error", param=None
+    )
     assert not ApiKey.objects.filter(org=alice_org).exists()
 
 
 def test_a_form_body_is_415(client, alice_org):
-    response = client.post(keys_url(alice_org), data="name=ci", content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        keys_url(alice_org), data="name=ci", content_type="application/x-www-form-urlencoded"
+    )
 
     assert_error(response, status=415, code="unsupported_media_type")
 

@@ -13,7 +13,7 @@ BODY_LENGTH = 43  # 62**43 > 2**256: room for 32 random bytes
 
 
 def body_of(secret: str) -> str:
-    return secret[len("ctr_live_"):]
+    return secret[len("ctr_live_") :]
 
 
 def test_generated_key_is_live_prefix_and_43_base62_characters():

@@ -54,7 +54,7 @@ def test_create_stores_only_the_hmac_prefix_and_last_four(alice, alice_org):
 
 def test_plaintext_appears_in_no_column_of_the_key_row(alice, alice_org):
     issued = issue_key(alice_org, by=alice, allowed_models=["gemma-4-26b"])
-    body = issued.plaintext[len("ctr_live_"):]
+    body = issued.plaintext[len("ctr_live_") :]
 
     row = ApiKey.objects.get(pk=issued.key.pk)
     for field in ApiKey._meta.concrete_fields:
@@ -65,7 +65,7 @@ def test_plaintext_appears_in_no_column_of_the_key_row(alice, alice_org):
 
 def test_plaintext_appears_in_no_audit_row(alice, alice_org):
     issued = issue_key(alice_org, by=alice)
-    body = issued.plaintext[len("ctr_live_"):]
+    body = issued.plaintext[len("ctr_live_") :]
 
     for event in AuditEvent.objects.all():
         for field in AuditEvent._meta.concrete_fields:
@@ -342,12 +342,16 @@ def test_every_key_change_sets_a_new_generation(
         elif change == "rotate":
             services.api_key_rotate(key=issued.key, actor=alice, now=now)
         else:
-            services.api_key_update(key=issued.key, actor=alice, now=now, allowed_models=["oss-20b"])
+            services.api_key_update(
+                key=issued.key, actor=alice, now=now, allowed_models=["oss-20b"]
+            )
 
     assert fast_state.get(generation) not in (None, b"before")
 
 
-def test_a_rename_keeps_the_generation(alice, alice_org, fast_state, django_capture_on_commit_callbacks):
+def test_a_rename_keeps_the_generation(
+    alice, alice_org, fast_state, django_capture_on_commit_callbacks
+):
     issued = issue_key(alice_org, by=alice)
     generation = key_generation_key(issued.key.pk)
     fast_state.set(generation, b"before")
@@ -366,12 +370,16 @@ def test_clearing_allowed_models_sets_a_new_generation(
     fast_state.set(generation, b"before")
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_update(key=issued.key, actor=alice, now=timezone.now(), clear_allowed_models=True)
+        services.api_key_update(
+            key=issued.key, actor=alice, now=timezone.now(), clear_allowed_models=True
+        )
 
     assert fast_state.get(generation) not in (None, b"before")
 
 
-def test_revoke_leaves_other_keys_generations(alice, alice_org, fast_state, django_capture_on_commit_callbacks):
+def test_revoke_leaves_other_keys_generations(
+    alice, alice_org, fast_state, django_capture_on_commit_callbacks
+):
     revoked, kept = issue_key(alice_org, by=alice), issue_key(alice_org, by=alice)
     fast_state.set(key_generation_key(kept.key.pk), b"kept")
 

@@ -58,14 +58,18 @@ def models(secret: str):
 
 def refused(response) -> tuple[int, str, str]:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, (
+        body
+    )
     return response.status_code, body["error"]["code"], body["error"]["type"]
 
 
 def stored_text() -> str:
     """Every value of every row of every table, as text."""
     return "\n".join(
-        json.dumps(row, default=str) for model in apps.get_models() for row in model.objects.all().values()
+        json.dumps(row, default=str)
+        for model in apps.get_models()
+        for row in model.objects.all().values()
     )
 
 
@@ -79,7 +83,10 @@ def test_create_asks_unkey_for_a_key_of_the_org_with_the_plans_limits(unkey_fake
     assert sent["apiId"] == unkey_fake.api_id and sent["prefix"] == "ctr_live"
     assert sent["externalId"] == str(alice_org.pk) and sent["name"] == "ci"
     assert sent["meta"] == {
-        "portal_key_id": str(issued.key.pk), "org_id": str(alice_org.pk), "plan": "free", "status": "active",
+        "portal_key_id": str(issued.key.pk),
+        "org_id": str(alice_org.pk),
+        "plan": "free",
+        "status": "active",
     }
     assert sent["ratelimits"] == [  # the free plan: 10 requests a minute, 20 per 5 minutes
         {"name": "requests", "limit": 10, "duration": 60_000, "autoApply": False},
@@ -89,7 +96,9 @@ def test_create_asks_unkey_for_a_key_of_the_org_with_the_plans_limits(unkey_fake
     assert not material.looks_like_key(issued.plaintext)  # Unkey's format, not the local one
 
 
-def test_the_portal_stores_unkeys_key_id_prefix_and_last_four_and_never_the_key(unkey_fake, alice, alice_org):
+def test_the_portal_stores_unkeys_key_id_prefix_and_last_four_and_never_the_key(
+    unkey_fake, alice, alice_org
+):
     issued = services.api_key_create(org=alice_org, created_by=alice, name="ci", now=timezone.now())
 
     row = ApiKey.objects.get(pk=issued.key.pk)
@@ -97,7 +106,7 @@ def test_the_portal_stores_unkeys_key_id_prefix_and_last_four_and_never_the_key(
     assert (row.provider, row.external_id, row.key_hash) == ("unkey", unkey_key.key_id, None)
     assert (row.prefix, row.last_four) == (issued.plaintext[:13], issued.plaintext[-4:])
     text = stored_text()
-    assert issued.plaintext not in text and issued.plaintext[len("ctr_live_"):] not in text
+    assert issued.plaintext not in text and issued.plaintext[len("ctr_live_") :] not in text
     assert material.hash_secret(issued.plaintext) not in text  # the HMAC only names fast state
     assert AuditEvent.objects.filter(action="api_key.create").exists()
 
@@ -117,7 +126,9 @@ def test_the_plaintext_is_shown_once_by_the_dashboard(unkey_fake, alice, alice_o
 def test_expiry_is_given_to_unkey_too(unkey_fake, alice, alice_org):
     expires_at = (timezone.now() + timedelta(days=3)).replace(microsecond=0)
 
-    services.api_key_create(org=alice_org, created_by=alice, name="ci", now=timezone.now(), expires_at=expires_at)
+    services.api_key_create(
+        org=alice_org, created_by=alice, name="ci", now=timezone.now(), expires_at=expires_at
+    )
 
     assert unkey_fake.calls_to("keys.createKey")[0]["expires"] == int(expires_at.timestamp() * 1000)
 
@@ -129,14 +140,21 @@ def test_rotate_issues_a_new_unkey_key_and_disables_the_old_one_after_commit(
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         new = services.api_key_rotate(key=old.key, actor=alice, now=timezone.now())
-        assert not unkey_fake.calls_to("keys.updateKey"), "Unkey heard of the revocation before commit"
+        assert not unkey_fake.calls_to("keys.updateKey"), (
+            "Unkey heard of the revocation before commit"
+        )
     for callback in callbacks:
         callback()
 
-    assert new.key.external_id != old.key.external_id and len(unkey_fake.calls_to("keys.createKey")) == 2
+    assert (
+        new.key.external_id != old.key.external_id
+        and len(unkey_fake.calls_to("keys.createKey")) == 2
+    )
     [update] = unkey_fake.calls_to("keys.updateKey")
     assert update["keyId"] == old.key.external_id and update["enabled"] is False
-    assert update["meta"]["status"] == "revoked" and update["meta"]["portal_key_id"] == str(old.key.pk)
+    assert update["meta"]["status"] == "revoked" and update["meta"]["portal_key_id"] == str(
+        old.key.pk
+    )
     text = stored_text()
     for plaintext in (old.plaintext, new.plaintext):
         assert plaintext not in text and material.hash_secret(plaintext) not in text
@@ -145,7 +163,9 @@ def test_rotate_issues_a_new_unkey_key_and_disables_the_old_one_after_commit(
 def test_create_while_unkey_is_down_is_a_503_and_creates_nothing(unkey_fake, alice, alice_org, api):
     unkey_fake.outage = 503
 
-    response = api.as_user(alice).post(f"/api/v1/orgs/{alice_org.pk}/keys", {"name": "web"}, format="json")
+    response = api.as_user(alice).post(
+        f"/api/v1/orgs/{alice_org.pk}/keys", {"name": "web"}, format="json"
+    )
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "key_service_unavailable"
@@ -163,7 +183,10 @@ def test_a_valid_key_is_served_with_unkeys_request_limits_in_the_headers(unkey_f
 
     assert first.status_code == second.status_code == 200, first.content
     assert first["x-ratelimit-limit-requests"] == "7"
-    assert (first["x-ratelimit-remaining-requests"], second["x-ratelimit-remaining-requests"]) == ("6", "5")
+    assert (first["x-ratelimit-remaining-requests"], second["x-ratelimit-remaining-requests"]) == (
+        "6",
+        "5",
+    )
     assert first["x-ratelimit-reset-requests"] in ("59s", "1m0s")
     assert first["x-ratelimit-limit-tokens"] == "100000000"  # the Portal still answers for tokens
     verify = unkey_fake.calls_to("keys.verifyKey")[-1]
@@ -176,7 +199,9 @@ def test_listing_models_checks_the_key_without_spending_its_rate_limit(unkey_fak
     assert models(tenant.secret).status_code == 200
     assert models(tenant.secret).status_code == 200
 
-    assert unkey_fake.calls_to("keys.verifyKey")[-1]["ratelimits"] == [{"name": "requests", "cost": 0}]
+    assert unkey_fake.calls_to("keys.verifyKey")[-1]["ratelimits"] == [
+        {"name": "requests", "cost": 0}
+    ]
     assert chat(tenant.secret)["x-ratelimit-remaining-requests"] == "9999"
 
 
@@ -224,13 +249,18 @@ def test_rate_limited_is_a_429_with_unkeys_limit_and_retry_after(unkey_fake, rou
 
     assert refused(response) == (429, "rate_limit_exceeded", "rate_limit_error")
     assert "requests per minute" in response.json()["error"]["message"]
-    assert (response["x-ratelimit-limit-requests"], response["x-ratelimit-remaining-requests"]) == ("2", "0")
+    assert (response["x-ratelimit-limit-requests"], response["x-ratelimit-remaining-requests"]) == (
+        "2",
+        "0",
+    )
     assert 1 <= int(response["retry-after"]) <= 60 and int(response["retry-after-ms"]) > 0
     assert not response.has_header("x-should-retry")
 
 
 def test_unkeys_short_window_applies_without_being_named(unkey_fake, tenant):
-    unkey_fake.key(tenant.key.external_id).ratelimits["window"]["limit"] = 1  # the Portal allows 100000
+    unkey_fake.key(tenant.key.external_id).ratelimits["window"]["limit"] = (
+        1  # the Portal allows 100000
+    )
     assert chat(tenant.secret).status_code == 200
 
     response = chat(tenant.secret)
@@ -238,7 +268,9 @@ def test_unkeys_short_window_applies_without_being_named(unkey_fake, tenant):
     assert refused(response) == (429, "rate_limit_exceeded", "rate_limit_error")
     assert "short window" in response.json()["error"]["message"]
     assert int(response["retry-after"]) > 60  # the 5-minute window's reset, not the minute's
-    assert unkey_fake.calls_to("keys.verifyKey")[-1]["ratelimits"] == [{"name": "requests", "cost": 1}]
+    assert unkey_fake.calls_to("keys.verifyKey")[-1]["ratelimits"] == [
+        {"name": "requests", "cost": 1}
+    ]
 
 
 def test_a_key_that_is_not_an_unkey_key_is_refused_without_asking_unkey(unkey_fake):
@@ -282,7 +314,9 @@ def test_a_revoked_key_is_refused_on_the_next_request_while_unkey_still_says_val
     assert refused(chat(tenant.secret))[:2] == (401, "api_key_revoked")  # now Unkey says so too
 
 
-def test_disable_and_enable_reach_unkey_after_commit(unkey_fake, tenant, django_capture_on_commit_callbacks):
+def test_disable_and_enable_reach_unkey_after_commit(
+    unkey_fake, tenant, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_disable(key=tenant.key, actor=None, now=timezone.now(), reason="audit")
     disabled = unkey_fake.key(tenant.key.external_id)
@@ -296,7 +330,9 @@ def test_disable_and_enable_reach_unkey_after_commit(unkey_fake, tenant, django_
     assert chat(tenant.secret).status_code == 200
 
 
-def test_a_change_that_rolls_back_tells_unkey_nothing(unkey_fake, tenant, django_capture_on_commit_callbacks):
+def test_a_change_that_rolls_back_tells_unkey_nothing(
+    unkey_fake, tenant, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.api_key_disable(key=tenant.key, actor=None, now=timezone.now())
     # The test's transaction never commits: dropping the callbacks is what a rollback does.
@@ -334,16 +370,23 @@ def test_fail_closed_answers_503_and_asks_unkey_once(unkey_fake, tenant, router,
 
     assert refused(response) == (503, "key_service_unavailable", "service_unavailable")
     assert response["retry-after"] == "5"
-    assert RequestLog.objects.get(request_id=response["x-request-id"]).error_code == "key_service_unavailable"
+    assert (
+        RequestLog.objects.get(request_id=response["x-request-id"]).error_code
+        == "key_service_unavailable"
+    )
     assert _completions(router) == served
-    assert len(unkey_fake.calls) - before == (0 if outage in ("timeout", "down") else 1)  # no retries
+    assert len(unkey_fake.calls) - before == (
+        0 if outage in ("timeout", "down") else 1
+    )  # no retries
     listing = models(tenant.secret)
     assert refused(listing)[:2] == (503, "key_service_unavailable")
     assert listing["retry-after"] == "5"
 
 
 @pytest.mark.parametrize("outage", OUTAGES)
-def test_fail_open_admits_keys_verified_lately_and_nothing_else(unkey_fake, settings, router, outage):
+def test_fail_open_admits_keys_verified_lately_and_nothing_else(
+    unkey_fake, settings, router, outage
+):
     settings.UNKEY_FAILURE_MODE = "open"
     seeding.catalog(router_urls=[router])
     seen = seeding.tenant("seen@example.com")

@@ -34,12 +34,17 @@ def chat(server, secret: str) -> requests.Response:
     )
 
 
-def test_a_revoked_key_is_refused_by_every_process_while_unkey_still_says_valid(fake, simulators, gateway):
+def test_a_revoked_key_is_refused_by_every_process_while_unkey_still_says_valid(
+    fake, simulators, gateway
+):
     (router,) = simulators(1)
     one, two = gateway(), gateway()
     seeding.catalog(router_urls=[router.url])
     tenant = seeding.tenant()
-    assert [chat(one, tenant.secret).status_code, chat(two, tenant.secret).status_code] == [200, 200]
+    assert [chat(one, tenant.secret).status_code, chat(two, tenant.secret).status_code] == [
+        200,
+        200,
+    ]
     fake.lagging = True  # Unkey's edges have not heard yet
 
     api_key_revoke(key=tenant.key, actor=None, now=timezone.now())

@@ -28,10 +28,14 @@ def issue(org, user, name="ci"):
 def test_nothing_to_do_when_unkey_matches(unkey_fake, alice, alice_org):
     issue(alice_org, alice)
 
-    assert sync().splitlines() == ["Dry run: 0 changes would be made, 0 missing; run with --apply to make them."]
+    assert sync().splitlines() == [
+        "Dry run: 0 changes would be made, 0 missing; run with --apply to make them."
+    ]
 
 
-def test_a_revoke_unkey_missed_is_printed_then_applied(unkey_fake, alice, alice_org, django_capture_on_commit_callbacks):
+def test_a_revoke_unkey_missed_is_printed_then_applied(
+    unkey_fake, alice, alice_org, django_capture_on_commit_callbacks
+):
     issued = issue(alice_org, alice)
     unkey_fake.outage = 503
     with django_capture_on_commit_callbacks(execute=True):
@@ -44,7 +48,9 @@ def test_a_revoke_unkey_missed_is_printed_then_applied(unkey_fake, alice, alice_
     assert f"update {issued.key.external_id} (Portal key {issued.key.pk}" in dry
     assert "enabled: True -> False" in dry and "'status': 'revoked'" in dry
     assert "1 changes would be made" in dry
-    assert held.enabled and not unkey_fake.calls_to("keys.updateKey")[1:]  # the dry run wrote nothing
+    assert (
+        held.enabled and not unkey_fake.calls_to("keys.updateKey")[1:]
+    )  # the dry run wrote nothing
 
     applied = sync("--apply")
 
@@ -55,14 +61,18 @@ def test_a_revoke_unkey_missed_is_printed_then_applied(unkey_fake, alice, alice_
 
 def test_a_plan_change_updates_unkeys_ratelimits_and_meta(unkey_fake, alice, alice_org):
     issued = issue(alice_org, alice)
-    org_change_plan(org=alice_org, plan=Plan.objects.get(code="pro"), actor=None, now=timezone.now(), reason="t")
+    org_change_plan(
+        org=alice_org, plan=Plan.objects.get(code="pro"), actor=None, now=timezone.now(), reason="t"
+    )
 
     dry = sync()
     sync("--apply")
 
     assert "ratelimits:" in dry and "'limit': 600" in dry and "'plan': 'pro'" in dry
     held = unkey_fake.key(issued.key.external_id)
-    assert held.ratelimits["requests"]["limit"] == 600 and held.ratelimits["window"]["limit"] == 3000
+    assert (
+        held.ratelimits["requests"]["limit"] == 600 and held.ratelimits["window"]["limit"] == 3000
+    )
     assert held.meta["plan"] == "pro"
 
 
@@ -76,7 +86,9 @@ def test_name_expiry_and_org_drift_are_repaired(unkey_fake, alice, alice_org):
     assert (held.name, held.external_id, held.expires) == ("right", str(alice_org.pk), None)
 
 
-def test_revoked_keys_are_deleted_from_unkey_on_request(unkey_fake, alice, alice_org, django_capture_on_commit_callbacks):
+def test_revoked_keys_are_deleted_from_unkey_on_request(
+    unkey_fake, alice, alice_org, django_capture_on_commit_callbacks
+):
     issued = issue(alice_org, alice)
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_revoke(key=issued.key, actor=None, now=timezone.now())
@@ -88,8 +100,12 @@ def test_revoked_keys_are_deleted_from_unkey_on_request(unkey_fake, alice, alice
     assert unkey_fake.key(issued.key.external_id).deleted
 
 
-def test_old_orphans_the_portal_created_are_deleted_and_young_ones_left(unkey_fake, alice, alice_org):
-    orphan, young, foreign = (issue(alice_org, alice, name=n) for n in ("orphan", "young", "foreign"))
+def test_old_orphans_the_portal_created_are_deleted_and_young_ones_left(
+    unkey_fake, alice, alice_org
+):
+    orphan, young, foreign = (
+        issue(alice_org, alice, name=n) for n in ("orphan", "young", "foreign")
+    )
     for issued in (orphan, young, foreign):
         issued.key.delete()  # as if the create had rolled back after Unkey made the key
     kept = issue(alice_org, alice)
@@ -132,7 +148,9 @@ def test_needs_the_unkey_settings(settings):
 
 def test_the_scheduled_task_applies_the_drift(unkey_fake, alice, alice_org):
     issued = issue(alice_org, alice)
-    org_change_plan(org=alice_org, plan=Plan.objects.get(code="pro"), actor=None, now=timezone.now(), reason="t")
+    org_change_plan(
+        org=alice_org, plan=Plan.objects.get(code="pro"), actor=None, now=timezone.now(), reason="t"
+    )
 
     summary = tasks.sync_unkey_keys.apply(kwargs={}).get()
 

@@ -43,15 +43,25 @@ class Page:
         profile.mkdir(parents=True, exist_ok=True)
         self._stderr = open(profile / "chromium.log", "w+b")  # noqa: SIM115 (closed in close)
         self.proc = subprocess.Popen(
-            [shutil.which("chromium"), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+            [
+                shutil.which("chromium"),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             env={**os.environ, "HOME": str(profile)},
         )
         self._ids = itertools.count(1)
-        self.ws = websocket.create_connection(self._browser_endpoint(), timeout=timeout, suppress_origin=True)
+        self.ws = websocket.create_connection(
+            self._browser_endpoint(), timeout=timeout, suppress_origin=True
+        )
         target = self._call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self._call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.session = self._call("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
         for domain in ("Page", "Network", "Runtime"):
             self.send(f"{domain}.enable")
 
@@ -66,7 +76,9 @@ class Page:
                 break
             time.sleep(0.05)
         self._stderr.seek(0)
-        raise RuntimeError(f"chromium did not start:\n{self._stderr.read().decode(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"chromium did not start:\n{self._stderr.read().decode(errors='replace')[-3000:]}"
+        )
 
     def _call(self, method: str, session: str | None = None, **params) -> dict:
         message_id = next(self._ids)
@@ -97,7 +109,10 @@ class Page:
         while time.monotonic() < deadline:
             time.sleep(0.1)
             with contextlib.suppress(RuntimeError):  # the old document may be going away
-                if self.evaluate("document.readyState") == "complete" and self.evaluate("location.href") == url:
+                if (
+                    self.evaluate("document.readyState") == "complete"
+                    and self.evaluate("location.href") == url
+                ):
                     return
         raise TimeoutError(f"{url} did not finish loading")
 

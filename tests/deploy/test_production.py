@@ -36,8 +36,15 @@ ROUTER_PLACEHOLDER = "https://router-1.example.com"
 VENV_WORD = re.compile(r"(?<![\w./-])\.venv(?=/|\s|$)")
 # The names the test sets itself; each must appear in the README's production .env.
 MACHINE_SPECIFIC = (
-    "SECRET_KEY", "API_KEY_PEPPER", "ROUTER_KEY_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL",
-    "CELERY_BROKER_URL", "CELERY_BEAT_SCHEDULE_FILE", "STATIC_ROOT", "ALLOWED_HOSTS",
+    "SECRET_KEY",
+    "API_KEY_PEPPER",
+    "ROUTER_KEY_ENCRYPTION_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_BEAT_SCHEDULE_FILE",
+    "STATIC_ROOT",
+    "ALLOWED_HOSTS",
 )
 
 pytestmark = pytest.mark.e2e
@@ -60,22 +67,42 @@ class Stack:
     processes: dict[str, Process]
 
     def get(self, path: str, *, https: bool = True, **kwargs) -> requests.Response:
-        headers = {"Host": HOST, **({"X-Forwarded-Proto": "https"} if https else {}), **kwargs.pop("headers", {})}
-        return requests.get(self.url + path, headers=headers, timeout=30, allow_redirects=False, **kwargs)
+        headers = {
+            "Host": HOST,
+            **({"X-Forwarded-Proto": "https"} if https else {}),
+            **kwargs.pop("headers", {}),
+        }
+        return requests.get(
+            self.url + path, headers=headers, timeout=30, allow_redirects=False, **kwargs
+        )
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"Host": HOST, "X-Forwarded-Proto": "https", **kwargs.pop("headers", {})}
         return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
 
-def run_block(block: readme.Block, *, env: dict[str, str], venv: Path, swap: dict[str, str] | None = None, timeout=600):
+def run_block(
+    block: readme.Block,
+    *,
+    env: dict[str, str],
+    venv: Path,
+    swap: dict[str, str] | None = None,
+    timeout=600,
+):
     script = VENV_WORD.sub(str(venv), block.text)
     for old, new in (swap or {}).items():
         script = script.replace(old, new)
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    assert result.returncode == 0, f"{block.where()} failed:\n{script}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{block.where()} failed:\n{script}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -138,8 +165,10 @@ def stack(tmp_path_factory):
     processes: dict[str, Process] = {}
     try:
         router = Process(
-            "router", [str(python), "manage.py", "simulate_router", "--port", "0", "--quiet"],
-            {**base, "PORTAL_ENV_FILE": "/nonexistent", "DEBUG": "true"}, tmp / "router.log",
+            "router",
+            [str(python), "manage.py", "simulate_router", "--port", "0", "--quiet"],
+            {**base, "PORTAL_ENV_FILE": "/nonexistent", "DEBUG": "true"},
+            tmp / "router.log",
             ready=r"listening on (http://\S+)",
         )
         processes["router"] = router
@@ -159,10 +188,16 @@ def stack(tmp_path_factory):
             "WEB_WORKERS": "1",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
         }
-        ready = {"web": r"Listening at: (http://\S+)", "worker": r"ready\.", "beat": r"beat: Starting"}
+        ready = {
+            "web": r"Listening at: (http://\S+)",
+            "worker": r"ready\.",
+            "beat": r"beat: Starting",
+        }
         for name, block in (("web", web), ("worker", worker), ("beat", beat)):
             script = VENV_WORD.sub(str(venv), block.text)
-            processes[name] = Process(name, ["bash", "-c", script], service_env, tmp / f"{name}.log", ready[name])
+            processes[name] = Process(
+                name, ["bash", "-c", script], service_env, tmp / f"{name}.log", ready[name]
+            )
         url = processes["web"].wait_for_line(timeout=90).group(1).rstrip("/")
         for name in ("worker", "beat"):
             processes[name].wait_for_line(timeout=90)
@@ -191,14 +226,19 @@ def test_the_production_processes_serve_what_the_readme_promises(stack):
     # Liveness over plain HTTP (load balancers); everything else is sent to https.
     assert stack.get("/healthz", https=False).status_code == 200, logs(stack)
     redirect = stack.get("/admin/login/", https=False)
-    assert redirect.status_code == 301 and redirect.headers["location"] == f"https://{HOST}/admin/login/"
+    assert (
+        redirect.status_code == 301
+        and redirect.headers["location"] == f"https://{HOST}/admin/login/"
+    )
 
     # The admin's stylesheets, under hashed names, served by the web process itself.
     login = stack.get("/admin/login/")
     assert login.status_code == 200, logs(stack)
     assert login.headers["strict-transport-security"].startswith("max-age=31536000")
     sheets = re.findall(r'<link[^>]+href="(/static/[^"]+\.css)"', login.text)
-    assert any(re.search(r"/static/admin/css/base\.[0-9a-f]{12}\.css$", href) for href in sheets), sheets
+    assert any(re.search(r"/static/admin/css/base\.[0-9a-f]{12}\.css$", href) for href in sheets), (
+        sheets
+    )
     for href in sheets:
         css = stack.get(href, headers={"Accept-Encoding": "gzip"})
         assert css.status_code == 200, href
@@ -214,21 +254,40 @@ def test_the_production_processes_serve_what_the_readme_promises(stack):
     for asset in assets:
         answer = stack.get(asset)
         assert answer.status_code == 200, asset
-        assert answer.headers["content-type"].split(";")[0] in {"text/javascript", "application/javascript", "text/css"}
+        assert answer.headers["content-type"].split(";")[0] in {
+            "text/javascript",
+            "application/javascript",
+            "text/css",
+        }
 
     # The hosted API answers through the simulator.
     reply = stack.request(
-        "POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {stack.api_key}"},
-        json={"model": "default", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16},
+        "POST",
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        json={
+            "model": "default",
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 16,
+        },
     )
     assert reply.status_code == 200, (reply.text, logs(stack))
     assert reply.json()["choices"][0]["message"]["content"]
 
     # CORS: the configured web app's origin gets a grant, another origin none.
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
-    allowed = stack.request("OPTIONS", "/v1/chat/completions", headers={"Origin": APP_ORIGIN, **preflight})
-    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == APP_ORIGIN
-    refused = stack.request("OPTIONS", "/api/v1/orgs", headers={"Origin": "https://evil.example.com", **preflight})
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    allowed = stack.request(
+        "OPTIONS", "/v1/chat/completions", headers={"Origin": APP_ORIGIN, **preflight}
+    )
+    assert (
+        allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == APP_ORIGIN
+    )
+    refused = stack.request(
+        "OPTIONS", "/api/v1/orgs", headers={"Origin": "https://evil.example.com", **preflight}
+    )
     assert "access-control-allow-origin" not in refused.headers
 
     # Beat sends the rollup, the worker rolls the usage event up.
@@ -264,7 +323,11 @@ def test_the_admin_and_the_ops_dashboard_are_styled_under_bin_serve(stack, tmp_p
         need(False, "chromium is not installed (bin/test installs Debian's package when it can)")
     made = subprocess.run(
         [str(stack.python), "manage.py", "shell", "-c", SESSION_FOR_ADMIN],
-        cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert made.returncode == 0, made.stderr
     session_key = made.stdout.strip().splitlines()[-1]
@@ -283,7 +346,9 @@ def test_the_admin_and_the_ops_dashboard_are_styled_under_bin_serve(stack, tmp_p
             )
             # Unstyled, the header is transparent; Django's admin paints it (--header-bg).
             assert page.evaluate(HEADER_STYLE) not in ("rgba(0, 0, 0, 0)", "transparent", None)
-            loaded = page.evaluate("[...document.styleSheets].filter(s => s.href).map(s => s.cssRules.length)")
+            loaded = page.evaluate(
+                "[...document.styleSheets].filter(s => s.href).map(s => s.cssRules.length)"
+            )
             assert loaded and all(count > 0 for count in loaded), loaded
             data = page.screenshot(ARTIFACTS / shot)
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

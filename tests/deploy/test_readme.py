@@ -41,7 +41,11 @@ def dev_server(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("bin-dev")
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     process = Process(
-        "bin/dev", ["bin/dev", str(port)], env, log_dir / "bin-dev.log", ready=r"== Cortensor Portal \(embedded defaults\)"
+        "bin/dev",
+        ["bin/dev", str(port)],
+        env,
+        log_dir / "bin-dev.log",
+        ready=r"== Cortensor Portal \(embedded defaults\)",
     )
     database = ROOT / "var" / f"portal-{port}.sqlite3"
     try:
@@ -78,7 +82,9 @@ def dev_server(tmp_path_factory):
 
 
 def _on_port(text: str, port: int) -> str:
-    return text.replace("localhost:8000", f"localhost:{port}").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    return text.replace("localhost:8000", f"localhost:{port}").replace(
+        "127.0.0.1:8000", f"127.0.0.1:{port}"
+    )
 
 
 # What each development block must print, beyond running cleanly (in README order).
@@ -105,14 +111,23 @@ def test_the_development_blocks_run_against_bin_dev(dev_server):
         result = subprocess.run(
             command, cwd=ROOT, env=dev_server["env"], capture_output=True, text=True, timeout=120
         )
-        assert result.returncode == 0, f"{block.where()}:\n{script}\n{result.stdout}\n{result.stderr}"
-        assert re.search(expected, result.stdout, re.MULTILINE), f"{block.where()} printed:\n{result.stdout}"
+        assert result.returncode == 0, (
+            f"{block.where()}:\n{script}\n{result.stdout}\n{result.stderr}"
+        )
+        assert re.search(expected, result.stdout, re.MULTILINE), (
+            f"{block.where()} printed:\n{result.stdout}"
+        )
 
 
 def test_a_second_bin_dev_on_the_same_port_is_refused(dev_server):
     env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
     result = subprocess.run(
-        ["bin/dev", str(dev_server["port"])], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        ["bin/dev", str(dev_server["port"])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert f"127.0.0.1:{dev_server['port']}" in result.stdout and "another bin/dev" in result.stdout
@@ -141,7 +156,9 @@ def test_compose_passes_every_setting_the_readme_documents_for_production():
     assert not missing, f"docker-compose.yml does not pass {sorted(missing)} to the Portal"
     settings_source = (ROOT / "portal" / "settings.py").read_text()
     unread = {name for name in environment if f'"{name}"' not in settings_source}
-    assert not unread, f"docker-compose.yml sets {sorted(unread)}, which portal/settings.py never reads"
+    assert not unread, (
+        f"docker-compose.yml sets {sorted(unread)}, which portal/settings.py never reads"
+    )
 
 
 def test_no_snippet_uses_a_name_it_does_not_import():
@@ -149,8 +166,9 @@ def test_no_snippet_uses_a_name_it_does_not_import():
         compile(block.text, block.where(), "exec")
         for module in ("os", "json", "sys"):
             if re.search(rf"\b{module}\.", block.text):
-                assert re.search(rf"^import {module}\b", block.text, re.MULTILINE), f"{block.where()}: import {module}"
-
+                assert re.search(rf"^import {module}\b", block.text, re.MULTILINE), (
+                    f"{block.where()}: import {module}"
+                )
 
 
 def test_env_example_lists_every_setting_the_processes_read():
@@ -160,6 +178,8 @@ def test_env_example_lists_every_setting_the_processes_read():
         read |= set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', text))
         read |= set(re.findall(r'_secret\(\s*"([A-Z][A-Z0-9_]+)"', text))
         read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', text))
-    listed = set(re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    listed = set(
+        re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
     assert len(read) > 60
     assert not read - listed, f".env.example does not list {sorted(read - listed)}"

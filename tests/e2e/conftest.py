@@ -119,7 +119,9 @@ def gateway(request, settings, fast_state, tmp_path):
     fast-state prefix; keyword arguments are extra environment (`ROUTER_READ_TIMEOUT="0.5"`)."""
     marker = request.node.get_closest_marker("django_db")
     if marker is None or not (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
-        pytest.fail("live gateway tests need @pytest.mark.django_db(transaction=True)", pytrace=False)
+        pytest.fail(
+            "live gateway tests need @pytest.mark.django_db(transaction=True)", pytrace=False
+        )
     servers: list[GatewayServer] = []
 
     def start(**env: str) -> GatewayServer:
@@ -139,7 +141,9 @@ def gateway(request, settings, fast_state, tmp_path):
             },
         )
         index = len(servers)
-        process = Process(f"gateway {index}", args, environment, tmp_path / f"gateway-{index}.log", ready)
+        process = Process(
+            f"gateway {index}", args, environment, tmp_path / f"gateway-{index}.log", ready
+        )
         server = GatewayServer(process)
         servers.append(server)
         return server

@@ -50,7 +50,9 @@ _die_with_parent = _parent_death_signal() if sys.platform.startswith("linux") el
 
 def base_env(**extra: str) -> dict[str, str]:
     """A clean environment: nothing from the developer's shell or .env leaks in."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+    env = {
+        name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ
+    }
     env.update(
         DJANGO_SETTINGS_MODULE="portal.settings",
         PORTAL_ENV_FILE="/nonexistent",
@@ -98,7 +100,9 @@ class Process:
                 break
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"{self.name} did not start (exit {self.proc.returncode}):\n{self.log()[-4000:]}")
+        raise RuntimeError(
+            f"{self.name} did not start (exit {self.proc.returncode}):\n{self.log()[-4000:]}"
+        )
 
     def stop(self) -> None:
         """Kill the whole group at once: nothing it was doing may outlive the test."""
@@ -175,7 +179,7 @@ class SimulatorPool:
         ready = [sim for sim in self.idle if sim.stats()["in_flight"] == 0][:count]
         if len(ready) < count:
             self._start(count - len(ready))
-            ready += self.idle[-(count - len(ready)):]
+            ready += self.idle[-(count - len(ready)) :]
         self.idle = [sim for sim in self.idle if sim not in ready]
         return ready
 
@@ -193,8 +197,13 @@ class SimulatorPool:
 
 
 _UNKEY_SETTINGS = (
-    "UNKEY_ROOT_KEY", "UNKEY_API_ID", "UNKEY_BASE_URL", "UNKEY_TIMEOUT_MS", "UNKEY_FAILURE_MODE",
-    "UNKEY_FAIL_OPEN_SECONDS", "UNKEY_KEY_PREFIX",
+    "UNKEY_ROOT_KEY",
+    "UNKEY_API_ID",
+    "UNKEY_BASE_URL",
+    "UNKEY_TIMEOUT_MS",
+    "UNKEY_FAILURE_MODE",
+    "UNKEY_FAIL_OPEN_SECONDS",
+    "UNKEY_KEY_PREFIX",
 )
 
 
@@ -202,7 +211,10 @@ def provider_env() -> dict[str, str]:
     """The test's key-provider settings for a gateway process (nothing to add for local keys)."""
     if settings.KEY_PROVIDER != "unkey":
         return {}
-    return {"KEY_PROVIDER": "unkey", **{name: str(getattr(settings, name)) for name in _UNKEY_SETTINGS}}
+    return {
+        "KEY_PROVIDER": "unkey",
+        **{name: str(getattr(settings, name)) for name in _UNKEY_SETTINGS},
+    }
 
 
 def database_url() -> str:
@@ -234,7 +246,9 @@ class GatewayServer:
                     break
                 except requests.ConnectionError:
                     if time.monotonic() > deadline or self.process.proc.poll() is not None:
-                        raise RuntimeError(f"gateway did not answer:\n{self.process.log()[-4000:]}") from None
+                        raise RuntimeError(
+                            f"gateway did not answer:\n{self.process.log()[-4000:]}"
+                        ) from None
                     time.sleep(0.05)
             self._url = url
         return self._url
@@ -246,14 +260,34 @@ def server_command() -> tuple[list[str], str]:
     if importlib.util.find_spec("gunicorn") is None:
         port = free_port()
         return [
-            sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks",
+            sys.executable,
+            "manage.py",
+            "runserver",
+            f"127.0.0.1:{port}",
+            "--noreload",
+            "--skip-checks",
         ], r"Starting development server at (http://\S+)"
     from gunicorn.config import KNOWN_SETTINGS
 
     args = [
-        sys.executable, "-m", "gunicorn", "portal.wsgi:application",
-        "--bind", "127.0.0.1:0", "--workers", "1", "--worker-class", "gevent",
-        "--worker-connections", "1000", "--chdir", str(ROOT), "--timeout", "120", "--log-level", "info",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "portal.wsgi:application",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--worker-class",
+        "gevent",
+        "--worker-connections",
+        "1000",
+        "--chdir",
+        str(ROOT),
+        "--timeout",
+        "120",
+        "--log-level",
+        "info",
     ]
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
         args.append("--no-control-socket")  # gunicorn 25+: one shared socket path for every server

@@ -73,7 +73,11 @@ def catalog(
     pool_row = pool_services.pool_create(name=pool)
     routers = [
         pool_services.router_create(
-            pool=pool_row, name=f"router-{i + 1}", base_url=url, api_key=router_key, weight=weights[i] if weights else 1
+            pool=pool_row,
+            name=f"router-{i + 1}",
+            base_url=url,
+            api_key=router_key,
+            weight=weights[i] if weights else 1,
         )
         for i, url in enumerate(router_urls)
     ]
@@ -98,7 +102,10 @@ class Tenant:
 
 
 def tenant(
-    email: str = "e2e@example.com", *, on_plan: Plan | None = None, allowed_models: list[str] | None = None
+    email: str = "e2e@example.com",
+    *,
+    on_plan: Plan | None = None,
+    allowed_models: list[str] | None = None,
 ) -> Tenant:
     """A user with a personal org (on `on_plan`, else a loose plan) and one live key."""
     ensure_seed_plans()
@@ -107,6 +114,14 @@ def tenant(
         identity=Identity(provider="dev", subject=f"dev|{email}", email=email, name="E2E"), now=now
     )
     org = user.personal_org
-    org_change_plan(org=org, plan=on_plan or plan(f"loose-{uuid.uuid4().hex[:8]}"), actor=None, now=now, reason="test")
-    issued = api_key_create(org=org, created_by=user, name="e2e", now=now, allowed_models=allowed_models)
+    org_change_plan(
+        org=org,
+        plan=on_plan or plan(f"loose-{uuid.uuid4().hex[:8]}"),
+        actor=None,
+        now=now,
+        reason="test",
+    )
+    issued = api_key_create(
+        org=org, created_by=user, name="e2e", now=now, allowed_models=allowed_models
+    )
     return Tenant(user=user, org=org, key=issued.key, secret=issued.plaintext)

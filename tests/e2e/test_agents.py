@@ -25,7 +25,10 @@ WEATHER = {
         "description": "The weather in a city.",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}},
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["C", "F"]},
+            },
             "required": ["city", "unit"],
             "additionalProperties": False,
         },
@@ -34,7 +37,10 @@ WEATHER = {
 }
 TIME = {
     "type": "function",
-    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}},
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
 }
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 MODELS = ["default", "qwen"]
@@ -46,7 +52,9 @@ def agent(simulators, gateway):
     server = gateway()
     seeding.ensure_seed_plans()
     demo = seed_demo(router_urls=[sims[0].url], router_key="", now=timezone.now())
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20)
+    client = openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20
+    )
     return client, sims[0], server, demo
 
 
@@ -82,7 +90,10 @@ def test_a_two_turn_tool_loop_with_the_openai_sdk(agent, model, stream):
         reply = client.chat.completions.create(model=model, messages=ASK, tools=[WEATHER])
         message = reply.choices[0].message
         text, finish = message.content or "", reply.choices[0].finish_reason
-        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in message.tool_calls]
+        calls = [
+            {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+            for c in message.tool_calls
+        ]
     assert finish == "tool_calls" and text == ""
     (call,) = calls
     assert call["id"].startswith("call_") and call["name"] == "get_weather"
@@ -91,9 +102,17 @@ def test_a_two_turn_tool_loop_with_the_openai_sdk(agent, model, stream):
 
     history = [
         *ASK,
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}},
-        ]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": call["id"], "content": "18 degrees and sunny"},
     ]
     final = client.chat.completions.create(model=model, messages=history, tools=[WEATHER])
@@ -106,7 +125,10 @@ def test_a_two_turn_tool_loop_with_the_openai_sdk(agent, model, stream):
 @pytest.mark.parametrize("stream", [False, True])
 def test_tool_choice_required_and_named_are_honoured(agent, stream):
     client, _, _, _ = agent
-    for choice, expected in (("required", "get_weather"), ({"type": "function", "function": {"name": "get_time"}}, "get_time")):
+    for choice, expected in (
+        ("required", "get_weather"),
+        ({"type": "function", "function": {"name": "get_time"}}, "get_time"),
+    ):
         kwargs = {"model": "qwen", "messages": ASK, "tools": [WEATHER, TIME], "tool_choice": choice}
         if stream:
             _, calls, finish = collect_stream(client.chat.completions.create(stream=True, **kwargs))
@@ -121,12 +143,17 @@ def test_tool_choice_required_and_named_are_honoured(agent, stream):
 def test_a_model_that_answers_text_when_a_call_is_required_is_asked_again_once(agent):
     client, sim, _, _ = agent
     sim.configure(tool_mode="text", fault_count=1)
-    reply = client.chat.completions.create(model="qwen", messages=ASK, tools=[WEATHER], tool_choice="required")
+    reply = client.chat.completions.create(
+        model="qwen", messages=ASK, tools=[WEATHER], tool_choice="required"
+    )
     assert reply.choices[0].message.tool_calls[0].function.name == "get_weather"
     log = RequestLog.objects.get(request_id=reply._request_id)
     assert log.unbilled_tokens > 0  # the discarded answer: the operator's cost, not the client's
     event = UsageEvent.objects.get(request_id=reply._request_id)
-    assert (event.prompt_tokens, event.completion_tokens) == (reply.usage.prompt_tokens, reply.usage.completion_tokens)
+    assert (event.prompt_tokens, event.completion_tokens) == (
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    )
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -137,7 +164,9 @@ def test_a_model_that_keeps_breaking_the_schema_gets_a_clear_error_and_no_bill(a
     if stream:
         with pytest.raises(openai.APIError) as info:
             collect_stream(client.chat.completions.create(stream=True, **kwargs))
-        assert "invalid_model_output" in str(info.value.body) or "could not be used" in str(info.value)
+        assert "invalid_model_output" in str(info.value.body) or "could not be used" in str(
+            info.value
+        )
     else:
         with pytest.raises(openai.InternalServerError) as info:
             client.chat.completions.create(**kwargs)
@@ -161,16 +190,25 @@ def test_structured_outputs_with_chat_completions_parse(agent, model):
     weather = parsed.choices[0].message.parsed
     assert isinstance(weather, Weather)
     sim.configure(json_mode="fenced")  # fences are stripped
-    assert isinstance(client.chat.completions.parse(model=model, messages=ASK, response_format=Weather).choices[0].message.parsed, Weather)
+    assert isinstance(
+        client.chat.completions.parse(model=model, messages=ASK, response_format=Weather)
+        .choices[0]
+        .message.parsed,
+        Weather,
+    )
 
 
 def test_json_object_mode_and_one_retry_of_invalid_json(agent):
     client, sim, _, _ = agent
     sim.configure(json_mode="invalid_json", fault_count=1)
-    reply = client.chat.completions.create(model="qwen", messages=ASK, response_format={"type": "json_object"})
+    reply = client.chat.completions.create(
+        model="qwen", messages=ASK, response_format={"type": "json_object"}
+    )
     assert isinstance(json.loads(reply.choices[0].message.content), dict)
     streamed, _, _ = collect_stream(
-        client.chat.completions.create(model="qwen", messages=ASK, response_format={"type": "json_object"}, stream=True)
+        client.chat.completions.create(
+            model="qwen", messages=ASK, response_format={"type": "json_object"}, stream=True
+        )
     )
     assert isinstance(json.loads(streamed), dict)
 
@@ -194,8 +232,16 @@ def test_a_tool_use_round_trip_with_the_anthropic_sdk(agent, stream):
     import anthropic
 
     _, _, server, demo = agent
-    client = anthropic.Anthropic(base_url=server.url, api_key=demo.api_key, max_retries=0, timeout=20)
-    tools = [{"name": "get_weather", "description": "Weather in a city.", "input_schema": WEATHER["function"]["parameters"]}]
+    client = anthropic.Anthropic(
+        base_url=server.url, api_key=demo.api_key, max_retries=0, timeout=20
+    )
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "Weather in a city.",
+            "input_schema": WEATHER["function"]["parameters"],
+        }
+    ]
     kwargs = {"model": "qwen", "max_tokens": 200, "messages": ASK, "tools": tools}
     if stream:
         with client.messages.stream(**kwargs) as events:
@@ -204,19 +250,37 @@ def test_a_tool_use_round_trip_with_the_anthropic_sdk(agent, stream):
         message = client.messages.create(**kwargs)
     assert message.stop_reason == "tool_use"
     (use,) = [block for block in message.content if block.type == "tool_use"]
-    assert use.id.startswith("toolu_") and use.name == "get_weather" and set(use.input) == {"city", "unit"}
+    assert (
+        use.id.startswith("toolu_")
+        and use.name == "get_weather"
+        and set(use.input) == {"city", "unit"}
+    )
 
     raw = client.messages.with_raw_response.create(
-        **{**kwargs, "messages": [
-            *ASK,
-            {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18 degrees"}]},
-        ]}
+        **{
+            **kwargs,
+            "messages": [
+                *ASK,
+                {
+                    "role": "assistant",
+                    "content": [block.model_dump(exclude_none=True) for block in message.content],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": use.id, "content": "18 degrees"}
+                    ],
+                },
+            ],
+        }
     )
     final = raw.parse()
     assert final.stop_reason == "end_turn" and "18 degrees" in final.content[0].text
     usage = UsageEvent.objects.get(request_id=raw.headers["x-request-id"])
-    assert (usage.prompt_tokens, usage.completion_tokens) == (final.usage.input_tokens, final.usage.output_tokens)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        final.usage.input_tokens,
+        final.usage.output_tokens,
+    )
 
 
 def test_langchain_binds_tools_and_gets_structured_output(agent):
@@ -224,7 +288,9 @@ def test_langchain_binds_tools_and_gets_structured_output(agent):
     from langchain_openai import ChatOpenAI
 
     _, _, server, demo = agent
-    llm = ChatOpenAI(model="qwen", base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20)
+    llm = ChatOpenAI(
+        model="qwen", base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20
+    )
 
     def get_weather(city: str, unit: str) -> str:
         """The weather in a city, in unit C or F."""
@@ -235,7 +301,9 @@ def test_langchain_binds_tools_and_gets_structured_output(agent):
     first = bound.invoke([question])
     (call,) = first.tool_calls
     assert call["name"] == "get_weather" and set(call["args"]) == {"city", "unit"}
-    final = bound.invoke([question, first, ToolMessage(get_weather(**call["args"]), tool_call_id=call["id"])])
+    final = bound.invoke(
+        [question, first, ToolMessage(get_weather(**call["args"]), tool_call_id=call["id"])]
+    )
     assert not final.tool_calls and "18" in final.content
 
     for method in ("json_schema", "function_calling"):
@@ -259,29 +327,50 @@ def test_what_agent_clients_were_told_is_what_the_ledger_bills(agent):
     reply = client.chat.completions.create(model="qwen", messages=ASK, tools=[WEATHER])
     told.append(("qwen-3-32b", reply.usage.prompt_tokens, reply.usage.completion_tokens))
     sim.configure(json_mode="invalid_json", fault_count=1)
-    reply = client.chat.completions.create(model="default", messages=ASK, response_format={"type": "json_object"})
+    reply = client.chat.completions.create(
+        model="default", messages=ASK, response_format={"type": "json_object"}
+    )
     told.append(("gemma-4-26b", reply.usage.prompt_tokens, reply.usage.completion_tokens))
     for chunk in client.chat.completions.create(
-        model="qwen", messages=ASK, tools=[WEATHER], stream=True, stream_options={"include_usage": True}
+        model="qwen",
+        messages=ASK,
+        tools=[WEATHER],
+        stream=True,
+        stream_options={"include_usage": True},
     ):
         if chunk.usage:
             told.append(("qwen-3-32b", chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
     assert len(told) == 3
     assert eventually(lambda: UsageEvent.objects.count() == 3)
 
-    events = sorted((e.model_name, e.prompt_tokens, e.completion_tokens) for e in UsageEvent.objects.all())
+    events = sorted(
+        (e.model_name, e.prompt_tokens, e.completion_tokens) for e in UsageEvent.objects.all()
+    )
     assert events == sorted(told)
-    prices = {m.name: (m.input_price_per_mtok, m.output_price_per_mtok) for m in Model.objects.all()}
+    prices = {
+        m.name: (m.input_price_per_mtok, m.output_price_per_mtok) for m in Model.objects.all()
+    }
     owed = sum(
-        price_micro_usd(prompt_tokens=p, completion_tokens=c, input_per_mtok=prices[m][0], output_per_mtok=prices[m][1])
+        price_micro_usd(
+            prompt_tokens=p,
+            completion_tokens=c,
+            input_per_mtok=prices[m][0],
+            output_per_mtok=prices[m][1],
+        )
         for m, p, c in told
     )
     assert sum(UsageEvent.objects.values_list("cost", flat=True)) == owed
-    assert RequestLog.objects.filter(unbilled_tokens__gt=0).count() == 1  # the discarded JSON answer
+    assert (
+        RequestLog.objects.filter(unbilled_tokens__gt=0).count() == 1
+    )  # the discarded JSON answer
 
     now = timezone.now() + timedelta(hours=2)
     usage_rollup_pending(now=now)
-    ledger_post_range(org_id=None, start=now - timedelta(days=1), end=now, now=now, lag=timedelta(0))
+    ledger_post_range(
+        org_id=None, start=now - timedelta(days=1), end=now, now=now, lag=timedelta(0)
+    )
     rolled = UsageRollup.objects.filter(granularity="hour").values_list("cost", flat=True)
     assert sum(rolled) == owed
-    assert sum(LedgerEntry.objects.filter(org_id=demo.org_id).values_list("amount", flat=True)) == owed
+    assert (
+        sum(LedgerEntry.objects.filter(org_id=demo.org_id).values_list("amount", flat=True)) == owed
+    )

@@ -32,7 +32,9 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -68,22 +70,32 @@ bad_max_tokens = (
     | anything_but(int, float, type(None))
 )
 bad_stream = anything_but(bool, type(None))
-bad_content = anything_but(str, list) | st.lists(scalars, max_size=3) | st.lists(
-    st.fixed_dictionaries({"type": anything_but(str) | st.sampled_from(["image", "image_url", "tool_use"])}),
-    min_size=1,
-    max_size=2,
+bad_content = (
+    anything_but(str, list)
+    | st.lists(scalars, max_size=3)
+    | st.lists(
+        st.fixed_dictionaries(
+            {"type": anything_but(str) | st.sampled_from(["image", "image_url", "tool_use"])}
+        ),
+        min_size=1,
+        max_size=2,
+    )
 )
 
 
 def bad_messages(roles: tuple[str, ...]) -> st.SearchStrategy:
     bad_message = (
         anything_but(dict)
-        | st.fixed_dictionaries({"role": values.filter(lambda r: r not in roles), "content": st.just("hi")})
+        | st.fixed_dictionaries(
+            {"role": values.filter(lambda r: r not in roles), "content": st.just("hi")}
+        )
         | st.fixed_dictionaries({"role": st.sampled_from(roles), "content": bad_content})
         | st.fixed_dictionaries({"content": st.just("no role")})
     )
     valid_message = st.just({"role": "user", "content": "hi"})
-    with_a_bad_one = st.tuples(st.lists(valid_message, max_size=2), bad_message).map(lambda t: [*t[0], t[1]])
+    with_a_bad_one = st.tuples(st.lists(valid_message, max_size=2), bad_message).map(
+        lambda t: [*t[0], t[1]]
+    )
     return anything_but(list, type(None)) | st.just([]) | st.just(DELETE) | with_a_bad_one
 
 
@@ -127,9 +139,12 @@ ENDPOINTS = {
             "messages": bad_messages(("user", "assistant")),
             "temperature": bad_number(0, 1),
             "stream": bad_stream,
-            "system": anything_but(str, list, type(None)) | st.lists(scalars, min_size=1, max_size=2),
-            "stop_sequences": anything_but(list, type(None)) | st.lists(anything_but(str), min_size=1, max_size=2),
-            "metadata": anything_but(dict, type(None)) | st.fixed_dictionaries({"user_id": anything_but(str, type(None))}),
+            "system": anything_but(str, list, type(None))
+            | st.lists(scalars, min_size=1, max_size=2),
+            "stop_sequences": anything_but(list, type(None))
+            | st.lists(anything_but(str), min_size=1, max_size=2),
+            "metadata": anything_but(dict, type(None))
+            | st.fixed_dictionaries({"user_id": anything_but(str, type(None))}),
         },
     ),
 }
@@ -166,7 +181,11 @@ def secret():
     max_examples=150,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
 )
 @given(request=bad_requests())
 def test_fuzzed_bad_bodies_are_refused_in_the_stable_shape_and_never_billed(secret, request):
@@ -187,6 +206,10 @@ def test_fuzzed_bad_bodies_are_refused_in_the_stable_shape_and_never_billed(secr
         assert body["error"]["type"] == "invalid_request_error", body
     else:
         error = assert_stable_error(body, code=body.get("error", {}).get("code"))
-        assert error["code"] in {"invalid_request_error", "invalid_json", "unsupported_parameter"}, body
+        assert error["code"] in {
+            "invalid_request_error",
+            "invalid_json",
+            "unsupported_parameter",
+        }, body
         assert error["type"] == "invalid_request_error"
     assert UsageEvent.objects.count() == before == 0

@@ -56,7 +56,9 @@ def at_once(calls: list) -> list[requests.Response]:
 def warm(servers, secret: str) -> None:
     """Each process has loaded the key's context and the catalog."""
     for server in servers:
-        assert requests.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {secret}"}).ok
+        assert requests.get(
+            f"{server.url}/v1/models", headers={"Authorization": f"Bearer {secret}"}
+        ).ok
 
 
 def test_requests_per_minute_admits_exactly_the_limit_across_two_processes(simulators, gateway):
@@ -90,7 +92,10 @@ def test_concurrent_requests_never_overspend_a_nearly_spent_allowance(simulators
     warm((one, two), tenant.secret)
 
     responses = at_once(
-        [lambda s=server: complete(s, tenant.secret, prompt=prompt, max_tokens=max_tokens) for server in (one, two) * 25]
+        [
+            lambda s=server: complete(s, tenant.secret, prompt=prompt, max_tokens=max_tokens)
+            for server in (one, two) * 25
+        ]
     )
 
     ok = [r for r in responses if r.status_code == 200]
@@ -110,7 +115,9 @@ def test_chat_requests_never_overspend_the_allowance_either(simulators, gateway)
     server = gateway()
     seeding.catalog(router_urls=[router.url])
     probe = chat(server, seeding.tenant("probe@example.com").secret).json()["usage"]["total_tokens"]
-    reserved = (len(MESSAGES[0]["content"]) + 3) // 4 + 4  # what the gateway reserves: text + max_tokens
+    reserved = (
+        len(MESSAGES[0]["content"]) + 3
+    ) // 4 + 4  # what the gateway reserves: text + max_tokens
     # Room for 8 requests as served plus one reservation: a 9th is admitted, and it must fit.
     allowance = 8 * probe + reserved + 1
     tenant = seeding.tenant(on_plan=seeding.plan("small", weekly_tokens=allowance))
@@ -118,8 +125,12 @@ def test_chat_requests_never_overspend_the_allowance_either(simulators, gateway)
     statuses = [chat(server, tenant.secret).status_code for _ in range(12)]
 
     assert statuses.count(200) >= 8 and set(statuses) <= {200, 429}
-    used = UsageEvent.objects.filter(org=tenant.org).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
-    assert used["p"] + used["c"] <= allowance, f"{probe} tokens served per request, {reserved} reserved"
+    used = UsageEvent.objects.filter(org=tenant.org).aggregate(
+        p=Sum("prompt_tokens"), c=Sum("completion_tokens")
+    )
+    assert used["p"] + used["c"] <= allowance, (
+        f"{probe} tokens served per request, {reserved} reserved"
+    )
 
 
 def test_a_revoked_key_is_refused_by_every_process_on_its_next_request(simulators, gateway):
@@ -144,14 +155,22 @@ def test_plan_and_model_changes_apply_on_the_next_request_in_every_process(simul
     one, two = gateway(), gateway()
     catalog = seeding.catalog(router_urls=[router.url])
     tenant = seeding.tenant()
-    assert [chat(one, tenant.secret).status_code, chat(two, tenant.secret).status_code] == [200, 200]
+    assert [chat(one, tenant.secret).status_code, chat(two, tenant.secret).status_code] == [
+        200,
+        200,
+    ]
 
     model_set_status(model=catalog.model, status="disabled")
     disabled = [chat(two, tenant.secret), chat(one, tenant.secret)]
     model_set_status(model=catalog.model, status="enabled")
     enabled = [chat(two, tenant.secret), chat(one, tenant.secret)]
     # Four requests so far this minute; the new plan allows four.
-    org_change_plan(org=tenant.org, plan=seeding.plan("four", requests_per_minute=4), actor=None, now=timezone.now())
+    org_change_plan(
+        org=tenant.org,
+        plan=seeding.plan("four", requests_per_minute=4),
+        actor=None,
+        now=timezone.now(),
+    )
     over = [chat(two, tenant.secret), chat(one, tenant.secret)]
 
     for response in disabled:
@@ -182,6 +201,8 @@ def test_a_third_concurrent_request_over_the_plan_is_refused(simulators, gateway
     assert third.status_code == 429
     error = assert_stable_error(third.json(), code="rate_limit_exceeded")
     assert "concurrent" in error["message"]
-    assert time.monotonic() - started > 0.1, "the third was refused while the two were still running"
+    assert time.monotonic() - started > 0.1, (
+        "the third was refused while the two were still running"
+    )
     assert [r.status_code for r in first_two] == [200, 200]
     assert chat(server, tenant.secret).status_code == 200  # their slots were released

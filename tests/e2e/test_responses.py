@@ -41,7 +41,9 @@ def agent(simulators, gateway):
     server = gateway()
     seeding.ensure_seed_plans()
     demo = seed_demo(router_urls=[sims[0].url], router_key="", now=timezone.now())
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20)
+    client = openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20
+    )
     return client, sims[0], server, demo
 
 
@@ -63,9 +65,17 @@ def last_prompt(sim) -> str:
 def test_text_is_a_response_billed_as_its_usage(agent, model):
     client, _, _, _ = agent
     response = client.responses.create(model=model, input="Say something.")
-    assert response.id.startswith("resp_") and response.object == "response" and response.status == "completed"
+    assert (
+        response.id.startswith("resp_")
+        and response.object == "response"
+        and response.status == "completed"
+    )
     assert response.output_text and response.output[0].type == "message"
-    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens > 0
+    assert (
+        response.usage.total_tokens
+        == response.usage.input_tokens + response.usage.output_tokens
+        > 0
+    )
     assert billed(response) == (response.usage.input_tokens, response.usage.output_tokens)
     log = RequestLog.objects.get(request_id=request_id(response))
     assert request_id(response) == response._request_id
@@ -95,11 +105,17 @@ def test_a_function_call_round_trip(agent, model, stream):
         with client.responses.stream(model=model, input=ASK, tools=[WEATHER]) as events:
             kinds = [event.type for event in events]
             first = events.get_final_response()
-        assert "response.function_call_arguments.delta" in kinds and kinds[-1] == "response.completed"
+        assert (
+            "response.function_call_arguments.delta" in kinds and kinds[-1] == "response.completed"
+        )
     else:
         first = client.responses.create(model=model, input=ASK, tools=[WEATHER])
     (call,) = [item for item in first.output if item.type == "function_call"]
-    assert call.call_id.startswith("call_") and call.id.startswith("fc_") and call.name == "get_weather"
+    assert (
+        call.call_id.startswith("call_")
+        and call.id.startswith("fc_")
+        and call.name == "get_weather"
+    )
     assert set(json.loads(call.arguments)) == {"city", "unit"}
     assert first.output_text == ""
 
@@ -109,7 +125,11 @@ def test_a_function_call_round_trip(agent, model, stream):
         input=[
             {"role": "user", "content": ASK},
             *[item.model_dump(exclude_none=True) for item in first.output],
-            {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees and sunny"},
+            {
+                "type": "function_call_output",
+                "call_id": call.call_id,
+                "output": "18 degrees and sunny",
+            },
         ],
     )
     assert "18 degrees and sunny" in final.output_text
@@ -131,7 +151,9 @@ def test_text_format_json_schema_gives_json(agent, model):
     response = client.responses.create(
         model=model,
         input=ASK,
-        text={"format": {"type": "json_schema", "name": "weather", "schema": schema, "strict": True}},
+        text={
+            "format": {"type": "json_schema", "name": "weather", "schema": schema, "strict": True}
+        },
     )
     value = json.loads(response.output_text)
     assert Weather.model_validate(value)
@@ -149,8 +171,18 @@ def test_a_text_stream_with_the_stream_helper(agent):
             if event.type == "response.output_text.delta":
                 deltas.append(event.delta)
         final = events.get_final_response()
-    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert len(deltas) > 1 and "".join(deltas) == final.output_text
     assert final.usage.output_tokens > 0
     assert billed(final) == (final.usage.input_tokens, final.usage.output_tokens)
@@ -160,9 +192,18 @@ def test_a_text_stream_with_the_stream_helper(agent):
 
 def test_an_answer_cut_by_max_output_tokens_is_incomplete(agent):
     client, _, _, _ = agent
-    response = client.responses.create(model="qwen", input="Say something long.", max_output_tokens=3)
-    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
-    events = list(client.responses.create(model="qwen", input="Say something long.", max_output_tokens=3, stream=True))
+    response = client.responses.create(
+        model="qwen", input="Say something long.", max_output_tokens=3
+    )
+    assert (
+        response.status == "incomplete"
+        and response.incomplete_details.reason == "max_output_tokens"
+    )
+    events = list(
+        client.responses.create(
+            model="qwen", input="Say something long.", max_output_tokens=3, stream=True
+        )
+    )
     assert events[-1].type == "response.incomplete" and events[-1].response.usage.output_tokens == 3
 
 
@@ -182,12 +223,20 @@ def test_previous_response_id_and_stored_responses_are_refused(agent):
     assert (info.value.code, info.value.param) == ("unsupported_parameter", "previous_response_id")
     assert "not stored" in info.value.message
     with pytest.raises(openai.BadRequestError) as info:
-        client.responses.create(model="qwen", input=[{"type": "reasoning", "id": "rs_1", "summary": []}])
+        client.responses.create(
+            model="qwen", input=[{"type": "reasoning", "id": "rs_1", "summary": []}]
+        )
     assert info.value.param == "input[0].type"
     for call in (client.responses.retrieve, client.responses.delete, client.responses.cancel):
         with pytest.raises(openai.BadRequestError) as info:
             call("resp_123")
-        assert "not stored" in info.value.message and info.value.body["type"] == "invalid_request_error"
+        assert (
+            "not stored" in info.value.message
+            and info.value.body["type"] == "invalid_request_error"
+        )
     assert not UsageEvent.objects.exists()
-    missing = requests.post(f"{server.url}/v1/responses/input_tokens", headers={"Authorization": f"Bearer {demo.api_key}"})
+    missing = requests.post(
+        f"{server.url}/v1/responses/input_tokens",
+        headers={"Authorization": f"Bearer {demo.api_key}"},
+    )
     assert missing.status_code == 404

@@ -43,7 +43,9 @@ def assert_answered(response: requests.Response) -> None:
 @pytest.mark.parametrize("failure", ["port closed", "answers 500", "times out"])
 def test_every_request_is_answered_by_the_healthy_router(failure, simulators, gateway):
     good, bad = simulators(2)
-    server = gateway(ROUTER_READ_TIMEOUT="1", ROUTER_FIRST_BYTE_TIMEOUT="1", BREAKER_FAILURE_THRESHOLD="3")
+    server = gateway(
+        ROUTER_READ_TIMEOUT="1", ROUTER_FIRST_BYTE_TIMEOUT="1", BREAKER_FAILURE_THRESHOLD="3"
+    )
     broken_url = bad.url
     if failure == "port closed":
         broken_url = dead_url()
@@ -62,12 +64,16 @@ def test_every_request_is_answered_by_the_healthy_router(failure, simulators, ga
     if failure != "port closed":
         assert 1 <= bad.completions() <= 3  # tried, then its breaker (threshold 3) kept it out
     good_router = catalog.routers[1].pk
-    logs = eventually(lambda: list(RequestLog.objects.all()) if RequestLog.objects.count() == 8 else None)
+    logs = eventually(
+        lambda: list(RequestLog.objects.all()) if RequestLog.objects.count() == 8 else None
+    )
     assert {(log.status_code, log.router_id) for log in logs} == {(200, good_router)}
     assert eventually(lambda: UsageEvent.objects.count() == 8)
 
 
-def test_breaker_opens_after_the_threshold_and_recovers_after_the_cool_down(simulators, gateway, fast_state):
+def test_breaker_opens_after_the_threshold_and_recovers_after_the_cool_down(
+    simulators, gateway, fast_state
+):
     cool_down_ms = 1000
     good, bad = simulators(2)
     bad.configure(failure_rate=1.0)
@@ -94,10 +100,15 @@ def test_breaker_opens_after_the_threshold_and_recovers_after_the_cool_down(simu
         response = chat(server, tenant.secret)
         assert_answered(response)
         window.append(response.headers["x-request-id"])
-    admitted = {log.request_id: log.created_at.timestamp() * 1000 for log in RequestLog.objects.filter(request_id__in=window)}
+    admitted = {
+        log.request_id: log.created_at.timestamp() * 1000
+        for log in RequestLog.objects.filter(request_id__in=window)
+    }
     inside = {rid for rid, at in admitted.items() if at < opened + cool_down_ms}
     assert inside, "no request was admitted inside the cool-down"
-    assert not inside & set(bad.stats()["client_references"]), "an open breaker sent traffic to the failing router"
+    assert not inside & set(bad.stats()["client_references"]), (
+        "an open breaker sent traffic to the failing router"
+    )
 
     bad.configure(failure_rate=0.0)
     for _ in range(100):  # after the cool-down a probe finds it healthy and the breaker closes
@@ -110,7 +121,9 @@ def test_breaker_opens_after_the_threshold_and_recovers_after_the_cool_down(simu
 
     for _ in range(20):
         assert_answered(chat(server, tenant.secret))
-    assert bad.completions() - bad.stats()["failures_injected"] - served_before >= 3, "traffic returns to it"
+    assert bad.completions() - bad.stats()["failures_injected"] - served_before >= 3, (
+        "traffic returns to it"
+    )
 
 
 def _read_until_content(lines) -> list[str]:
@@ -123,7 +136,9 @@ def _read_until_content(lines) -> list[str]:
     return seen
 
 
-def test_draining_the_only_pool_refuses_new_requests_and_finishes_streams_in_flight(simulators, gateway):
+def test_draining_the_only_pool_refuses_new_requests_and_finishes_streams_in_flight(
+    simulators, gateway
+):
     (router,) = simulators(1, tokens_per_second=20, completion_tokens=20)  # a one-second stream
     server = gateway()
     catalog = seeding.catalog(router_urls=[router.url])
@@ -166,7 +181,9 @@ def test_draining_one_pool_sends_new_requests_to_the_next(simulators, gateway):
     assert (first.completions(), second.completions()) == (3, 4)
 
 
-def test_router_failing_mid_stream_ends_it_with_one_error_event_and_bills_what_was_served(simulators, gateway):
+def test_router_failing_mid_stream_ends_it_with_one_error_event_and_bills_what_was_served(
+    simulators, gateway
+):
     (router,) = simulators(1, disconnect_after_tokens=5)
     server = gateway()
     seeding.catalog(router_urls=[router.url])
@@ -180,7 +197,9 @@ def test_router_failing_mid_stream_ends_it_with_one_error_event_and_bills_what_w
     assert len(errors) == 1 and payloads[-1] is errors[0]
     assert_stable_error(errors[0], code="upstream_error")
     assert "[DONE]" not in payloads
-    served = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads[:-1] if p["choices"])
+    served = "".join(
+        p["choices"][0]["delta"].get("content") or "" for p in payloads[:-1] if p["choices"]
+    )
     assert len(served) == 5 * 4
     assert router.stats()["streams_dropped"] == 1
     request_id = response.headers["x-request-id"]
@@ -191,7 +210,9 @@ def test_router_failing_mid_stream_ends_it_with_one_error_event_and_bills_what_w
     assert (log.error_code, log.streamed) == ("upstream_error", True)
 
 
-def test_router_failing_mid_stream_ends_an_anthropic_stream_with_an_error_event(simulators, gateway):
+def test_router_failing_mid_stream_ends_an_anthropic_stream_with_an_error_event(
+    simulators, gateway
+):
     (router,) = simulators(1, disconnect_after_tokens=3)
     server = gateway()
     seeding.catalog(router_urls=[router.url])
@@ -210,7 +231,11 @@ def test_router_failing_mid_stream_ends_an_anthropic_stream_with_an_error_event(
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names[3:] == ["content_block_delta"] * 3 + ["error"]
     error = json.loads(events[-1][1])
-    assert error["type"] == "error" and error["error"]["type"] == "api_error" and error["error"]["message"]
+    assert (
+        error["type"] == "error"
+        and error["error"]["type"] == "api_error"
+        and error["error"]["message"]
+    )
     request_id = response.headers["x-request-id"]
     event = eventually(lambda: UsageEvent.objects.filter(request_id=request_id).first())
     assert (event.completion_tokens, event.estimated) == (3, True)

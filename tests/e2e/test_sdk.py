@@ -43,13 +43,19 @@ class Live:
 
     def openai(self, key: str | None = None, **options) -> openai.OpenAI:
         return openai.OpenAI(
-            base_url=f"{self.server.url}/v1", api_key=self.key if key is None else key, max_retries=0,
-            timeout=20, **options,
+            base_url=f"{self.server.url}/v1",
+            api_key=self.key if key is None else key,
+            max_retries=0,
+            timeout=20,
+            **options,
         )
 
     def anthropic(self, key: str | None = None) -> anthropic.Anthropic:
         return anthropic.Anthropic(
-            base_url=self.server.url, api_key=self.key if key is None else key, max_retries=0, timeout=20
+            base_url=self.server.url,
+            api_key=self.key if key is None else key,
+            max_retries=0,
+            timeout=20,
         )
 
 
@@ -62,13 +68,19 @@ def live(simulators, gateway):
         sims = simulators(2, require_key=seeding.ROUTER_KEY)
         server = gateway(**server_env)  # boots while the data is seeded
         seeding.ensure_seed_plans()
-        demo = seed_demo(router_urls=[s.url for s in sims], router_key=seeding.ROUTER_KEY, now=timezone.now())
-        return Live(server=server, sims=sims, org=Organization.objects.get(pk=demo.org_id), key=demo.api_key)
+        demo = seed_demo(
+            router_urls=[s.url for s in sims], router_key=seeding.ROUTER_KEY, now=timezone.now()
+        )
+        return Live(
+            server=server, sims=sims, org=Organization.objects.get(pk=demo.org_id), key=demo.api_key
+        )
 
     return start
 
 
-def expect_error(exc_type: type[Exception], call, *, status: int, code: str, param: str | None = None):
+def expect_error(
+    exc_type: type[Exception], call, *, status: int, code: str, param: str | None = None
+):
     """The call raises `exc_type` with the stable body; returns the exception."""
     with pytest.raises(exc_type) as info:
         call()
@@ -91,7 +103,9 @@ def routed_completions(live: Live) -> int:
 def test_chat_completion(live):
     env = live()
 
-    raw = env.openai().chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=8)
+    raw = env.openai().chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, max_tokens=8
+    )
     completion = raw.parse()
 
     request_id = raw.headers["x-request-id"]
@@ -113,12 +127,16 @@ def test_chat_completion(live):
 
     event = UsageEvent.objects.get(request_id=request_id)
     assert (event.prompt_tokens, event.completion_tokens, event.estimated) == (
-        usage.prompt_tokens, usage.completion_tokens, False
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        False,
     )
     model = Model.objects.get(name=MODEL)
     assert event.cost == price_micro_usd(
-        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-        input_per_mtok=model.input_price_per_mtok, output_per_mtok=model.output_price_per_mtok,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        input_per_mtok=model.input_price_per_mtok,
+        output_per_mtok=model.output_price_per_mtok,
     )
     assert RequestLog.objects.get(request_id=request_id).status_code == 200
     assert routed_completions(env) == 1
@@ -161,14 +179,22 @@ def test_text_completion_whole_and_streamed(live):
     prompt = "Once upon a time"
 
     whole = client.completions.create(model="oss-20b", prompt=prompt, max_tokens=5)
-    chunks = list(client.completions.create(
-        model="oss-20b", prompt=prompt, max_tokens=5, stream=True, stream_options={"include_usage": True}
-    ))
+    chunks = list(
+        client.completions.create(
+            model="oss-20b",
+            prompt=prompt,
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
 
     assert (whole.object, whole.model) == ("text_completion", "oss-20b")
     assert len(whole.choices[0].text) == 5 * 4 and whole.choices[0].finish_reason == "length"
     assert whole.usage.completion_tokens == 5
-    assert whole.usage.prompt_tokens == (len(prompt) + 3) // 4  # a text prompt reaches the router as is
+    assert (
+        whole.usage.prompt_tokens == (len(prompt) + 3) // 4
+    )  # a text prompt reaches the router as is
     *text_chunks, usage_chunk = chunks
     assert "".join(c.choices[0].text for c in text_chunks) == whole.choices[0].text
     assert text_chunks[-1].choices[0].finish_reason == "length"
@@ -179,7 +205,11 @@ def test_text_completion_whole_and_streamed(live):
 def test_models_list_holds_the_public_names_the_key_may_use(live):
     env = live()
     restricted = api_key_create(
-        org=env.org, created_by=None, name="oss only", now=timezone.now(), allowed_models=["oss-20b"]
+        org=env.org,
+        created_by=None,
+        name="oss only",
+        now=timezone.now(),
+        allowed_models=["oss-20b"],
     )
 
     raw = env.openai().models.with_raw_response.list()
@@ -201,26 +231,38 @@ def test_missing_bad_and_revoked_keys_are_authentication_errors(live):
     def chat(key):
         return lambda: env.openai(key).chat.completions.create(model=MODEL, messages=MESSAGES)
 
-    missing = requests.post(f"{env.server.url}/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+    missing = requests.post(
+        f"{env.server.url}/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES}
+    )
     assert missing.status_code == 401
     assert_stable_error(missing.json(), code="invalid_api_key")
     assert re.fullmatch(REQUEST_ID, missing.headers["x-request-id"])
     no_key = openai.OpenAI(
-        base_url=f"{env.server.url}/v1", api_key="unused", default_headers={"Authorization": ""}, max_retries=0
+        base_url=f"{env.server.url}/v1",
+        api_key="unused",
+        default_headers={"Authorization": ""},
+        max_retries=0,
     )
     err = expect_error(
         openai.AuthenticationError,
         lambda: no_key.chat.completions.create(model=MODEL, messages=MESSAGES),
-        status=401, code="invalid_api_key",
+        status=401,
+        code="invalid_api_key",
     )
     assert "didn't provide an API key" in err.message
-    expect_error(openai.AuthenticationError, chat("sk-not-a-portal-key"), status=401, code="invalid_api_key")
+    expect_error(
+        openai.AuthenticationError, chat("sk-not-a-portal-key"), status=401, code="invalid_api_key"
+    )
     well_formed = "ctr_live_" + "A" * 43
     expect_error(openai.AuthenticationError, chat(well_formed), status=401, code="invalid_api_key")
-    expect_error(openai.AuthenticationError, chat(revoked.plaintext), status=401, code="api_key_revoked")
     expect_error(
-        openai.AuthenticationError, lambda: env.openai(revoked.plaintext).models.list(),
-        status=401, code="api_key_revoked",
+        openai.AuthenticationError, chat(revoked.plaintext), status=401, code="api_key_revoked"
+    )
+    expect_error(
+        openai.AuthenticationError,
+        lambda: env.openai(revoked.plaintext).models.list(),
+        status=401,
+        code="api_key_revoked",
     )
     assert routed_completions(env) == 0
 
@@ -229,28 +271,45 @@ def test_disabled_key_paused_org_and_restricted_model_are_permission_errors(live
     env = live()
     now = timezone.now()
     disabled = api_key_create(org=env.org, created_by=None, name="off", now=now)
-    restricted = api_key_create(org=env.org, created_by=None, name="oss", now=now, allowed_models=["oss-20b"])
+    restricted = api_key_create(
+        org=env.org, created_by=None, name="oss", now=now, allowed_models=["oss-20b"]
+    )
     api_key_disable(key=disabled.key, actor=None, now=now)
 
     def chat(key, model=MODEL):
         return lambda: env.openai(key).chat.completions.create(model=model, messages=MESSAGES)
 
-    expect_error(openai.PermissionDeniedError, chat(disabled.plaintext), status=403, code="api_key_disabled")
+    expect_error(
+        openai.PermissionDeniedError, chat(disabled.plaintext), status=403, code="api_key_disabled"
+    )
     err = expect_error(
-        openai.PermissionDeniedError, chat(restricted.plaintext), status=403, code="model_not_allowed", param="model"
+        openai.PermissionDeniedError,
+        chat(restricted.plaintext),
+        status=403,
+        code="model_not_allowed",
+        param="model",
     )
     assert MODEL in err.response.json()["error"]["message"]
     # An alias of the allowed model is the allowed model.
-    assert env.openai(restricted.plaintext).chat.completions.create(model="oss-20b", messages=MESSAGES).choices
+    assert (
+        env.openai(restricted.plaintext)
+        .chat.completions.create(model="oss-20b", messages=MESSAGES)
+        .choices
+    )
 
     env.openai().models.list()
-    env.openai().chat.completions.create(model=MODEL, messages=MESSAGES)  # cached context, then a pause:
+    env.openai().chat.completions.create(
+        model=MODEL, messages=MESSAGES
+    )  # cached context, then a pause:
     with transaction.atomic():
         Organization.objects.filter(pk=env.org.pk).update(status=Organization.Status.PAUSED)
         org_changed_on_commit(env.org.pk)
     expect_error(openai.PermissionDeniedError, chat(env.key), status=403, code="account_paused")
     expect_error(
-        openai.PermissionDeniedError, lambda: env.openai().models.list(), status=403, code="account_paused"
+        openai.PermissionDeniedError,
+        lambda: env.openai().models.list(),
+        status=403,
+        code="account_paused",
     )
 
 
@@ -260,7 +319,9 @@ def test_unknown_model_is_not_found(live):
     err = expect_error(
         openai.NotFoundError,
         lambda: env.openai().chat.completions.create(model="no-such-model", messages=MESSAGES),
-        status=404, code="model_not_found", param="model",
+        status=404,
+        code="model_not_found",
+        param="model",
     )
 
     assert "no-such-model" in err.message
@@ -272,7 +333,9 @@ def test_unknown_model_is_not_found(live):
 
 def test_requests_per_minute_is_a_rate_limit_error_with_retry_after(live):
     env = live()
-    tight = seeding.tenant("tight@example.com", on_plan=seeding.plan("tight", requests_per_minute=2))
+    tight = seeding.tenant(
+        "tight@example.com", on_plan=seeding.plan("tight", requests_per_minute=2)
+    )
     client = env.openai(tight.secret)
     for _ in range(2):
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4)
@@ -280,7 +343,8 @@ def test_requests_per_minute_is_a_rate_limit_error_with_retry_after(live):
     err = expect_error(
         openai.RateLimitError,
         lambda: client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4),
-        status=429, code="rate_limit_exceeded",
+        status=429,
+        code="rate_limit_exceeded",
     )
 
     headers = err.response.headers
@@ -304,7 +368,8 @@ def test_spent_allowance_is_insufficient_quota_that_should_not_be_retried(live):
             lambda secret=secret, max_tokens=max_tokens: env.openai(secret).chat.completions.create(
                 model=MODEL, messages=MESSAGES, max_tokens=max_tokens
             ),
-            status=429, code="insufficient_quota",
+            status=429,
+            code="insufficient_quota",
         )
         assert err.response.headers["x-should-retry"] == "false"
         assert err.type == "insufficient_quota"
@@ -321,20 +386,30 @@ def test_bad_bodies_are_bad_request_errors_naming_the_param(live):
     expect_error(
         openai.BadRequestError,
         lambda: client.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=5),
-        status=400, code="invalid_request_error", param="temperature",
+        status=400,
+        code="invalid_request_error",
+        param="temperature",
     )
     expect_error(
         openai.BadRequestError,
-        lambda: client.chat.completions.create(model=MODEL, messages=[{"role": "robot", "content": "hi"}]),
-        status=400, code="invalid_request_error", param="messages[0].role",
+        lambda: client.chat.completions.create(
+            model=MODEL, messages=[{"role": "robot", "content": "hi"}]
+        ),
+        status=400,
+        code="invalid_request_error",
+        param="messages[0].role",
     )
     expect_error(
         openai.BadRequestError,
         lambda: client.completions.create(model="oss-20b", prompt="hi", max_tokens=0),
-        status=400, code="invalid_request_error", param="max_tokens",
+        status=400,
+        code="invalid_request_error",
+        param="max_tokens",
     )
     not_json = requests.post(
-        f"{env.server.url}/v1/chat/completions", data=b"{not json", headers={"Authorization": f"Bearer {env.key}"}
+        f"{env.server.url}/v1/chat/completions",
+        data=b"{not json",
+        headers={"Authorization": f"Bearer {env.key}"},
     )
     assert not_json.status_code == 400
     assert_stable_error(not_json.json(), code="invalid_json")
@@ -344,11 +419,17 @@ def test_bad_bodies_are_bad_request_errors_naming_the_param(live):
 
 def test_body_over_the_upload_limit_is_413(live):
     env = live(MAX_REQUEST_BODY_BYTES="65536")
-    body = b'{"model": "gemma-4-26b", "messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}'
+    body = (
+        b'{"model": "gemma-4-26b", "messages": [{"role": "user", "content": "'
+        + b"x" * 70_000
+        + b'"}]}'
+    )
 
     response = requests.post(
-        f"{env.server.url}/v1/chat/completions", data=body,
-        headers={"Authorization": f"Bearer {env.key}", "Content-Type": "application/json"}, timeout=20,
+        f"{env.server.url}/v1/chat/completions",
+        data=body,
+        headers={"Authorization": f"Bearer {env.key}", "Content-Type": "application/json"},
+        timeout=20,
     )
 
     assert response.status_code == 413
@@ -365,12 +446,22 @@ def test_a_chunked_body_is_read_within_the_limit(live):
         yield from parts  # requests sends a generator body chunked
 
     small = requests.post(
-        f"{env.server.url}/v1/chat/completions", headers=headers, timeout=20,
-        data=chunked(b'{"model": "gemma-4-26b", ', b'"messages": [{"role": "user", "content": "hi"}]}'),
+        f"{env.server.url}/v1/chat/completions",
+        headers=headers,
+        timeout=20,
+        data=chunked(
+            b'{"model": "gemma-4-26b", ', b'"messages": [{"role": "user", "content": "hi"}]}'
+        ),
     )
     large = requests.post(
-        f"{env.server.url}/v1/chat/completions", headers=headers, timeout=20,
-        data=chunked(b'{"model": "gemma-4-26b", "messages": [{"role": "user", "content": "', *[b"x" * 10_000] * 8, b'"}]}'),
+        f"{env.server.url}/v1/chat/completions",
+        headers=headers,
+        timeout=20,
+        data=chunked(
+            b'{"model": "gemma-4-26b", "messages": [{"role": "user", "content": "',
+            *[b"x" * 10_000] * 8,
+            b'"}]}',
+        ),
     )
 
     assert small.status_code == 200, small.text
@@ -382,17 +473,23 @@ def test_a_chunked_body_is_read_within_the_limit(live):
 
 def test_all_routers_down_is_503_no_healthy_router(live):
     env = live()
-    seeding.catalog(router_urls=[dead_url(), dead_url()], model="down-model", aliases=(), pool="down")
+    seeding.catalog(
+        router_urls=[dead_url(), dead_url()], model="down-model", aliases=(), pool="down"
+    )
 
     err = expect_error(
         openai.InternalServerError,
         lambda: env.openai().chat.completions.create(model="down-model", messages=MESSAGES),
-        status=503, code="no_healthy_router",
+        status=503,
+        code="no_healthy_router",
     )
 
     body = err.response.text
     assert "127.0.0.1" not in body and "router-" not in body  # no router internals
-    assert RequestLog.objects.get(request_id=err.response.headers["x-request-id"]).error_code == "no_healthy_router"
+    assert (
+        RequestLog.objects.get(request_id=err.response.headers["x-request-id"]).error_code
+        == "no_healthy_router"
+    )
     assert not UsageEvent.objects.exists()
 
 
@@ -404,7 +501,8 @@ def test_router_slower_than_the_read_timeout_is_504_upstream_timeout(live):
     err = expect_error(
         openai.InternalServerError,
         lambda: env.openai().chat.completions.create(model=MODEL, messages=MESSAGES),
-        status=504, code="upstream_timeout",
+        status=504,
+        code="upstream_timeout",
     )
 
     assert err.type == "timeout"
@@ -421,7 +519,9 @@ def test_anthropic_messages_whole_and_streamed(live):
     raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=8, messages=MESSAGES)
     message = raw.parse()
     long = client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, system="Be brief.")
-    with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES, system="Be brief.") as stream:
+    with client.messages.stream(
+        model=MODEL, max_tokens=64, messages=MESSAGES, system="Be brief."
+    ) as stream:
         streamed_text = "".join(stream.text_stream)
         final = stream.get_final_message()
 
@@ -442,14 +542,20 @@ def test_anthropic_errors_have_the_anthropic_shape(live):
     env = live()
 
     with pytest.raises(anthropic.AuthenticationError) as info:
-        env.anthropic("ctr_live_" + "B" * 43).messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+        env.anthropic("ctr_live_" + "B" * 43).messages.create(
+            model=MODEL, max_tokens=8, messages=MESSAGES
+        )
     with pytest.raises(anthropic.NotFoundError) as missing:
         env.anthropic().messages.create(model="no-such-model", max_tokens=8, messages=MESSAGES)
     with pytest.raises(anthropic.BadRequestError) as bad:
-        env.anthropic().messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, extra_body={"temperature": 1.5})
+        env.anthropic().messages.create(
+            model=MODEL, max_tokens=8, messages=MESSAGES, extra_body={"temperature": 1.5}
+        )
 
     for err, type_ in (
-        (info.value, "authentication_error"), (missing.value, "not_found_error"), (bad.value, "invalid_request_error"),
+        (info.value, "authentication_error"),
+        (missing.value, "not_found_error"),
+        (bad.value, "invalid_request_error"),
     ):
         body = err.response.json()
         assert body["type"] == "error" and set(body) <= {"type", "error", "request_id"}

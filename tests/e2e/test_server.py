@@ -20,7 +20,9 @@ from tests.e2e.wire import eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_burst_of_cold_requests_does_not_hold_the_database_pool_through_router_calls(simulators, gateway):
+def test_a_burst_of_cold_requests_does_not_hold_the_database_pool_through_router_calls(
+    simulators, gateway
+):
     """Each first request of a key reads Postgres (its auth context, its allowance); with
     the connection kept until the request ends, ten of them waiting 1.5 s on the router
     would hold a pool of two, and the rest would time out waiting for it."""
@@ -90,7 +92,9 @@ def test_cold_keys_and_a_catalog_change_at_once_do_not_stall_the_pool(simulators
     assert chat(server, warm.secret).status_code == 200  # the process has a catalog and this key
     catalog_bump_version()
 
-    calls = [lambda t=t: chat(server, t.secret) for t in cold] + [lambda: chat(server, warm.secret)] * 12
+    calls = [lambda t=t: chat(server, t.secret) for t in cold] + [
+        lambda: chat(server, warm.secret)
+    ] * 12
     responses = at_once(calls)
 
     assert [r.status_code for r in responses] == [200] * 24

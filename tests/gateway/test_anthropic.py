@@ -41,7 +41,10 @@ USER = {"role": "user", "content": "x"}
 
 def test_message_parses_with_the_sdk():
     body = message_response(
-        request_id=REQUEST_ID, model="gemma-3-27b", text="Four.", finish_reason="stop",
+        request_id=REQUEST_ID,
+        model="gemma-3-27b",
+        text="Four.",
+        finish_reason="stop",
         usage=usage_dict(12, 3),
     )
 
@@ -66,8 +69,14 @@ def test_message_parses_with_the_sdk():
     ],
 )
 def test_stop_reason_mapping(finish_reason, stop_sequence, stop_reason):
-    body = message_response(request_id=REQUEST_ID, model="m", text="", finish_reason=finish_reason,
-                            usage=usage_dict(1, 0), stop_sequence=stop_sequence)
+    body = message_response(
+        request_id=REQUEST_ID,
+        model="m",
+        text="",
+        finish_reason=finish_reason,
+        usage=usage_dict(1, 0),
+        stop_sequence=stop_sequence,
+    )
 
     message = Message.model_validate(body)
 
@@ -136,16 +145,21 @@ def sdk_client(payload: bytes) -> anthropic.Anthropic:
     def handler(request):
         return httpx2.Response(200, content=payload, headers={"content-type": "text/event-stream"})
 
-    return anthropic.Anthropic(api_key="sk-ant-test", base_url="http://portal.test", max_retries=0,
-                               http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    return anthropic.Anthropic(
+        api_key="sk-ant-test",
+        base_url="http://portal.test",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
 
 
 def test_sdk_accumulates_our_stream_into_a_message():
     payload = b"".join(sse.named_event(name, data) for name, data in stream_events())
     client = sdk_client(payload)
 
-    with client.messages.stream(model="gemma-3-27b", max_tokens=64,
-                                messages=[{"role": "user", "content": "2+2?"}]) as stream:
+    with client.messages.stream(
+        model="gemma-3-27b", max_tokens=64, messages=[{"role": "user", "content": "2+2?"}]
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
 
@@ -171,16 +185,22 @@ def test_sdk_raises_our_mid_stream_error():
 
 def test_sdk_reads_our_message_response():
     body = message_response(
-        request_id=REQUEST_ID, model="gemma-3-27b", text="Four.", finish_reason="stop",
+        request_id=REQUEST_ID,
+        model="gemma-3-27b",
+        text="Four.",
+        finish_reason="stop",
         usage=usage_dict(12, 3),
     )
 
     def handler(request):
-        return httpx2.Response(200, content=json.dumps(body).encode(),
-                               headers={"content-type": "application/json"})
+        return httpx2.Response(
+            200, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
 
     client = anthropic.Anthropic(
-        api_key="sk-ant-test", base_url="http://portal.test", max_retries=0,
+        api_key="sk-ant-test",
+        base_url="http://portal.test",
+        max_retries=0,
         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
 
@@ -194,12 +214,14 @@ def test_sdk_reads_our_message_response():
 
 def test_error_body_and_event():
     assert error_body(type_="rate_limit_error", message="Slow down.") == {
-        "type": "error", "error": {"type": "rate_limit_error", "message": "Slow down."},
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "Slow down."},
     }
     with_id = error_body(type_="api_error", message="x", request_id=REQUEST_ID)
     assert with_id["request_id"] == REQUEST_ID
     assert error_event("Boom.", "overloaded_error") == (
-        "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Boom."}},
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Boom."}},
     )
 
 

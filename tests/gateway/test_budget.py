@@ -39,19 +39,30 @@ def router_url():
 def small_model(router_url):
     """The test model with a 400-token window and at most 300 output tokens, on one router."""
     model_create(
-        name=seeding.MODEL, display_name="Small", context_window=WINDOW, max_output_tokens=MAX_OUTPUT,
-        input_price_per_mtok=seeding.PRICES[0], output_price_per_mtok=seeding.PRICES[1], aliases=(seeding.ALIAS,),
+        name=seeding.MODEL,
+        display_name="Small",
+        context_window=WINDOW,
+        max_output_tokens=MAX_OUTPUT,
+        input_price_per_mtok=seeding.PRICES[0],
+        output_price_per_mtok=seeding.PRICES[1],
+        aliases=(seeding.ALIAS,),
     )
     return seeding.catalog(router_urls=[router_url])
 
 
 def post(path: str, secret: str, body: dict):
-    return Client().post(path, data=json.dumps(body), content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return Client().post(
+        path,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
 
 
 def chat(secret: str, **body):
-    return post("/v1/chat/completions", secret, {"model": seeding.MODEL, "messages": MESSAGES, **body})
+    return post(
+        "/v1/chat/completions", secret, {"model": seeding.MODEL, "messages": MESSAGES, **body}
+    )
 
 
 def completions_served(router_url: str) -> int:
@@ -68,7 +79,9 @@ def allowance_counters(fast_state) -> dict:
     return {k.decode(): int(v) for k, v in fast_state.hgetall(keys[0]).items()} if keys else {}
 
 
-def test_prompt_plus_max_tokens_over_the_window_is_400_and_spends_nothing(small_model, router_url, fast_state, key_provider):
+def test_prompt_plus_max_tokens_over_the_window_is_400_and_spends_nothing(
+    small_model, router_url, fast_state, key_provider
+):
     tenant = seeding.tenant(on_plan=seeding.plan("three-a-minute", requests_per_minute=3))
     messages = [{"role": "user", "content": "Tell me more. " * 40}]
     prompt = estimate_tokens(render_prompt("chatml", messages))
@@ -81,15 +94,24 @@ def test_prompt_plus_max_tokens_over_the_window_is_400_and_spends_nothing(small_
     ]
 
     for response in refused:
-        error = assert_error(response, status=400, code="context_length_exceeded",
-                             type_="invalid_request_error", param="messages")
+        error = assert_error(
+            response,
+            status=400,
+            code="context_length_exceeded",
+            type_="invalid_request_error",
+            param="messages",
+        )
         assert error["message"] == (
             f"This model's maximum context length is {WINDOW} tokens. However, you requested {WINDOW + 1} tokens"
             f" ({prompt} in the messages, {too_many} in the completion)."
             " Please reduce the length of the messages or completion."
         )
         log = RequestLog.objects.get(request_id=response["x-request-id"])
-        assert (log.status_code, log.error_code, log.org_id) == (400, "context_length_exceeded", tenant.org.pk)
+        assert (log.status_code, log.error_code, log.org_id) == (
+            400,
+            "context_length_exceeded",
+            tenant.org.pk,
+        )
     assert not UsageEvent.objects.exists()
     assert completions_served(router_url) == 0
     # Neither refusal counted against the Portal's limits or the allowance, nor reserved tokens.
@@ -97,7 +119,9 @@ def test_prompt_plus_max_tokens_over_the_window_is_400_and_spends_nothing(small_
     assert fits.status_code == 200, fits.content
     assert int(fits["x-ratelimit-remaining-tokens"]) == seeding._LOOSE["tokens_per_minute"] - WINDOW
     assert allowance_counters(fast_state) == {"r": 1, "t": fits.json()["usage"]["total_tokens"]}
-    if key_provider is None:  # Unkey's own requests/min counts every verified key, as for any refusal
+    if (
+        key_provider is None
+    ):  # Unkey's own requests/min counts every verified key, as for any refusal
         assert fits["x-ratelimit-remaining-requests"] == "2"
 
 
@@ -129,16 +153,29 @@ def test_text_completions_name_the_prompt_and_anthropic_messages_get_their_shape
     tenant = seeding.tenant()
     prompt = "y" * (WINDOW * 4 - 40)  # 390 tokens
 
-    completion = post("/v1/completions", tenant.secret, {"model": seeding.MODEL, "prompt": prompt, "max_tokens": 20})
-    message = post("/v1/messages", tenant.secret, {"model": seeding.MODEL, "max_tokens": 20,
-                                                   "messages": [{"role": "user", "content": prompt}]})
+    completion = post(
+        "/v1/completions",
+        tenant.secret,
+        {"model": seeding.MODEL, "prompt": prompt, "max_tokens": 20},
+    )
+    message = post(
+        "/v1/messages",
+        tenant.secret,
+        {
+            "model": seeding.MODEL,
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": prompt}],
+        },
+    )
 
     error = assert_error(completion, status=400, code="context_length_exceeded", param="prompt")
     assert "(390 in the prompt, 20 in the completion)" in error["message"]
     assert message.status_code == 400
     body = message.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
-    assert body["error"]["message"].startswith(f"This model's maximum context length is {WINDOW} tokens.")
+    assert body["error"]["message"].startswith(
+        f"This model's maximum context length is {WINDOW} tokens."
+    )
     assert not UsageEvent.objects.exists()
 
 
@@ -149,7 +186,9 @@ def test_key_checks_come_before_the_window(small_model):
     response = chat(tenant.secret, max_tokens=WINDOW)
 
     assert_error(response, status=403, code="model_not_allowed")
-    assert_error(chat("ctr_live_" + "A" * 43, max_tokens=WINDOW), status=401, code="invalid_api_key")
+    assert_error(
+        chat("ctr_live_" + "A" * 43, max_tokens=WINDOW), status=401, code="invalid_api_key"
+    )
 
 
 # --- the default max_tokens ----------------------------------------------------------------------
@@ -163,21 +202,37 @@ def test_without_max_tokens_the_answer_may_fill_the_rest_of_the_window(small_mod
     short = chat(tenant.secret)
     filled = chat(tenant.secret, messages=long)
 
-    assert short.json()["usage"]["completion_tokens"] == MAX_OUTPUT  # not a fixed 1024, not more than the model makes
+    assert (
+        short.json()["usage"]["completion_tokens"] == MAX_OUTPUT
+    )  # not a fixed 1024, not more than the model makes
     assert filled.json()["usage"] == {
-        "prompt_tokens": prompt, "completion_tokens": WINDOW - prompt, "total_tokens": WINDOW
+        "prompt_tokens": prompt,
+        "completion_tokens": WINDOW - prompt,
+        "total_tokens": WINDOW,
     }
     assert filled.json()["choices"][0]["finish_reason"] == "length"
     # The reservation was the whole worst case: prompt plus the default allowance.
-    assert int(filled["x-ratelimit-remaining-tokens"]) == seeding._LOOSE["tokens_per_minute"] - (PROMPT + MAX_OUTPUT) - WINDOW
+    assert (
+        int(filled["x-ratelimit-remaining-tokens"])
+        == seeding._LOOSE["tokens_per_minute"] - (PROMPT + MAX_OUTPUT) - WINDOW
+    )
 
 
 # --- the rules ------------------------------------------------------------------------------------
 
 
 def _entry(window: int = 1000, max_output: int = 300) -> ModelEntry:
-    return ModelEntry(id=1, name="m", display_name="M", status="enabled", context_window=window,
-                      max_output_tokens=max_output, input_price_per_mtok=0, output_price_per_mtok=0, routes=())
+    return ModelEntry(
+        id=1,
+        name="m",
+        display_name="M",
+        status="enabled",
+        context_window=window,
+        max_output_tokens=max_output,
+        input_price_per_mtok=0,
+        output_price_per_mtok=0,
+        routes=(),
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,4 +253,8 @@ def test_the_budget(max_tokens, prompt, completion, fits):
 
     planned = budget.plan(req, _entry(), prompt_tokens=prompt)
 
-    assert (planned.completion, planned.fits, planned.total) == (completion, fits, prompt + completion)
+    assert (planned.completion, planned.fits, planned.total) == (
+        completion,
+        fits,
+        prompt + completion,
+    )

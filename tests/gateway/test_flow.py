@@ -42,12 +42,18 @@ def simulator():
 
 
 def post(path: str, secret: str, body: dict):
-    return Client().post(path, data=json.dumps(body), content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return Client().post(
+        path,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
 
 
 def chat(secret: str, **body):
-    return post("/v1/chat/completions", secret, {"model": seeding.MODEL, "messages": MESSAGES, **body})
+    return post(
+        "/v1/chat/completions", secret, {"model": seeding.MODEL, "messages": MESSAGES, **body}
+    )
 
 
 def stream_events(response) -> list:
@@ -92,13 +98,25 @@ def test_one_request_writes_its_log_and_a_usage_event_priced_in_integer_micro_do
     request_id = response["x-request-id"]
     log = RequestLog.objects.get(request_id=request_id)
     event = UsageEvent.objects.get(request_id=request_id)
-    assert (log.status_code, log.error_code, log.endpoint, log.streamed) == (200, "", "chat.completions", False)
+    assert (log.status_code, log.error_code, log.endpoint, log.streamed) == (
+        200,
+        "",
+        "chat.completions",
+        False,
+    )
     assert (log.org_id, log.api_key_id) == (tenant.org.pk, tenant.key.pk)
     assert log.model_name == event.model_name == seeding.MODEL  # the canonical name, not the alias
     assert (log.route_id, log.router_id) == (catalog.model.routes.get().pk, catalog.routers[0].pk)
     assert (event.prompt_tokens, event.completion_tokens) == (usage["prompt_tokens"], 7)
-    assert (log.prompt_tokens, log.completion_tokens) == (event.prompt_tokens, event.completion_tokens)
-    assert (event.org_id, event.api_key_id, event.estimated) == (tenant.org.pk, tenant.key.pk, False)
+    assert (log.prompt_tokens, log.completion_tokens) == (
+        event.prompt_tokens,
+        event.completion_tokens,
+    )
+    assert (event.org_id, event.api_key_id, event.estimated) == (
+        tenant.org.pk,
+        tenant.key.pk,
+        False,
+    )
     assert type(event.cost) is int
     assert event.cost == micro_usd(event.prompt_tokens, event.completion_tokens) > 0
 
@@ -111,7 +129,12 @@ def test_a_failed_usage_write_leaves_no_request_log_behind(simulator, monkeypatc
     request_id = "req_" + "A" * 24
     monkeypatch.setattr("portal.middleware.new_request_id", lambda: request_id)
     UsageEvent.objects.create(
-        request_id=request_id, org=tenant.org, model_name="x", prompt_tokens=1, completion_tokens=1, cost=1,
+        request_id=request_id,
+        org=tenant.org,
+        model_name="x",
+        prompt_tokens=1,
+        completion_tokens=1,
+        cost=1,
         created_at=timezone.now(),
     )
 
@@ -147,13 +170,21 @@ def test_a_router_that_omits_usage_is_counted_by_the_gateway_and_marked_estimate
     whole = chat(tenant.secret)
     streamed = chat(tenant.secret, stream=True, stream_options={"include_usage": True})
 
-    assert whole.json()["usage"] == {"prompt_tokens": prompt_estimate, "completion_tokens": 16, "total_tokens": prompt_estimate + 16}
+    assert whole.json()["usage"] == {
+        "prompt_tokens": prompt_estimate,
+        "completion_tokens": 16,
+        "total_tokens": prompt_estimate + 16,
+    }
     events = stream_events(streamed)
     assert events[-1] == "[DONE]"
     assert events[-2]["usage"]["completion_tokens"] == 16
     for response in (whole, streamed):
         event = UsageEvent.objects.get(request_id=response["x-request-id"])
-        assert (event.prompt_tokens, event.completion_tokens, event.estimated) == (prompt_estimate, 16, True)
+        assert (event.prompt_tokens, event.completion_tokens, event.estimated) == (
+            prompt_estimate,
+            16,
+            True,
+        )
         assert event.cost == micro_usd(prompt_estimate, 16)
 
 
@@ -179,6 +210,7 @@ def test_a_client_leaving_mid_stream_is_billed_for_what_was_served(simulator):
     assert event.prompt_tokens > 0
     log = RequestLog.objects.get(request_id=response["x-request-id"])
     assert (log.error_code, log.streamed, log.completion_tokens) == ("client_disconnected", True, 3)
+
     # The router's stream was hung up, and the request's concurrency slot freed.
     def abandoned() -> bool:
         return requests.get(f"{router}/_sim/stats", timeout=5).json()["streams_abandoned"] == 1
@@ -220,16 +252,24 @@ def test_text_completions_and_anthropic_messages_honour_stop_sequences(simulator
     seeding.catalog(router_urls=[simulator(completion_tokens=40)])
     tenant = seeding.tenant()
     body = {"model": seeding.MODEL, "prompt": "Count for me."}
-    stop, before = _stop_inside(post("/v1/completions", tenant.secret, body).json()["choices"][0]["text"])
+    stop, before = _stop_inside(
+        post("/v1/completions", tenant.secret, body).json()["choices"][0]["text"]
+    )
     completion = post("/v1/completions", tenant.secret, {**body, "stop": stop}).json()["choices"][0]
     assert (completion["text"], completion["finish_reason"]) == (before, "stop")
 
     body = {"model": seeding.MODEL, "max_tokens": 100, "messages": MESSAGES}
-    stop, before = _stop_inside(post("/v1/messages", tenant.secret, body).json()["content"][0]["text"])
-    message = post("/v1/messages", tenant.secret, {**body, "stop_sequences": ["never-there", stop]}).json()
+    stop, before = _stop_inside(
+        post("/v1/messages", tenant.secret, body).json()["content"][0]["text"]
+    )
+    message = post(
+        "/v1/messages", tenant.secret, {**body, "stop_sequences": ["never-there", stop]}
+    ).json()
     assert message["content"][0]["text"] == before
     assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", stop)
-    events = stream_events(post("/v1/messages", tenant.secret, {**body, "stop_sequences": [stop], "stream": True}))
+    events = stream_events(
+        post("/v1/messages", tenant.secret, {**body, "stop_sequences": [stop], "stream": True})
+    )
     deltas = [e["delta"] for e in events if e["type"] in ("content_block_delta", "message_delta")]
     assert "".join(d.get("text", "") for d in deltas[:-1]) == before
     assert (deltas[-1]["stop_reason"], deltas[-1]["stop_sequence"]) == ("stop_sequence", stop)
@@ -252,13 +292,26 @@ def test_no_prompt_or_completion_text_is_stored(simulator):
     seeding.catalog(router_urls=[simulator()])
     tenant = seeding.tenant()
     secret_words = "zebra-quartz-7f3a confidential plan"
-    messages = [{"role": "system", "content": f"system {secret_words}"}, {"role": "user", "content": secret_words}]
+    messages = [
+        {"role": "system", "content": f"system {secret_words}"},
+        {"role": "user", "content": secret_words},
+    ]
 
     answers = [
         chat(tenant.secret, messages=messages).json()["choices"][0]["message"]["content"],
-        post("/v1/completions", tenant.secret, {"model": seeding.MODEL, "prompt": secret_words}).json()["choices"][0]["text"],
-        post("/v1/messages", tenant.secret, {"model": seeding.MODEL, "max_tokens": 16, "system": secret_words,
-                                             "messages": messages[1:]}).json()["content"][0]["text"],
+        post(
+            "/v1/completions", tenant.secret, {"model": seeding.MODEL, "prompt": secret_words}
+        ).json()["choices"][0]["text"],
+        post(
+            "/v1/messages",
+            tenant.secret,
+            {
+                "model": seeding.MODEL,
+                "max_tokens": 16,
+                "system": secret_words,
+                "messages": messages[1:],
+            },
+        ).json()["content"][0]["text"],
     ]
     stream_events(chat(tenant.secret, messages=messages, stream=True))
 
@@ -275,7 +328,9 @@ def test_no_prompt_or_completion_text_is_stored(simulator):
 def test_health_lists_pools_and_public_names_without_router_internals(simulator):
     router = simulator()
     seeding.catalog(router_urls=[router])
-    draining = seeding.catalog(router_urls=[router], model="other-model", aliases=("other",), pool="other-pool")
+    draining = seeding.catalog(
+        router_urls=[router], model="other-model", aliases=("other",), pool="other-pool"
+    )
     pool_set_status(pool=draining.pool, status="draining")
 
     response = Client().get("/health")

@@ -43,29 +43,45 @@ def test_a_model_and_its_alias_are_the_entries_the_list_holds():
         response = get(f"/v1/models/{name}", tenant.secret)
 
         assert response.status_code == 200, response.content
-        assert response.json() == listed(tenant.secret)[name] == {
-            "id": name, "object": "model", "created": 0, "owned_by": "cortensor"
-        }
+        assert (
+            response.json()
+            == listed(tenant.secret)[name]
+            == {"id": name, "object": "model", "created": 0, "owned_by": "cortensor"}
+        )
         assert response["x-request-id"].startswith("req_")
 
 
 def test_a_model_the_key_may_not_use_or_that_does_not_exist_is_404_model_not_found():
     seeding.catalog(router_urls=[ROUTER])
-    seeding.catalog(router_urls=[ROUTER], model="other-model", aliases=("other",), pool="other-pool")
+    seeding.catalog(
+        router_urls=[ROUTER], model="other-model", aliases=("other",), pool="other-pool"
+    )
     restricted = seeding.tenant(allowed_models=[seeding.MODEL])
 
-    assert get(f"/v1/models/{seeding.ALIAS}", restricted.secret).status_code == 200  # an alias of an allowed model
+    assert (
+        get(f"/v1/models/{seeding.ALIAS}", restricted.secret).status_code == 200
+    )  # an alias of an allowed model
     for name in ("other-model", "other", "no-such-model"):
         error = assert_error(
-            get(f"/v1/models/{name}", restricted.secret), status=404, code="model_not_found",
-            type_="invalid_request_error", param="model",
+            get(f"/v1/models/{name}", restricted.secret),
+            status=404,
+            code="model_not_found",
+            type_="invalid_request_error",
+            param="model",
         )
-        assert error["message"] == f"The model `{name}` does not exist or you do not have access to it."
+        assert (
+            error["message"]
+            == f"The model `{name}` does not exist or you do not have access to it."
+        )
 
 
 def test_a_model_no_active_pool_serves_or_that_is_disabled_is_404(on_commit):
-    drained = seeding.catalog(router_urls=[ROUTER], model="drained-model", aliases=(), pool="drained-pool")
-    disabled = seeding.catalog(router_urls=[ROUTER], model="disabled-model", aliases=("off",), pool="off-pool")
+    drained = seeding.catalog(
+        router_urls=[ROUTER], model="drained-model", aliases=(), pool="drained-pool"
+    )
+    disabled = seeding.catalog(
+        router_urls=[ROUTER], model="disabled-model", aliases=("off",), pool="off-pool"
+    )
     tenant = seeding.tenant()
     assert get("/v1/models/drained-model", tenant.secret).status_code == 200
 
@@ -83,8 +99,14 @@ def test_the_same_key_checks_as_the_list():
     api_key_revoke(key=tenant.key, actor=None, now=timezone.now())
 
     assert_error(get(f"/v1/models/{seeding.MODEL}", None), status=401, code="invalid_api_key")
-    assert_error(get(f"/v1/models/{seeding.MODEL}", "ctr_live_" + "A" * 43), status=401, code="invalid_api_key")
-    assert_error(get(f"/v1/models/{seeding.MODEL}", tenant.secret), status=401, code="api_key_revoked")
+    assert_error(
+        get(f"/v1/models/{seeding.MODEL}", "ctr_live_" + "A" * 43),
+        status=401,
+        code="invalid_api_key",
+    )
+    assert_error(
+        get(f"/v1/models/{seeding.MODEL}", tenant.secret), status=401, code="api_key_revoked"
+    )
 
 
 @pytest.mark.parametrize(

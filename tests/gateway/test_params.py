@@ -56,18 +56,43 @@ def test_a_field_that_cannot_be_honoured_is_refused_by_name(parse, fields, param
     with pytest.raises(PortalError) as caught:
         parse(**fields)
     err = caught.value
-    assert (err.code, err.status, err.type, err.param) == ("unsupported_parameter", 400, "invalid_request_error", param)
+    assert (err.code, err.status, err.type, err.param) == (
+        "unsupported_parameter",
+        400,
+        "invalid_request_error",
+        param,
+    )
     assert param.split(".")[0].split("[")[0] in err.message
 
 
 @pytest.mark.parametrize(
     ("parse", "fields"),
     [
-        (chat, {"logprobs": False, "top_logprobs": None, "seed": None, "store": False, "logit_bias": {},
-                "service_tier": "auto", "modalities": ["text"], "metadata": {"a": "b"}, "user": "u",
-                "parallel_tool_calls": True, "prompt_cache_key": "k"}),
+        (
+            chat,
+            {
+                "logprobs": False,
+                "top_logprobs": None,
+                "seed": None,
+                "store": False,
+                "logit_bias": {},
+                "service_tier": "auto",
+                "modalities": ["text"],
+                "metadata": {"a": "b"},
+                "user": "u",
+                "parallel_tool_calls": True,
+                "prompt_cache_key": "k",
+            },
+        ),
         (completion, {"logprobs": 0, "echo": False, "best_of": 1, "suffix": None}),
-        (messages, {"thinking": {"type": "disabled"}, "service_tier": "auto", "metadata": {"user_id": "u"}}),
+        (
+            messages,
+            {
+                "thinking": {"type": "disabled"},
+                "service_tier": "auto",
+                "metadata": {"user_id": "u"},
+            },
+        ),
     ],
 )
 def test_neutral_values_pass(parse, fields):
@@ -78,14 +103,46 @@ def test_neutral_values_pass(parse, fields):
     ("fields", "param", "words"),
     [
         ({"tool_choice": "required"}, "tool_choice", "only allowed when tools are specified"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}},
-         "tool_choice.function.name", "must name one of the tools"),
-        ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name", "letters"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}]},
-         "tools[0].function.parameters", "not a valid JSON Schema"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}] * 2}, "tools[1]", "two tools named"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}},
-         "response_format.json_schema.schema", "not a valid JSON Schema"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "tool_choice.function.name",
+            "must name one of the tools",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+            "tools[0].function.name",
+            "letters",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "objekt"}},
+                    }
+                ]
+            },
+            "tools[0].function.parameters",
+            "not a valid JSON Schema",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}] * 2},
+            "tools[1]",
+            "two tools named",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": 5}},
+                }
+            },
+            "response_format.json_schema.schema",
+            "not a valid JSON Schema",
+        ),
         ({"response_format": {"type": "yaml"}}, "response_format.type", "json_object"),
         ({"messages": [{"role": "assistant", "content": None}]}, "messages[0].content", "required"),
     ],
@@ -100,9 +157,17 @@ def test_a_tool_loop_history_is_read_into_the_conversation():
     req = chat(
         messages=[
             *USER,
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}},
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a":1}'},
+                    },
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "42"}]},
         ],
         tools=[{"type": "function", "function": {"name": "f"}}],
@@ -117,20 +182,34 @@ def test_anthropic_tool_use_and_results_become_the_same_conversation():
     req = messages(
         messages=[
             *USER,
-            {"role": "assistant", "content": [
-                {"type": "text", "text": "Checking."},
-                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
-            ]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"},
-                {"type": "tool_result", "tool_use_id": "toolu_2", "content": [{"type": "text", "text": "no"}], "is_error": True},
-                {"type": "text", "text": "Thanks"},
-            ]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_2",
+                        "content": [{"type": "text", "text": "no"}],
+                        "is_error": True,
+                    },
+                    {"type": "text", "text": "Thanks"},
+                ],
+            },
         ],
         tools=[{"name": "f", "input_schema": {"type": "object"}}],
         tool_choice={"type": "any", "disable_parallel_tool_use": True},
     )
-    assert req.messages[1]["content"] == "Checking." and req.messages[1]["tool_calls"][0].arguments == '{"a":1}'
+    assert (
+        req.messages[1]["content"] == "Checking."
+        and req.messages[1]["tool_calls"][0].arguments == '{"a":1}'
+    )
     assert req.messages[2:] == [
         {"role": "tool", "content": "42", "tool_call_id": "toolu_1"},
         {"role": "tool", "content": "Error: no", "tool_call_id": "toolu_2"},

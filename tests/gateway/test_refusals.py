@@ -14,7 +14,9 @@ def lua_answers() -> list[str]:
     """The statuses admit.lua answers, in the order the script first reaches them; the
     caller's own refusal (`answer(refuse, ...)`) as `<caller>`."""
     seen: list[str] = []
-    for literal, variable in re.findall(r"\breturn answer\((?:'([a-z_]+)'|([a-z_]+))", ADMIT_LUA.read_text()):
+    for literal, variable in re.findall(
+        r"\breturn answer\((?:'([a-z_]+)'|([a-z_]+))", ADMIT_LUA.read_text()
+    ):
         status = literal or f"<{variable}>"
         if status not in seen:
             seen.append(status)

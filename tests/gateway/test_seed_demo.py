@@ -69,9 +69,16 @@ def test_reruns_keep_one_owner_and_say_which_demo_key_they_revoked(clerk):  # no
 
     assert (second["org_id"], second["owner"]) == (first["org_id"], first["owner"])
     assert User.objects.filter(auth_provider="clerk", subject="user_2owner").count() == 1
-    owner_rows = OrganizationMember.objects.filter(org_id=first["org_id"], user__subject="user_2owner")
+    owner_rows = OrganizationMember.objects.filter(
+        org_id=first["org_id"], user__subject="user_2owner"
+    )
     assert [m.role for m in owner_rows] == ["owner"]
-    assert set(second) >= {"org_id", "api_key", "models", "revoked_key_ids"}  # bin/dev reads api_key
+    assert set(second) >= {
+        "org_id",
+        "api_key",
+        "models",
+        "revoked_key_ids",
+    }  # bin/dev reads api_key
     replaced = ApiKey.objects.get(pk=second["revoked_key_ids"][0])
     assert second["revoked_key_ids"] == [str(replaced.pk)] and replaced.status == "revoked"
     assert first["api_key"].endswith(replaced.last_four)
@@ -124,7 +131,14 @@ def test_a_rerun_with_other_router_urls_moves_the_routers_and_the_gateway_sees_i
     django_capture_on_commit_callbacks,
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("seed_demo", "--router-url", ROUTER, "--router-url", "http://127.0.0.1:10", stdout=StringIO())
+        call_command(
+            "seed_demo",
+            "--router-url",
+            ROUTER,
+            "--router-url",
+            "http://127.0.0.1:10",
+            stdout=StringIO(),
+        )
     assert len(get_catalog().resolve("qwen-3-32b").routes[0].routers) == 2
 
     with django_capture_on_commit_callbacks(execute=True):

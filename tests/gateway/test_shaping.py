@@ -47,8 +47,12 @@ def test_usage_dict_totals():
 
 
 def test_chat_completion_parses_with_the_sdk_and_shows_the_public_model():
-    body = chat_completion(request_id=REQUEST_ID, model="gemma-3-27b", router_body=ROUTER_BODY,
-                           usage=usage_dict(12, 34))
+    body = chat_completion(
+        request_id=REQUEST_ID,
+        model="gemma-3-27b",
+        router_body=ROUTER_BODY,
+        usage=usage_dict(12, 34),
+    )
 
     parsed = ChatCompletion.model_validate(body)
 
@@ -65,8 +69,12 @@ def test_chat_completion_parses_with_the_sdk_and_shows_the_public_model():
 
 
 def test_text_completion_parses_with_the_sdk():
-    body = text_completion(request_id=REQUEST_ID, model="gemma-3-27b", router_body=ROUTER_BODY,
-                           usage=usage_dict(12, 34))
+    body = text_completion(
+        request_id=REQUEST_ID,
+        model="gemma-3-27b",
+        router_body=ROUTER_BODY,
+        usage=usage_dict(12, 34),
+    )
 
     parsed = Completion.model_validate(body)
 
@@ -79,13 +87,22 @@ def test_text_completion_parses_with_the_sdk():
 
 @pytest.mark.parametrize(
     ("router_reason", "expected"),
-    [("stop", "stop"), ("length", "length"), ("max_tokens", "length"), ("eos", "stop"),
-     ("content_filter", "stop"), (None, "stop"), (7, "stop")],
+    [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("max_tokens", "length"),
+        ("eos", "stop"),
+        ("content_filter", "stop"),
+        (None, "stop"),
+        (7, "stop"),
+    ],
 )
 @pytest.mark.parametrize("shape", [chat_completion, text_completion])
 def test_finish_reason_is_normalized_to_stop_or_length(shape, router_reason, expected):
     body = shape(
-        request_id=REQUEST_ID, model="m", router_body=router_body(finish_reason=router_reason),
+        request_id=REQUEST_ID,
+        model="m",
+        router_body=router_body(finish_reason=router_reason),
         usage=usage_dict(1, 1),
     )
 
@@ -96,8 +113,13 @@ def test_finish_reason_is_normalized_to_stop_or_length(shape, router_reason, exp
 def test_explicit_created_wins_and_a_missing_one_falls_back():
     garbage = {"choices": "nope", "created": "yesterday"}
 
-    explicit = chat_completion(request_id=REQUEST_ID, model="m", router_body=ROUTER_BODY,
-                               usage=usage_dict(0, 0), created=1800000000)
+    explicit = chat_completion(
+        request_id=REQUEST_ID,
+        model="m",
+        router_body=ROUTER_BODY,
+        usage=usage_dict(0, 0),
+        created=1800000000,
+    )
     fallback = chat_completion(
         request_id=REQUEST_ID, model="m", router_body=garbage, usage=usage_dict(0, 0)
     )
@@ -229,8 +251,12 @@ def sdk_client(payload: bytes) -> openai.OpenAI:
     def handler(request):
         return httpx2.Response(200, content=payload, headers={"content-type": "text/event-stream"})
 
-    return openai.OpenAI(api_key="sk-test", base_url="http://portal.test/v1", max_retries=0,
-                         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    return openai.OpenAI(
+        api_key="sk-test",
+        base_url="http://portal.test/v1",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
 
 
 @pytest.mark.parametrize("include_usage", [False, True])
@@ -239,10 +265,14 @@ def test_sdk_reads_our_chat_stream(include_usage):
     payload = events + sse.KEEPALIVE + sse.DONE
     client = sdk_client(payload)
 
-    chunks = list(client.chat.completions.create(
-        model="gemma-3-27b", messages=[{"role": "user", "content": "2+2?"}], stream=True,
-        stream_options={"include_usage": include_usage},
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="gemma-3-27b",
+            messages=[{"role": "user", "content": "2+2?"}],
+            stream=True,
+            stream_options={"include_usage": include_usage},
+        )
+    )
 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Four. ✓"
@@ -256,23 +286,33 @@ def test_sdk_reads_our_completion_stream():
     payload = b"".join(sse.data_event(c) for c in completion_stream(True)) + sse.DONE
     client = sdk_client(payload)
 
-    chunks = list(client.completions.create(model="gemma-3-27b", prompt="2+2=", stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="gemma-3-27b", prompt="2+2=", stream=True, stream_options={"include_usage": True}
+        )
+    )
 
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "Four."
     assert chunks[-1].usage.total_tokens == 15
 
 
 def test_sdk_reads_our_non_streaming_chat_completion():
-    body = chat_completion(request_id=REQUEST_ID, model="gemma-3-27b", router_body=ROUTER_BODY,
-                           usage=usage_dict(12, 34))
+    body = chat_completion(
+        request_id=REQUEST_ID,
+        model="gemma-3-27b",
+        router_body=ROUTER_BODY,
+        usage=usage_dict(12, 34),
+    )
 
     def handler(request):
-        return httpx2.Response(200, content=json.dumps(body).encode(),
-                               headers={"content-type": "application/json"})
+        return httpx2.Response(
+            200, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
 
     client = openai.OpenAI(
-        api_key="sk-test", base_url="http://portal.test/v1", max_retries=0,
+        api_key="sk-test",
+        base_url="http://portal.test/v1",
+        max_retries=0,
         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
 
@@ -315,4 +355,3 @@ from gateway.tokens import estimate_tokens  # noqa: E402
 )
 def test_estimate_tokens_is_a_quarter_of_the_characters_rounded_up(text, tokens):
     assert estimate_tokens(text) == tokens
-

@@ -40,7 +40,9 @@ def listed_models(secret: str) -> list[str]:
 def test_health_says_paused_with_the_customer_message_and_ok_again_after_resume(on_commit):
     seeding.catalog(router_urls=[ROUTER])
     with on_commit():
-        ops_services.access_pause(message="Upgrading until 14:00 UTC.", actor=None, reason="r", now=timezone.now())
+        ops_services.access_pause(
+            message="Upgrading until 14:00 UTC.", actor=None, reason="r", now=timezone.now()
+        )
 
     paused = health()
 
@@ -60,20 +62,28 @@ def test_a_pause_without_a_message_shows_the_default_one(on_commit):
         ops_services.access_pause(message="", actor=None, reason="r", now=timezone.now())
 
     assert health() | {"pools": None} == {
-        "status": "paused", "message": "Access is paused.", "pools": None, "unavailable_models": []
+        "status": "paused",
+        "message": "Access is paused.",
+        "pools": None,
+        "unavailable_models": [],
     }
 
 
 @pytest.mark.parametrize("pool_status", ["draining", "disabled"])
 def test_a_model_only_a_drained_or_disabled_pool_serves_is_unavailable(on_commit, pool_status):
     served = seeding.catalog(router_urls=[ROUTER])
-    other = seeding.catalog(router_urls=[ROUTER], model="other-model", aliases=("other",), pool="other-pool")
+    other = seeding.catalog(
+        router_urls=[ROUTER], model="other-model", aliases=("other",), pool="other-pool"
+    )
     with on_commit():
         pool_set_status(pool=other.pool, status=pool_status)
 
     report = health()
 
-    assert report["pools"]["other-pool"] == {"status": pool_status, "models": ["other", "other-model"]}
+    assert report["pools"]["other-pool"] == {
+        "status": pool_status,
+        "models": ["other", "other-model"],
+    }
     assert report["unavailable_models"] == ["other", "other-model"]
 
     with on_commit():
@@ -85,7 +95,9 @@ def test_a_model_only_a_drained_or_disabled_pool_serves_is_unavailable(on_commit
 
 def test_a_model_with_one_active_pool_left_stays_available(on_commit):
     seeding.catalog(router_urls=[ROUTER])
-    second = seeding.catalog(router_urls=[ROUTER], pool="second-pool")  # the same model, another pool
+    second = seeding.catalog(
+        router_urls=[ROUTER], pool="second-pool"
+    )  # the same model, another pool
     with on_commit():
         pool_set_status(pool=second.pool, status="draining")
 
@@ -108,10 +120,16 @@ def test_a_model_whose_routers_are_all_disabled_is_unavailable(on_commit):
 
 def test_models_lists_only_models_an_active_pool_serves(on_commit):
     seeding.catalog(router_urls=[ROUTER])
-    drained = seeding.catalog(router_urls=[ROUTER], model="drained-model", aliases=(), pool="drained-pool")
-    disabled = seeding.catalog(router_urls=[ROUTER], model="off-pool-model", aliases=(), pool="off-pool")
+    drained = seeding.catalog(
+        router_urls=[ROUTER], model="drained-model", aliases=(), pool="drained-pool"
+    )
+    disabled = seeding.catalog(
+        router_urls=[ROUTER], model="off-pool-model", aliases=(), pool="off-pool"
+    )
     tenant = seeding.tenant()
-    assert listed_models(tenant.secret) == sorted([seeding.ALIAS, seeding.MODEL, "drained-model", "off-pool-model"])
+    assert listed_models(tenant.secret) == sorted(
+        [seeding.ALIAS, seeding.MODEL, "drained-model", "off-pool-model"]
+    )
 
     with on_commit():
         pool_set_status(pool=drained.pool, status="draining")
@@ -123,7 +141,9 @@ def test_models_lists_only_models_an_active_pool_serves(on_commit):
 def test_models_leaves_out_a_disabled_model_and_keeps_one_with_an_active_pool_left(on_commit):
     seeding.catalog(router_urls=[ROUTER])
     second = seeding.catalog(router_urls=[ROUTER], pool="second-pool")
-    other = seeding.catalog(router_urls=[ROUTER], model="other-model", aliases=(), pool="other-pool")
+    other = seeding.catalog(
+        router_urls=[ROUTER], model="other-model", aliases=(), pool="other-pool"
+    )
     tenant = seeding.tenant()
 
     with on_commit():

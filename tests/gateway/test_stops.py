@@ -57,7 +57,10 @@ def test_streaming_gives_what_cutting_the_whole_text_gives():
         rng = random.Random(seed)
         alphabet = "ab\n."
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
-        stops = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 4))]
+        stops = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
+            for _ in range(rng.randint(1, 4))
+        ]
         cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 10))))
         pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
 

@@ -46,7 +46,9 @@ def anthropic_messages(secret: str):
     )
 
 
-def test_a_global_pause_answers_503_with_retry_after_30_seconds(router, django_capture_on_commit_callbacks):
+def test_a_global_pause_answers_503_with_retry_after_30_seconds(
+    router, django_capture_on_commit_callbacks
+):
     seeding.catalog(router_urls=[router])
     tenant = seeding.tenant()
     with django_capture_on_commit_callbacks(execute=True):
@@ -61,7 +63,9 @@ def test_a_global_pause_answers_503_with_retry_after_30_seconds(router, django_c
     assert response["retry-after"] == "30"
 
 
-def test_the_anthropic_endpoint_sends_the_same_retry_after(router, django_capture_on_commit_callbacks):
+def test_the_anthropic_endpoint_sends_the_same_retry_after(
+    router, django_capture_on_commit_callbacks
+):
     seeding.catalog(router_urls=[router])
     tenant = seeding.tenant()
     with django_capture_on_commit_callbacks(execute=True):

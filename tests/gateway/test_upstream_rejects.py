@@ -38,8 +38,12 @@ def routers():
 
 
 def post(path: str, secret: str, body: dict):
-    return Client().post(path, data=json.dumps(body), content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return Client().post(
+        path,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
 
 
 def completions(urls: list[str]) -> int:
@@ -57,8 +61,13 @@ def test_a_router_4xx_is_a_400_upstream_rejected_request_tried_once(routers, rou
     streamed = post("/v1/chat/completions", tenant.secret, {**body, "stream": True})
 
     for response in (whole, streamed):
-        error = assert_error(response, status=400, code="upstream_rejected_request",
-                             type_="invalid_request_error", param=None)
+        error = assert_error(
+            response,
+            status=400,
+            code="upstream_rejected_request",
+            type_="invalid_request_error",
+            param=None,
+        )
         assert error["message"].startswith(
             f"The model backend rejected the request as invalid (HTTP {router_status})."
         )
@@ -74,12 +83,18 @@ def test_anthropic_clients_get_an_invalid_request_error(routers):
     seeding.catalog(router_urls=routers(1, failure_rate=1.0, fail_status=422))
     tenant = seeding.tenant()
 
-    response = post("/v1/messages", tenant.secret, {"model": seeding.MODEL, "max_tokens": 16, "messages": MESSAGES})
+    response = post(
+        "/v1/messages",
+        tenant.secret,
+        {"model": seeding.MODEL, "max_tokens": 16, "messages": MESSAGES},
+    )
 
     assert response.status_code == 400
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
-    assert body["error"]["message"].startswith("The model backend rejected the request as invalid (HTTP 422).")
+    assert body["error"]["message"].startswith(
+        "The model backend rejected the request as invalid (HTTP 422)."
+    )
 
 
 def test_a_router_5xx_still_fails_over_and_then_answers_503(routers):
@@ -87,7 +102,9 @@ def test_a_router_5xx_still_fails_over_and_then_answers_503(routers):
     seeding.catalog(router_urls=urls)
     tenant = seeding.tenant()
 
-    response = post("/v1/chat/completions", tenant.secret, {"model": seeding.MODEL, "messages": MESSAGES})
+    response = post(
+        "/v1/chat/completions", tenant.secret, {"model": seeding.MODEL, "messages": MESSAGES}
+    )
 
     assert_error(response, status=503, code="no_healthy_router")
     assert completions(urls) == 2  # both tried

@@ -82,10 +82,18 @@ BAD_CHAT = [
     (chat(messages=[{"role": "user", "content": []}]), "messages[0].content"),
     (chat(messages=[{"role": "user", "content": ["hi"]}]), "messages[0].content[0]"),
     (
-        chat(messages=[USER, {"role": "user", "content": [
-            {"type": "text", "text": "look"},
-            {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
-        ]}]),
+        chat(
+            messages=[
+                USER,
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "look"},
+                        {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                    ],
+                },
+            ]
+        ),
         "messages[1].content[1].type",
     ),
     (chat(messages=[user_parts({"text": "no type"})]), "messages[0].content[0].type"),
@@ -263,8 +271,12 @@ def test_bad_completion_body_is_400_naming_the_field(body, param):
 @pytest.mark.parametrize("prompt", ["Once upon", ["Once upon"], ""])
 def test_completion_prompt_is_a_string_or_a_list_of_one(prompt):
     body = completion(
-        prompt=prompt, max_tokens=16, stream=True, stream_options={"include_usage": True},
-        echo=False, suffix=None,
+        prompt=prompt,
+        max_tokens=16,
+        stream=True,
+        stream_options={"include_usage": True},
+        echo=False,
+        suffix=None,
     )
 
     req = parse_completion(body)
@@ -302,15 +314,50 @@ BAD_ANTHROPIC = [
     (anthropic(messages=[{"role": "system", "content": "be nice"}]), "messages[0].role"),
     (anthropic(messages=[USER, {"role": "developer", "content": "x"}]), "messages[1].role"),
     (anthropic(messages=[{"role": "user", "content": 1}]), "messages[0].content"),
-    (anthropic(messages=[{"role": "user", "content": [
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
-    ]}]), "messages[0].content[0].type"),
-    (anthropic(messages=[USER, {"role": "user", "content": [
-        {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
-    ]}]), "messages[1].content[0].type"),
-    (anthropic(messages=[USER, {"role": "assistant", "content": [
-        {"type": "tool_use", "id": "t1", "name": "f", "input": []},
-    ]}]), "messages[1].content[0].input"),
+    (
+        anthropic(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
+                        },
+                    ],
+                }
+            ]
+        ),
+        "messages[0].content[0].type",
+    ),
+    (
+        anthropic(
+            messages=[
+                USER,
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+                    ],
+                },
+            ]
+        ),
+        "messages[1].content[0].type",
+    ),
+    (
+        anthropic(
+            messages=[
+                USER,
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "t1", "name": "f", "input": []},
+                    ],
+                },
+            ]
+        ),
+        "messages[1].content[0].input",
+    ),
     (anthropic(system=5), "system"),
     (anthropic(system={"type": "text", "text": "x"}), "system"),
     (anthropic(system=[{"type": "text", "text": 5}]), "system[0].text"),
@@ -341,8 +388,10 @@ def test_anthropic_system_role_error_points_at_the_system_field():
 
 def test_anthropic_body_normalizes():
     body = anthropic(
-        system=[{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}},
-                {"type": "text", "text": "Answer in English."}],
+        system=[
+            {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Answer in English."},
+        ],
         messages=[
             {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
             {"role": "assistant", "content": "Blue"},
@@ -407,7 +456,8 @@ def test_bad_json_is_invalid_json(raw):
 
 def test_json_body_decodes_utf8():
     assert parse_json_body('{"model": "é", "x": [1, 2.5, null, true]}'.encode()) == {
-        "model": "é", "x": [1, 2.5, None, True],
+        "model": "é",
+        "x": [1, 2.5, None, True],
     }
     assert parse_json_body(bytearray(b"[]")) == []
 
@@ -430,9 +480,24 @@ JSON_VALUES = st.recursive(
     max_leaves=8,
 )
 FIELDS = [
-    "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-    "top_k", "n", "stop", "stop_sequences", "stream", "stream_options", "user", "system",
-    "metadata", "presence_penalty", "frequency_penalty",
+    "model",
+    "messages",
+    "prompt",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "n",
+    "stop",
+    "stop_sequences",
+    "stream",
+    "stream_options",
+    "user",
+    "system",
+    "metadata",
+    "presence_penalty",
+    "frequency_penalty",
 ]
 PARSERS = [(parse_chat, chat), (parse_completion, completion), (parse_messages, anthropic)]
 

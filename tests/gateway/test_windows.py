@@ -20,27 +20,60 @@ HASH = "h" * 64
 def context(fast_state):
     def make(**plan):
         ctx = {
-            "k": "key1", "o": "org1", "ks": "active", "kx": 0, "am": None, "os": "active",
-            "kg": "", "og": "", "pg": "", "ps": T0 - 86_400_000, "pe": T0 + 7 * 86_400_000,
-            "p": {"id": 1, "code": "t", "rpm": 1000, "tpm": 10**9, "cc": 1000, "wr": 10**6, "ws": 300,
-                  "qr": 10**9, "qt": 10**12, "all": True, "m": [], **plan},
+            "k": "key1",
+            "o": "org1",
+            "ks": "active",
+            "kx": 0,
+            "am": None,
+            "os": "active",
+            "kg": "",
+            "og": "",
+            "pg": "",
+            "ps": T0 - 86_400_000,
+            "pe": T0 + 7 * 86_400_000,
+            "p": {
+                "id": 1,
+                "code": "t",
+                "rpm": 1000,
+                "tpm": 10**9,
+                "cc": 1000,
+                "wr": 10**6,
+                "ws": 300,
+                "qr": 10**9,
+                "qt": 10**12,
+                "all": True,
+                "m": [],
+                **plan,
+            },
         }
         fast_state.set(auth_context_key(HASH), json.dumps(ctx))
-        fast_state.hset(quota_key(org_id="org1", period_start_ms=ctx["ps"]), mapping={"r": 0, "t": 0})
+        fast_state.hset(
+            quota_key(org_id="org1", period_start_ms=ctx["ps"]), mapping={"r": 0, "t": 0}
+        )
         return AuthContext.from_json(json.dumps(ctx))
+
     return make
 
 
 def admit(at_ms: int, est: int = 1) -> limits.Admission:
     return limits.admit(
-        key_hash=HASH, now_ms=at_ms, request_id=f"req_{uuid.uuid4().hex[:24]}", model="m",
-        est_tokens=est, cands=[1, 1, 0],
+        key_hash=HASH,
+        now_ms=at_ms,
+        request_id=f"req_{uuid.uuid4().hex[:24]}",
+        model="m",
+        est_tokens=est,
+        cands=[1, 1, 0],
     )
 
 
 def test_requests_per_minute_slide_with_the_clock(context):
     context(rpm=3)
-    assert [admit(T0 + s * 1000).status for s in (0, 10, 20, 30)] == ["ok", "ok", "ok", "rate_requests"]
+    assert [admit(T0 + s * 1000).status for s in (0, 10, 20, 30)] == [
+        "ok",
+        "ok",
+        "ok",
+        "rate_requests",
+    ]
     # The first request leaves the window 60 s after its second began.
     assert admit(T0 + 59_999).status == "rate_requests"
     assert admit(T0 + 60_000).status == "ok"
@@ -49,9 +82,17 @@ def test_requests_per_minute_slide_with_the_clock(context):
 
 def test_a_quiet_minute_empties_the_window(context):
     context(rpm=2)
-    assert [admit(T0).status, admit(T0 + 1).status, admit(T0 + 2).status] == ["ok", "ok", "rate_requests"]
+    assert [admit(T0).status, admit(T0 + 1).status, admit(T0 + 2).status] == [
+        "ok",
+        "ok",
+        "rate_requests",
+    ]
     later = T0 + 3_600_000
-    assert [admit(later).status, admit(later + 1).status, admit(later + 2).status] == ["ok", "ok", "rate_requests"]
+    assert [admit(later).status, admit(later + 1).status, admit(later + 2).status] == [
+        "ok",
+        "ok",
+        "rate_requests",
+    ]
 
 
 def test_remaining_and_reset_headers_follow_the_window(context):
@@ -69,8 +110,15 @@ def test_settling_returns_unused_reserved_tokens(context):
     assert first.status == "ok"
     assert admit(T0 + 100, est=60).status == "rate_tokens"
     limits.settle(
-        request_id="req_x", ctx=ctx, router_id=first.router_id, router_outcome="ok",
-        admitted_s=T0 // 1000, est_tokens=60, actual_tokens=10, served=True, now_ms=T0 + 200,
+        request_id="req_x",
+        ctx=ctx,
+        router_id=first.router_id,
+        router_outcome="ok",
+        admitted_s=T0 // 1000,
+        est_tokens=60,
+        actual_tokens=10,
+        served=True,
+        now_ms=T0 + 200,
     )
     assert admit(T0 + 300, est=60).status == "ok"
     assert admit(T0 + 400, est=60).status == "rate_tokens"
@@ -81,8 +129,15 @@ def test_settling_a_bucket_that_already_left_changes_nothing(context):
     assert admit(T0, est=50).status == "ok"
     assert admit(T0 + 61_000, est=90).status == "ok"  # the first bucket has left the window
     limits.settle(
-        request_id="req_x", ctx=ctx, router_id=1, router_outcome="ok",
-        admitted_s=T0 // 1000, est_tokens=50, actual_tokens=0, served=True, now_ms=T0 + 61_500,
+        request_id="req_x",
+        ctx=ctx,
+        router_id=1,
+        router_outcome="ok",
+        admitted_s=T0 // 1000,
+        est_tokens=50,
+        actual_tokens=0,
+        served=True,
+        now_ms=T0 + 61_500,
     )
     assert admit(T0 + 62_000, est=11).status == "rate_tokens"  # still 90 of 100 in the window
     assert admit(T0 + 62_000, est=10).status == "ok"

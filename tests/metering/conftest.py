@@ -11,7 +11,8 @@ from django.db import connection, connections
 from tests.apikeys.factories import issue_key
 
 postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs Postgres: row locks, SKIP LOCKED and advisory locks"
+    connection.vendor != "postgresql",
+    reason="needs Postgres: row locks, SKIP LOCKED and advisory locks",
 )
 
 

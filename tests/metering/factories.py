@@ -55,7 +55,9 @@ def event_totals(org=None, **filters) -> tuple[int, int, int, int]:
     events = UsageEvent.objects.filter(**filters)
     if org is not None:
         events = events.filter(org=org)
-    row = events.aggregate(n=Count("id"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost"))
+    row = events.aggregate(
+        n=Count("id"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost")
+    )
     return row["n"], row["p"] or 0, row["c"] or 0, row["cost"] or 0
 
 
@@ -63,7 +65,9 @@ def rollup_totals(org=None, *, granularity: str = "hour", **filters) -> tuple[in
     rows = UsageRollup.objects.filter(granularity=granularity, **filters)
     if org is not None:
         rows = rows.filter(org=org)
-    row = rows.aggregate(n=Sum("requests"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost"))
+    row = rows.aggregate(
+        n=Sum("requests"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost")
+    )
     return row["n"] or 0, row["p"] or 0, row["c"] or 0, row["cost"] or 0
 
 
@@ -72,5 +76,7 @@ def ledger_usage_totals(org=None) -> tuple[int, int, int, int]:
     entries = LedgerEntry.objects.filter(usage_hour__isnull=False)
     if org is not None:
         entries = entries.filter(org=org)
-    row = entries.aggregate(n=Sum("requests"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), a=Sum("amount"))
+    row = entries.aggregate(
+        n=Sum("requests"), p=Sum("prompt_tokens"), c=Sum("completion_tokens"), a=Sum("amount")
+    )
     return row["n"] or 0, row["p"] or 0, row["c"] or 0, row["a"] or 0

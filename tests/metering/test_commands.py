@@ -38,9 +38,18 @@ def test_backfill_rollups_counts_and_summarizes_and_a_rerun_changes_nothing(alic
     out, err = run("backfill_rollups", "--start", "2026-03-02", "--end", "2026-03-05")
     again, _ = run("backfill_rollups", "--start", "2026-03-02", "--end", "2026-03-05")
 
-    assert rollup_totals(alice_org) == rollup_totals(alice_org, granularity="day") == event_totals(alice_org)
-    assert "3 days, all orgs): 15 pending events counted; buckets: 18 created, 0 changed, 0 removed" in out
-    assert "0 pending events counted; buckets: 0 created, 0 changed, 0 removed, 18 unchanged." in again
+    assert (
+        rollup_totals(alice_org)
+        == rollup_totals(alice_org, granularity="day")
+        == event_totals(alice_org)
+    )
+    assert (
+        "3 days, all orgs): 15 pending events counted; buckets: 18 created, 0 changed, 0 removed"
+        in out
+    )
+    assert (
+        "0 pending events counted; buckets: 0 created, 0 changed, 0 removed, 18 unchanged." in again
+    )
     assert err == ""  # no terminal, no --progress: no bar
 
 
@@ -48,7 +57,14 @@ def test_backfill_rollups_dry_run_writes_nothing(alice_org):
     record(alice_org, at=MONDAY)
 
     out, _ = run(
-        "backfill_rollups", "--start", "2026-03-02T00:00Z", "--end", "2026-03-02T01:00Z", "--dry-run", "-v", "2"
+        "backfill_rollups",
+        "--start",
+        "2026-03-02T00:00Z",
+        "--end",
+        "2026-03-02T01:00Z",
+        "--dry-run",
+        "-v",
+        "2",
     )
 
     assert "Dry run" in out and "1 pending events counted; buckets: 2 created" in out
@@ -61,7 +77,9 @@ def test_backfill_rollups_for_one_org_by_slug(alice_org, bob_org):
     record(alice_org, at=MONDAY)
     record(bob_org, at=MONDAY)
 
-    out, _ = run("backfill_rollups", "--start", "2026-03-02", "--end", "2026-03-03", "--org", alice_org.slug)
+    out, _ = run(
+        "backfill_rollups", "--start", "2026-03-02", "--end", "2026-03-03", "--org", alice_org.slug
+    )
 
     assert alice_org.slug in out
     assert rollup_totals(alice_org)[0] == 1 and rollup_totals(bob_org)[0] == 0
@@ -113,7 +131,9 @@ def test_rebuild_ledger_by_period_id_posts_the_differences_once(alice_org, poste
     assert "Dry run" in dry and "1 usage entries and 1 adjustments posted" in dry
     assert "1 usage entries and 1 adjustments posted, net +1004 micro-USD" in out
     assert "0 usage entries and 0 adjustments posted" in again
-    assert entries_before <= set(LedgerEntry.objects.values_list("pk", "amount"))  # history untouched
+    assert entries_before <= set(
+        LedgerEntry.objects.values_list("pk", "amount")
+    )  # history untouched
     assert ledger_usage_totals(alice_org) == event_totals(alice_org)
 
 
@@ -136,7 +156,9 @@ def test_rebuild_ledger_refuses_an_unknown_period(db):
 def test_reconcile_quotas_dry_run_then_for_real(alice_org, bob_org, fast_state):
     record(alice_org, at=timezone.now())
     sub = alice_org.subscriptions.get(status="active")
-    name = quota_key(org_id=str(alice_org.pk), period_start_ms=int(sub.current_period_start.timestamp() * 1000))
+    name = quota_key(
+        org_id=str(alice_org.pk), period_start_ms=int(sub.current_period_start.timestamp() * 1000)
+    )
 
     dry, _ = run("reconcile_quotas", "--dry-run", "-v", "2")
     assert fast_state.hgetall(name) == {}

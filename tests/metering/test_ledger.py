@@ -71,7 +71,9 @@ def test_posting_twice_is_a_no_op(alice_org):
 
     first = ledger_post_closed_hours(now=after_hours(1), lag=LAG)
     again = ledger_post_closed_hours(now=after_hours(1), lag=LAG)
-    much_later = ledger_post_range(org_id=None, start=MONDAY, end=MONDAY + timedelta(days=1), now=after_hours(30))
+    much_later = ledger_post_range(
+        org_id=None, start=MONDAY, end=MONDAY + timedelta(days=1), now=after_hours(30)
+    )
 
     assert first.usage_entries == 1
     assert (again.usage_entries, again.adjustments) == (0, 0)
@@ -126,11 +128,20 @@ def test_range_rebuild_posts_a_correcting_adjustment_and_never_edits_history(ali
     original = entries()[0]
     # A bad entry got into the ledger somehow (an old bug): the rebuild must cancel it out.
     LedgerEntry.objects.create(
-        org=alice_org, billing_period=original.billing_period, kind="adjustment", amount=777, requests=2,
-        usage_hour=MONDAY, idempotency_key="bogus", source="test", created_at=after_hours(1),
+        org=alice_org,
+        billing_period=original.billing_period,
+        kind="adjustment",
+        amount=777,
+        requests=2,
+        usage_hour=MONDAY,
+        idempotency_key="bogus",
+        source="test",
+        created_at=after_hours(1),
     )
 
-    summary = ledger_post_range(org_id=alice_org.pk, start=MONDAY, end=MONDAY + timedelta(days=7), now=after_hours(2))
+    summary = ledger_post_range(
+        org_id=alice_org.pk, start=MONDAY, end=MONDAY + timedelta(days=7), now=after_hours(2)
+    )
 
     assert summary.adjustments == 1
     fix = entries()[-1]
@@ -140,7 +151,9 @@ def test_range_rebuild_posts_a_correcting_adjustment_and_never_edits_history(ali
     assert ledger_usage_totals(alice_org) == event_totals(alice_org)
 
 
-def test_a_crash_between_two_orgs_postings_is_finished_by_the_next_run(alice_org, bob_org, monkeypatch):
+def test_a_crash_between_two_orgs_postings_is_finished_by_the_next_run(
+    alice_org, bob_org, monkeypatch
+):
     record(alice_org, at=MONDAY)
     record(bob_org, at=MONDAY + timedelta(hours=1))
     usage_rollup_pending(now=after_hours(2))
@@ -170,7 +183,10 @@ def test_entries_are_booked_into_the_billing_period_holding_their_hour(alice_org
     post(after_hours(4))
 
     entry = entries()[0]
-    assert (entry.billing_period.start, entry.billing_period.end) == (MONDAY, MONDAY + timedelta(days=7))
+    assert (entry.billing_period.start, entry.billing_period.end) == (
+        MONDAY,
+        MONDAY + timedelta(days=7),
+    )
     assert entry.billing_period.status == "open"
     assert entry.billing_period.org_id == alice_org.pk
 
@@ -184,7 +200,9 @@ def test_workers_posting_at_once_make_each_entry_once(alice_org, bob_org):
     usage_rollup_pending(now=after_hours(6))
 
     def post_day():
-        return ledger_post_range(org_id=None, start=MONDAY, end=MONDAY + timedelta(days=1), now=after_hours(6))
+        return ledger_post_range(
+            org_id=None, start=MONDAY, end=MONDAY + timedelta(days=1), now=after_hours(6)
+        )
 
     results = run_concurrently(post_day, post_day, post_day, post_day)
 
@@ -198,7 +216,12 @@ def test_workers_posting_at_once_make_each_entry_once(alice_org, bob_org):
 
 def test_a_credit_is_negative_idempotent_and_audited(alice_org):
     now = MONDAY
-    credit = {"kind": "credit", "amount": -5_000_000, "idempotency_key": "promo:1", "memo": "welcome"}
+    credit = {
+        "kind": "credit",
+        "amount": -5_000_000,
+        "idempotency_key": "promo:1",
+        "memo": "welcome",
+    }
     entry, created = ledger_post_manual(org=alice_org, actor=None, now=now, **credit)
     again, created_again = ledger_post_manual(org=alice_org, actor=None, now=now, **credit)
 
@@ -214,11 +237,23 @@ def test_a_credit_is_negative_idempotent_and_audited(alice_org):
 def test_a_positive_credit_or_a_float_amount_is_refused(alice_org):
     with pytest.raises(ValueError):
         ledger_post_manual(
-            org=alice_org, kind="credit", amount=10, idempotency_key="x", memo="", actor=None, now=MONDAY
+            org=alice_org,
+            kind="credit",
+            amount=10,
+            idempotency_key="x",
+            memo="",
+            actor=None,
+            now=MONDAY,
         )
     with pytest.raises(TypeError):
         ledger_post_manual(
-            org=alice_org, kind="adjustment", amount=1.5, idempotency_key="y", memo="", actor=None, now=MONDAY
+            org=alice_org,
+            kind="adjustment",
+            amount=1.5,
+            idempotency_key="y",
+            memo="",
+            actor=None,
+            now=MONDAY,
         )
     assert not LedgerEntry.objects.exists()
 
@@ -229,8 +264,13 @@ def test_the_database_refuses_a_negative_usage_entry(alice_org):
     )
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerEntry.objects.create(
-            org=alice_org, billing_period=period, kind="usage", amount=-1, idempotency_key="neg",
-            source="test", created_at=MONDAY,
+            org=alice_org,
+            billing_period=period,
+            kind="usage",
+            amount=-1,
+            idempotency_key="neg",
+            source="test",
+            created_at=MONDAY,
         )
 
 
@@ -242,18 +282,34 @@ def test_only_ints_pass_the_money_guard(value):
 
 def test_pricing_is_exact_integer_arithmetic_rounded_up_per_request():
     # 10^12 tokens at 999_999 micro-USD per Mtok: a float would lose the last digits.
-    assert price_micro_usd(
-        prompt_tokens=10**12 + 1, completion_tokens=0, input_per_mtok=999_999, output_per_mtok=0
-    ) == (10**12 + 1) * 999_999 // 10**6 + 1
-    assert price_micro_usd(prompt_tokens=1, completion_tokens=1, input_per_mtok=1, output_per_mtok=1) == 1
-    assert price_micro_usd(prompt_tokens=0, completion_tokens=0, input_per_mtok=5, output_per_mtok=5) == 0
+    assert (
+        price_micro_usd(
+            prompt_tokens=10**12 + 1, completion_tokens=0, input_per_mtok=999_999, output_per_mtok=0
+        )
+        == (10**12 + 1) * 999_999 // 10**6 + 1
+    )
+    assert (
+        price_micro_usd(prompt_tokens=1, completion_tokens=1, input_per_mtok=1, output_per_mtok=1)
+        == 1
+    )
+    assert (
+        price_micro_usd(prompt_tokens=0, completion_tokens=0, input_per_mtok=5, output_per_mtok=5)
+        == 0
+    )
     with pytest.raises(TypeError):
-        price_micro_usd(prompt_tokens=10, completion_tokens=0, input_per_mtok=0.1, output_per_mtok=0)
+        price_micro_usd(
+            prompt_tokens=10, completion_tokens=0, input_per_mtok=0.1, output_per_mtok=0
+        )
 
 
 def test_every_stored_amount_is_an_int(alice_org):
     for minute in range(0, 120, 9):
-        record(alice_org, at=MONDAY + timedelta(minutes=minute), prompt=minute * 37, input_per_mtok=333_333)
+        record(
+            alice_org,
+            at=MONDAY + timedelta(minutes=minute),
+            prompt=minute * 37,
+            input_per_mtok=333_333,
+        )
     post(after_hours(2))
 
     from metering.models import UsageEvent, UsageRollup

@@ -36,9 +36,13 @@ def close_due(now):
     return billing_periods_close_due(now=now, lag=LAG)
 
 
-def test_a_period_closes_after_its_end_with_totals_from_the_ledger_and_the_next_opens(alice_org, sub):
+def test_a_period_closes_after_its_end_with_totals_from_the_ledger_and_the_next_opens(
+    alice_org, sub
+):
     record(alice_org, at=MONDAY + timedelta(hours=1), prompt=1000)
-    record(alice_org, at=MONDAY + timedelta(days=6, hours=23, minutes=59), prompt=2000)  # the last minute
+    record(
+        alice_org, at=MONDAY + timedelta(days=6, hours=23, minutes=59), prompt=2000
+    )  # the last minute
     usage_rollup_pending(now=MONDAY + timedelta(hours=3))
     ledger_post_closed_hours(now=MONDAY + timedelta(hours=3), lag=LAG)  # only the first hour so far
 
@@ -47,9 +51,16 @@ def test_a_period_closes_after_its_end_with_totals_from_the_ledger_and_the_next_
     closed = BillingPeriod.objects.get(org=alice_org, start=MONDAY)
     requests, prompt, completion, cost = event_totals(alice_org)
     assert summary.periods_closed == 1
-    assert (closed.status, closed.end, closed.closed_at) == ("closed", NEXT_MONDAY, NEXT_MONDAY + LAG)
+    assert (closed.status, closed.end, closed.closed_at) == (
+        "closed",
+        NEXT_MONDAY,
+        NEXT_MONDAY + LAG,
+    )
     assert (closed.requests, closed.prompt_tokens, closed.completion_tokens, closed.cost) == (
-        requests, prompt, completion, cost
+        requests,
+        prompt,
+        completion,
+        cost,
     )
     assert closed.balance == cost
     nxt = BillingPeriod.objects.get(org=alice_org, start=NEXT_MONDAY)
@@ -65,7 +76,9 @@ def test_a_period_stays_open_until_its_last_hour_is_closed(alice_org, sub):
     assert BillingPeriod.objects.get(org=alice_org).status == "open"
 
 
-def test_closing_twice_or_from_two_deliveries_changes_nothing_more(alice_org, sub, settings, monkeypatch):
+def test_closing_twice_or_from_two_deliveries_changes_nothing_more(
+    alice_org, sub, settings, monkeypatch
+):
     settings.METERING_LEDGER_LAG_SECONDS = int(LAG.total_seconds())
     monkeypatch.setattr(tasks, "timezone", SimpleNamespace(now=lambda: NEXT_MONDAY + LAG))
     record(alice_org, at=MONDAY)
@@ -84,7 +97,13 @@ def test_closing_twice_or_from_two_deliveries_changes_nothing_more(alice_org, su
 def test_a_credit_counts_in_the_balance_but_not_the_usage_cost(alice_org, sub):
     record(alice_org, at=MONDAY, prompt=10_000)
     ledger_post_manual(
-        org=alice_org, kind="credit", amount=-300, idempotency_key="c1", memo="", actor=None, now=MONDAY
+        org=alice_org,
+        kind="credit",
+        amount=-300,
+        idempotency_key="c1",
+        memo="",
+        actor=None,
+        now=MONDAY,
     )
 
     close_due(NEXT_MONDAY + LAG)
@@ -101,14 +120,19 @@ def test_a_very_late_event_for_a_closed_period_is_booked_in_the_current_one(alic
     close_due(NEXT_MONDAY + LAG)
     closed_before = BillingPeriod.objects.get(org=alice_org, start=MONDAY)
 
-    record(alice_org, at=MONDAY + timedelta(hours=2), prompt=5000)  # e.g. restored from a gateway's spool
+    record(
+        alice_org, at=MONDAY + timedelta(hours=2), prompt=5000
+    )  # e.g. restored from a gateway's spool
     usage_rollup_pending(now=NEXT_MONDAY + timedelta(hours=1))
     ledger_post_closed_hours(now=NEXT_MONDAY + timedelta(hours=1), lag=LAG)
 
     late = LedgerEntry.objects.get(org=alice_org, usage_hour=MONDAY + timedelta(hours=2))
     assert late.billing_period.start == NEXT_MONDAY
     closed_after = BillingPeriod.objects.get(pk=closed_before.pk)
-    assert (closed_after.requests, closed_after.cost) == (closed_before.requests, closed_before.cost)
+    assert (closed_after.requests, closed_after.cost) == (
+        closed_before.requests,
+        closed_before.cost,
+    )
     assert ledger_usage_totals(alice_org) == event_totals(alice_org)
 
 
@@ -118,7 +142,8 @@ def test_subscriptions_without_billing_activity_still_move_to_the_next_period(al
     sub.refresh_from_db()
     assert summary.subscriptions_advanced == 1
     assert (sub.current_period_start, sub.current_period_end) == (
-        NEXT_MONDAY + 2 * WEEK, NEXT_MONDAY + 3 * WEEK
+        NEXT_MONDAY + 2 * WEEK,
+        NEXT_MONDAY + 3 * WEEK,
     )
     assert not BillingPeriod.objects.exists()
 
@@ -130,16 +155,29 @@ def test_advancing_a_current_subscription_period_is_a_no_op(sub):
 
 
 def test_period_bounds_follow_the_subscription_and_never_overlap_a_neighbour(alice_org, sub):
-    assert period_bounds(org_id=alice_org.pk, at=MONDAY + timedelta(days=2)) == (MONDAY, NEXT_MONDAY)
-    assert period_bounds(org_id=alice_org.pk, at=MONDAY - timedelta(days=2)) == (MONDAY - WEEK, MONDAY)
-    assert period_bounds(org_id=alice_org.pk, at=NEXT_MONDAY + WEEK) == (NEXT_MONDAY + WEEK, NEXT_MONDAY + 2 * WEEK)
+    assert period_bounds(org_id=alice_org.pk, at=MONDAY + timedelta(days=2)) == (
+        MONDAY,
+        NEXT_MONDAY,
+    )
+    assert period_bounds(org_id=alice_org.pk, at=MONDAY - timedelta(days=2)) == (
+        MONDAY - WEEK,
+        MONDAY,
+    )
+    assert period_bounds(org_id=alice_org.pk, at=NEXT_MONDAY + WEEK) == (
+        NEXT_MONDAY + WEEK,
+        NEXT_MONDAY + 2 * WEEK,
+    )
     # An odd period someone made by hand: its neighbours are clipped to it.
     BillingPeriod.objects.create(
-        org=alice_org, start=MONDAY + timedelta(days=3), end=NEXT_MONDAY + timedelta(days=3), opened_at=MONDAY
+        org=alice_org,
+        start=MONDAY + timedelta(days=3),
+        end=NEXT_MONDAY + timedelta(days=3),
+        opened_at=MONDAY,
     )
     assert period_bounds(org_id=alice_org.pk, at=MONDAY) == (MONDAY, MONDAY + timedelta(days=3))
     assert period_bounds(org_id=alice_org.pk, at=NEXT_MONDAY + timedelta(days=4)) == (
-        NEXT_MONDAY + timedelta(days=3), NEXT_MONDAY + WEEK
+        NEXT_MONDAY + timedelta(days=3),
+        NEXT_MONDAY + WEEK,
     )
 
 

@@ -60,7 +60,9 @@ class Rollback(Exception):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(waves=st.lists(st.tuples(st.lists(requests, max_size=12), jobs), min_size=1, max_size=4))
-def test_ledger_and_rollups_equal_the_priced_events_for_any_mix_and_any_order(alice_org, bob_org, alice_key, waves):
+def test_ledger_and_rollups_equal_the_priced_events_for_any_mix_and_any_order(
+    alice_org, bob_org, alice_key, waves
+):
     orgs = [alice_org, bob_org]
     try:
         with transaction.atomic():
@@ -88,7 +90,13 @@ def test_ledger_and_rollups_equal_the_priced_events_for_any_mix_and_any_order(al
                         start = MONDAY + timedelta(hours=arg)
                         usage_rollup_rebuild(start=start, end=start + timedelta(hours=1), now=now)
                     else:
-                        ledger_post_range(org_id=None, start=MONDAY, end=MONDAY + timedelta(days=1), now=now, lag=LAG)
+                        ledger_post_range(
+                            org_id=None,
+                            start=MONDAY,
+                            end=MONDAY + timedelta(days=1),
+                            now=now,
+                            lag=LAG,
+                        )
             now += timedelta(minutes=1)
             usage_rollup_pending(now=now)
             ledger_post_closed_hours(now=now, lag=LAG)
@@ -104,7 +112,9 @@ def test_ledger_and_rollups_equal_the_priced_events_for_any_mix_and_any_order(al
             rolled = UsageRollup.objects.values_list("cost", flat=True)
             assert all(type(v) is int for v in [*costs, *amounts, *rolled])
             # One usage entry per org and hour with usage; everything after it is an adjustment.
-            usage_keys = list(LedgerEntry.objects.filter(kind="usage").values_list("idempotency_key", flat=True))
+            usage_keys = list(
+                LedgerEntry.objects.filter(kind="usage").values_list("idempotency_key", flat=True)
+            )
             assert len(usage_keys) == len(set(usage_keys))
             raise Rollback
     except Rollback:

@@ -25,13 +25,23 @@ MODEL = "gemma-4-26b"
 @pytest.fixture
 def three_a_week(alice_org):
     plan = Plan.objects.create(
-        code="three-a-week", name="Three a week", requests_per_minute=1000, tokens_per_minute=10**9,
-        concurrent_requests=100, window_requests=1000, window_seconds=300, weekly_requests=3,
-        weekly_tokens=10**9, max_active_keys=5,
+        code="three-a-week",
+        name="Three a week",
+        requests_per_minute=1000,
+        tokens_per_minute=10**9,
+        concurrent_requests=100,
+        window_requests=1000,
+        window_seconds=300,
+        weekly_requests=3,
+        weekly_tokens=10**9,
+        max_active_keys=5,
     )
     sub = org_change_plan(org=alice_org, plan=plan, actor=None, now=timezone.now())
     now = timezone.now()  # a period around now, so no week boundary falls inside a test
-    sub.current_period_start, sub.current_period_end = now - timedelta(days=1), now + timedelta(days=6)
+    sub.current_period_start, sub.current_period_end = (
+        now - timedelta(days=1),
+        now + timedelta(days=6),
+    )
     sub.save()
     model = model_create(name=MODEL, display_name="Gemma 4 26B")
     pool = pool_create(name="gemma4")
@@ -44,8 +54,11 @@ def three_a_week(alice_org):
 def admit(key) -> str:
     """What the gateway's admission answers for one more request with `key` now."""
     decided = admission.admit(
-        identity=KeyIdentity(cache_key=key.key_hash), request_id=f"req_{uuid.uuid4().hex[:24]}", model=MODEL,
-        estimate=lambda entry: 10, now=timezone.now(),
+        identity=KeyIdentity(cache_key=key.key_hash),
+        request_id=f"req_{uuid.uuid4().hex[:24]}",
+        model=MODEL,
+        estimate=lambda entry: 10,
+        now=timezone.now(),
     )
     return decided.adm.status
 
@@ -65,10 +78,14 @@ def this_period():
     return period_containing(now=timezone.now())
 
 
-def test_after_redis_loses_its_data_reconcile_restores_enforcement(alice_org, alice_key, three_a_week, fast_state):
+def test_after_redis_loses_its_data_reconcile_restores_enforcement(
+    alice_org, alice_key, three_a_week, fast_state
+):
     now = timezone.now()
     for seconds in (1, 2, 3):
-        record(alice_org, key=alice_key, at=now - timedelta(seconds=seconds), prompt=100, completion=20)
+        record(
+            alice_org, key=alice_key, at=now - timedelta(seconds=seconds), prompt=100, completion=20
+        )
     lose_fast_state(fast_state)
 
     summary = quota_reconcile(now=now)
@@ -85,8 +102,10 @@ def test_a_counter_that_drifted_low_is_corrected(alice_org, alice_key, three_a_w
         record(alice_org, key=alice_key, at=now - timedelta(seconds=seconds))
     start = alice_org.subscriptions.get(status="active").current_period_start
     # e.g. Redis restored from an old snapshot: the counter exists, so nobody reseeds it.
-    fast_state.hset(quota_key(org_id=str(alice_org.pk), period_start_ms=int(start.timestamp() * 1000)),
-                    mapping={"r": 0, "t": 0})
+    fast_state.hset(
+        quota_key(org_id=str(alice_org.pk), period_start_ms=int(start.timestamp() * 1000)),
+        mapping={"r": 0, "t": 0},
+    )
     assert admit(alice_key) == "ok"
 
     quota_reconcile(now=now)
@@ -108,13 +127,19 @@ def test_reconcile_counts_only_the_current_period(alice_org, fast_state):
 def test_reconcile_follows_the_subscriptions_own_period(alice_org, fast_state):
     sub = alice_org.subscriptions.get(status="active")
     now = timezone.now()
-    sub.current_period_start, sub.current_period_end = now - timedelta(days=1), now + timedelta(days=6)
+    sub.current_period_start, sub.current_period_end = (
+        now - timedelta(days=1),
+        now + timedelta(days=6),
+    )
     sub.save()
     record(alice_org, at=now - timedelta(hours=2))
 
     quota_reconcile(now=now)
 
-    assert current_period(subscription=sub, now=now) == (sub.current_period_start, sub.current_period_end)
+    assert current_period(subscription=sub, now=now) == (
+        sub.current_period_start,
+        sub.current_period_end,
+    )
     assert counter(fast_state, alice_org, sub.current_period_start) == {"r": 1, "t": 15}
 
 
@@ -129,7 +154,9 @@ def test_reconcile_is_idempotent_and_sets_every_active_org(alice_org, bob_org, f
     assert (first.orgs, first.changed) == (2, 2)
     assert (second.changed, second.unchanged) == (0, 2)
     assert counter(fast_state, bob_org, start) == {"r": 0, "t": 0}
-    ttl = fast_state.pttl(quota_key(org_id=str(bob_org.pk), period_start_ms=int(start.timestamp() * 1000)))
+    ttl = fast_state.pttl(
+        quota_key(org_id=str(bob_org.pk), period_start_ms=int(start.timestamp() * 1000))
+    )
     assert ttl > 86_400_000  # outlives the period by a day
 
 

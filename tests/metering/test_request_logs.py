@@ -17,9 +17,18 @@ def last_used(key):
     return ApiKey.objects.get(pk=key.pk).last_used_at
 
 
-def test_last_used_is_the_latest_request_of_each_key_failed_ones_included(alice_org, alice_key, alice_key2):
+def test_last_used_is_the_latest_request_of_each_key_failed_ones_included(
+    alice_org, alice_key, alice_key2
+):
     record(alice_org, key=alice_key, at=MONDAY)
-    record(alice_org, key=alice_key, at=MONDAY + timedelta(minutes=3), prompt=0, completion=0, status=429)
+    record(
+        alice_org,
+        key=alice_key,
+        at=MONDAY + timedelta(minutes=3),
+        prompt=0,
+        completion=0,
+        status=429,
+    )
     record(alice_org, key=alice_key2, at=MONDAY + timedelta(minutes=1))
 
     touched = keys_last_used_refresh(now=MONDAY + timedelta(minutes=5), lookback=LOOKBACK)
@@ -38,7 +47,9 @@ def test_last_used_only_moves_forward(alice_org, alice_key):
     assert last_used(alice_key) == MONDAY + timedelta(hours=1)
 
 
-def test_a_slow_request_that_commits_after_the_run_is_seen_by_the_next_one(alice_org, alice_key, alice_key2):
+def test_a_slow_request_that_commits_after_the_run_is_seen_by_the_next_one(
+    alice_org, alice_key, alice_key2
+):
     record(alice_org, key=alice_key, at=MONDAY + timedelta(minutes=10))
     keys_last_used_refresh(now=MONDAY + timedelta(minutes=11), lookback=LOOKBACK)
 
@@ -72,7 +83,9 @@ def test_prune_deletes_logs_past_retention_and_keeps_usage_events(alice_org):
     old = record(alice_org, at=MONDAY)
     recent = record(alice_org, at=MONDAY + timedelta(days=29))
 
-    deleted = request_logs_prune(now=MONDAY + timedelta(days=30, minutes=1), retention_days=30, chunk=1)
+    deleted = request_logs_prune(
+        now=MONDAY + timedelta(days=30, minutes=1), retention_days=30, chunk=1
+    )
 
     assert deleted == 1
     assert list(RequestLog.objects.values_list("request_id", flat=True)) == [recent]

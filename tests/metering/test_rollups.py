@@ -19,7 +19,11 @@ NOW = MONDAY + timedelta(days=2)
 
 def bucket(org, *, granularity="hour", start=MONDAY, key=None, model="gemma-4-26b") -> UsageRollup:
     return UsageRollup.objects.get(
-        org=org, granularity=granularity, bucket_start=start, api_key_id=key.pk if key else NO_KEY, model_name=model
+        org=org,
+        granularity=granularity,
+        bucket_start=start,
+        api_key_id=key.pk if key else NO_KEY,
+        model_name=model,
     )
 
 
@@ -38,17 +42,37 @@ def assert_rollups_match_events(*orgs) -> None:
 # --- incremental ----------------------------------------------------------------------------------
 
 
-def test_rollup_counts_events_into_hour_and_day_buckets_per_key_and_model(alice_org, alice_key, alice_key2):
+def test_rollup_counts_events_into_hour_and_day_buckets_per_key_and_model(
+    alice_org, alice_key, alice_key2
+):
     record(alice_org, key=alice_key, at=MONDAY + timedelta(minutes=5), prompt=100, completion=10)
     record(alice_org, key=alice_key, at=MONDAY + timedelta(minutes=55), prompt=200, completion=20)
-    record(alice_org, key=alice_key, at=MONDAY + timedelta(hours=1, minutes=1), prompt=1, completion=1)
-    record(alice_org, key=alice_key2, at=MONDAY + timedelta(minutes=30), model="qwen-3-32b", prompt=7, completion=3)
+    record(
+        alice_org, key=alice_key, at=MONDAY + timedelta(hours=1, minutes=1), prompt=1, completion=1
+    )
+    record(
+        alice_org,
+        key=alice_key2,
+        at=MONDAY + timedelta(minutes=30),
+        model="qwen-3-32b",
+        prompt=7,
+        completion=3,
+    )
 
     summary = usage_rollup_pending(now=NOW)
 
     assert summary.events == 4
-    assert counts(bucket(alice_org, key=alice_key)) == (2, 300, 30, 14 + 28)  # micro-USD at 0.1 and 0.4 per token
-    assert counts(bucket(alice_org, key=alice_key, start=MONDAY + timedelta(hours=1)))[:3] == (1, 1, 1)
+    assert counts(bucket(alice_org, key=alice_key)) == (
+        2,
+        300,
+        30,
+        14 + 28,
+    )  # micro-USD at 0.1 and 0.4 per token
+    assert counts(bucket(alice_org, key=alice_key, start=MONDAY + timedelta(hours=1)))[:3] == (
+        1,
+        1,
+        1,
+    )
     assert counts(bucket(alice_org, key=alice_key2, model="qwen-3-32b"))[:3] == (1, 7, 3)
     assert counts(bucket(alice_org, granularity="day", key=alice_key))[:3] == (3, 301, 31)
     assert UsageRollup.objects.filter(org=alice_org).count() == 3 + 2
@@ -58,7 +82,13 @@ def test_rollup_counts_events_into_hour_and_day_buckets_per_key_and_model(alice_
 def test_cost_in_a_bucket_is_the_sum_of_each_events_rounded_up_cost(alice_org):
     # 1 token at 1 micro-USD per million tokens costs 1 micro-unit each (rounded up per request).
     for minute in range(3):
-        record(alice_org, at=MONDAY + timedelta(minutes=minute), prompt=1, completion=0, input_per_mtok=1)
+        record(
+            alice_org,
+            at=MONDAY + timedelta(minutes=minute),
+            prompt=1,
+            completion=0,
+            input_per_mtok=1,
+        )
 
     usage_rollup_pending(now=NOW)
 
@@ -185,10 +215,17 @@ def test_backfill_replaces_wrong_buckets_with_what_the_events_say(alice_org, ali
     usage_rollup_pending(now=NOW)
     # Damage: one bucket inflated, one gone, one that no event backs.
     UsageRollup.objects.filter(granularity="hour", bucket_start=MONDAY).update(requests=999, cost=1)
-    UsageRollup.objects.filter(granularity="hour", bucket_start=MONDAY + timedelta(hours=1)).delete()
+    UsageRollup.objects.filter(
+        granularity="hour", bucket_start=MONDAY + timedelta(hours=1)
+    ).delete()
     UsageRollup.objects.create(
-        org=alice_org, api_key_id=alice_key.pk, model_name="ghost", granularity="hour",
-        bucket_start=MONDAY, requests=5, updated_at=NOW,
+        org=alice_org,
+        api_key_id=alice_key.pk,
+        model_name="ghost",
+        granularity="hour",
+        bucket_start=MONDAY,
+        requests=5,
+        updated_at=NOW,
     )
 
     summary = usage_rollup_rebuild(start=MONDAY, end=MONDAY + timedelta(days=1), now=NOW)
@@ -227,7 +264,9 @@ def test_backfill_dry_run_reports_and_writes_nothing(alice_org):
     for minute in range(3):
         record(alice_org, at=MONDAY + timedelta(minutes=minute))
 
-    summary = usage_rollup_rebuild(start=MONDAY, end=MONDAY + timedelta(days=1), now=NOW, dry_run=True)
+    summary = usage_rollup_rebuild(
+        start=MONDAY, end=MONDAY + timedelta(days=1), now=NOW, dry_run=True
+    )
 
     assert (summary.events_marked, summary.buckets_created) == (3, 2)
     assert not UsageRollup.objects.exists()
@@ -252,7 +291,9 @@ def test_backfill_of_some_hours_rebuilds_those_hours_and_their_whole_day(alice_o
     usage_rollup_pending(now=NOW)
     UsageRollup.objects.update(requests=50)
 
-    usage_rollup_rebuild(start=MONDAY + timedelta(hours=1), end=MONDAY + timedelta(hours=2), now=NOW)
+    usage_rollup_rebuild(
+        start=MONDAY + timedelta(hours=1), end=MONDAY + timedelta(hours=2), now=NOW
+    )
 
     assert bucket(alice_org, start=MONDAY + timedelta(hours=1)).requests == 1
     assert bucket(alice_org, start=MONDAY + timedelta(hours=5)).requests == 50  # outside the range
@@ -278,7 +319,9 @@ def test_four_workers_at_once_count_each_event_once(alice_org, bob_org):
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_backfill_beside_incremental_rollups_and_new_requests_neither_double_counts_nor_drops(alice_org, bob_org):
+def test_backfill_beside_incremental_rollups_and_new_requests_neither_double_counts_nor_drops(
+    alice_org, bob_org
+):
     for minute in range(0, 240, 2):
         record(alice_org, at=MONDAY + timedelta(minutes=minute))
     usage_rollup_pending(now=NOW, batch_size=50, max_batches=1)  # some counted, most pending

@@ -30,7 +30,9 @@ def test_usage_is_documented_with_the_fields_it_returns(schema, api, alice, alic
     live = api.as_user(alice).get(f"/api/v1/orgs/{alice_org.pk}/usage").json()
 
     assert documented_fields(schema, "/api/v1/orgs/{org_id}/usage", "get", 200) == set(live)
-    params = {p["name"] for p in schema["paths"]["/api/v1/orgs/{org_id}/usage"]["get"]["parameters"]}
+    params = {
+        p["name"] for p in schema["paths"]["/api/v1/orgs/{org_id}/usage"]["get"]["parameters"]
+    }
     assert {"start", "end", "group_by"} <= params
 
 
@@ -40,8 +42,12 @@ def test_requests_are_documented_as_a_cursor_page(schema, api, alice, alice_org)
 
     page = response_schema(schema, "/api/v1/orgs/{org_id}/requests", "get", 200)
     assert set(page["properties"]) == set(live) == {"next", "previous", "results"}
-    assert set(resolve(schema, page["properties"]["results"]["items"])["properties"]) == set(live["results"][0])
-    params = {p["name"] for p in schema["paths"]["/api/v1/orgs/{org_id}/requests"]["get"]["parameters"]}
+    assert set(resolve(schema, page["properties"]["results"]["items"])["properties"]) == set(
+        live["results"][0]
+    )
+    params = {
+        p["name"] for p in schema["paths"]["/api/v1/orgs/{org_id}/requests"]["get"]["parameters"]
+    }
     assert {"cursor", "limit", "key_id", "model", "status", "start", "end"} <= params
 
 

@@ -36,7 +36,9 @@ def test_tasks_take_keywords_only_and_retry_with_backoff_on_outages(name):
     params = list(inspect.signature(task.run).parameters.values())
 
     assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in params)
-    assert params[-1].kind == inspect.Parameter.VAR_KEYWORD  # a `**kwargs` tail: old callers never break it
+    assert (
+        params[-1].kind == inspect.Parameter.VAR_KEYWORD
+    )  # a `**kwargs` tail: old callers never break it
     assert OperationalError in task.autoretry_for
     assert task.retry_backoff and task.retry_jitter and task.max_retries >= 5
     assert task.acks_late
@@ -46,12 +48,16 @@ def test_the_beat_schedule_runs_every_metering_job_and_only_registered_tasks():
     app.loader.import_default_modules()
     schedule = settings.CELERY_BEAT_SCHEDULE
 
-    metering_tasks = {entry["task"] for entry in schedule.values() if entry["task"].startswith("metering.")}
+    metering_tasks = {
+        entry["task"] for entry in schedule.values() if entry["task"].startswith("metering.")
+    }
     assert metering_tasks == set(TASKS)
     assert all(entry["task"] in app.tasks for entry in schedule.values())
     assert schedule["metering.rollup_usage"]["schedule"] == 60
     # Each run expires before the next one is due: a stopped worker does not come back to a backlog.
-    assert all(e["options"]["expires"] < e["schedule"] for e in schedule.values() if e["task"] in TASKS)
+    assert all(
+        e["options"]["expires"] < e["schedule"] for e in schedule.values() if e["task"] in TASKS
+    )
 
 
 def test_a_task_that_hits_a_database_outage_is_retried(alice_org, monkeypatch):

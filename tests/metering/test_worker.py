@@ -39,7 +39,9 @@ def database_url() -> str:
     auth = quote(db.get("USER") or "", safe="")
     if db.get("PASSWORD"):
         auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    return (
+        f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    )
 
 
 def broker_reachable(url: str) -> bool:
@@ -69,9 +71,28 @@ def worker():
     }
     celery = Path(sys.executable).with_name("celery")
     proc = subprocess.Popen(
-        [str(celery), "-A", "portal", "worker", "--pool", "solo", "-Q", queue, "-n", f"{queue}@%h",
-         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(celery),
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
@@ -96,9 +117,14 @@ def test_a_worker_process_rolls_up_usage_sent_through_the_broker(alice_org, work
     tasks.rollup_usage.apply_async(kwargs={}, queue=queue)
 
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and UsageEvent.objects.filter(rolled_up_at__isnull=True).exists():
+    while (
+        time.monotonic() < deadline
+        and UsageEvent.objects.filter(rolled_up_at__isnull=True).exists()
+    ):
         assert proc.poll() is None, f"the worker exited:\n{proc.stdout.read()}"
         time.sleep(0.2)
-    assert not UsageEvent.objects.filter(rolled_up_at__isnull=True).exists(), "no rollup within 30 s"
+    assert not UsageEvent.objects.filter(rolled_up_at__isnull=True).exists(), (
+        "no rollup within 30 s"
+    )
     assert rollup_totals(alice_org) == event_totals(alice_org)
     assert rollup_totals(alice_org, granularity="day") == event_totals(alice_org)

@@ -685,12 +685,23 @@ def test_sse_decoder_flushes_an_unterminated_last_line():
 @responses.activate
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_redirect_is_not_followed_and_another_router_may_answer(client, stream):
-    responses.post(f"{MOCK}/api/v1/completions", status=302, headers={"Location": "http://elsewhere.test/steal"})
-    responses.post("http://elsewhere.test/steal", json={"choices": [{"text": "should never be asked"}]})
+    responses.post(
+        f"{MOCK}/api/v1/completions",
+        status=302,
+        headers={"Location": "http://elsewhere.test/steal"},
+    )
+    responses.post(
+        "http://elsewhere.test/steal", json={"choices": [{"text": "should never be asked"}]}
+    )
 
     with pytest.raises(RouterError) as caught:
         call = client.stream if stream else client.complete
-        result = call(router=router_at(MOCK, api_key="rk_secret"), route=route_for(), body=body(), request_id="r")
+        result = call(
+            router=router_at(MOCK, api_key="rk_secret"),
+            route=route_for(),
+            body=body(),
+            request_id="r",
+        )
         if stream:
             list(result)
 

@@ -54,7 +54,7 @@ def stream_events(response) -> list:
     events = []
     for line in response.iter_lines():
         if line.startswith(b"data: "):
-            data = line[len(b"data: "):]
+            data = line[len(b"data: ") :]
             events.append("[DONE]" if data == b"[DONE]" else json.loads(data))
     return events
 
@@ -169,10 +169,18 @@ def test_require_key_needs_the_bearer_key(simulator, http):
     url = simulator(require_key="router-secret")
 
     missing = complete(http, url)
-    wrong = http.post(url + "/api/v1/completions", json={"session_id": 1, "prompt": "hi"},
-                      headers={"Authorization": "Bearer nope"}, timeout=10)
-    right = http.post(url + "/api/v1/completions", json={"session_id": 1, "prompt": "hi"},
-                      headers={"Authorization": "Bearer router-secret"}, timeout=10)
+    wrong = http.post(
+        url + "/api/v1/completions",
+        json={"session_id": 1, "prompt": "hi"},
+        headers={"Authorization": "Bearer nope"},
+        timeout=10,
+    )
+    right = http.post(
+        url + "/api/v1/completions",
+        json={"session_id": 1, "prompt": "hi"},
+        headers={"Authorization": "Bearer router-secret"},
+        timeout=10,
+    )
 
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert missing.json()["error"]
@@ -195,8 +203,11 @@ def test_stream_sends_one_chunk_per_token_then_usage_then_done(simulator, http):
     url = simulator(completion_tokens=6)
     whole = complete(http, url).json()
 
-    response = http.post(url + "/api/v1/completions",
-                         json={"session_id": 1, "prompt": PROMPT, "stream": True}, stream=True)
+    response = http.post(
+        url + "/api/v1/completions",
+        json={"session_id": 1, "prompt": PROMPT, "stream": True},
+        stream=True,
+    )
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -236,8 +247,11 @@ def test_stream_is_paced_by_ttft_and_tokens_per_second(simulator, http):
 
 def test_disconnect_after_tokens_drops_the_stream_before_done(simulator, http):
     url = simulator(disconnect_after_tokens=3)
-    response = http.post(url + "/api/v1/completions",
-                         json={"session_id": 1, "prompt": PROMPT, "stream": True}, stream=True)
+    response = http.post(
+        url + "/api/v1/completions",
+        json={"session_id": 1, "prompt": PROMPT, "stream": True},
+        stream=True,
+    )
     lines = []
 
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
@@ -255,8 +269,10 @@ def test_a_client_leaving_mid_stream_is_counted_and_frees_the_slot(simulator, ht
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps({"session_id": 1, "prompt": PROMPT, "stream": True}).encode()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"POST /api/v1/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        sock.sendall(
+            b"POST /api/v1/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         received = b""
         while b"data: " not in received:
             piece = sock.recv(65536)
@@ -335,7 +351,9 @@ def test_sim_stats_count_requests_streams_and_references(simulator, http):
 
     assert stats["requests_total"] == 3
     assert stats["by_path"] == {
-        "/api/v1/completions": 1, "/api/v1/completions/5": 1, "/api/v1/status": 1,
+        "/api/v1/completions": 1,
+        "/api/v1/completions/5": 1,
+        "/api/v1/status": 1,
     }
     assert stats["by_status"] == {"200": 3}
     assert stats["completions"] == 2
@@ -363,8 +381,10 @@ def test_keep_alive_serves_several_requests_and_connection_close_is_honoured(sim
 def test_chunked_request_bodies_are_refused(simulator):
     host, port = simulator().removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"POST /api/v1/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        sock.sendall(
+            b"POST /api/v1/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
         received = _read_until_closed(sock)
 
     assert received.startswith(b"HTTP/1.1 411 ")
@@ -383,8 +403,14 @@ def _read_until_closed(sock) -> bytes:
 def test_simulate_router_command_listens_answers_and_stops_on_sigterm():
     command = [sys.executable, "manage.py", "simulate_router", "--port", "0", "--sessions", "1,2"]
     env = {**os.environ, "DEBUG": "true"}
-    with subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+    with subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
         try:
             line = _first_line(process, timeout=15)
             assert line.startswith("simulate_router listening on http://127.0.0.1:")

@@ -60,19 +60,33 @@ HAND_WRITTEN = {
     "array": {
         "type": "object",
         "properties": {
-            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 3,
-                     "uniqueItems": True},
-            "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 2,
-                    "uniqueItems": True},
-            "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}],
-                     "items": False},
+            "tags": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 3,
+                "uniqueItems": True,
+            },
+            "ids": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "minItems": 2,
+                "uniqueItems": True,
+            },
+            "pair": {
+                "type": "array",
+                "prefixItems": [{"type": "string"}, {"type": "integer"}],
+                "items": False,
+            },
         },
         "required": ["tags", "ids", "pair"],
     },
     "nullable list": {
         "type": "object",
-        "properties": {"note": {"type": ["string", "null"]}, "flag": {"type": "boolean"},
-                       "nothing": {"type": "null"}},
+        "properties": {
+            "note": {"type": ["string", "null"]},
+            "flag": {"type": "boolean"},
+            "nothing": {"type": "null"},
+        },
         "required": ["note", "flag", "nothing"],
         "additionalProperties": False,
     },
@@ -82,17 +96,25 @@ HAND_WRITTEN = {
         "required": ["when"],
     },
     "definitions": {
-        "definitions": {"point": {"type": "object", "properties": {"x": {"type": "number"}},
-                                  "required": ["x"]}},
+        "definitions": {
+            "point": {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+        },
         "type": "object",
         "properties": {"origin": {"$ref": "#/definitions/point"}},
         "required": ["origin"],
     },
     "all of": {
-        "$defs": {"base": {"type": "object", "properties": {"id": {"type": "integer"}},
-                           "required": ["id"]}},
-        "allOf": [{"$ref": "#/$defs/base"},
-                  {"properties": {"name": {"type": "string"}}, "required": ["name"]}],
+        "$defs": {
+            "base": {
+                "type": "object",
+                "properties": {"id": {"type": "integer"}},
+                "required": ["id"],
+            }
+        },
+        "allOf": [
+            {"$ref": "#/$defs/base"},
+            {"properties": {"name": {"type": "string"}}, "required": ["name"]},
+        ],
     },
     "no parameters": {"type": "object", "properties": {}},
     "required without properties": {"type": "object", "required": ["anything"]},

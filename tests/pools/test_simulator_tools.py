@@ -37,22 +37,31 @@ CLOCK = {
     "description": "Current time in a timezone.",
     "parameters": {
         "type": "object",
-        "properties": {"timezone": {"type": "string"}, "offset": {"type": "integer",
-                                                                   "minimum": -12,
-                                                                   "maximum": 14}},
+        "properties": {
+            "timezone": {"type": "string"},
+            "offset": {"type": "integer", "minimum": -12, "maximum": 14},
+        },
         "required": ["timezone", "offset"],
     },
 }
 TOOLS = {tool["name"]: tool for tool in (WEATHER, CLOCK)}
 REPORT = {
     "type": "object",
-    "$defs": {"Day": {"type": "object", "properties": {"date": {"type": "string",
-                                                                "format": "date"},
-                                                       "high": {"type": "number"}},
-                      "required": ["date", "high"]}},
-    "properties": {"city": {"type": "string"},
-                   "days": {"type": "array", "items": {"$ref": "#/$defs/Day"}, "minItems": 2},
-                   "summary": {"type": ["string", "null"]}},
+    "$defs": {
+        "Day": {
+            "type": "object",
+            "properties": {
+                "date": {"type": "string", "format": "date"},
+                "high": {"type": "number"},
+            },
+            "required": ["date", "high"],
+        }
+    },
+    "properties": {
+        "city": {"type": "string"},
+        "days": {"type": "array", "items": {"$ref": "#/$defs/Day"}, "minItems": 2},
+        "summary": {"type": ["string", "null"]},
+    },
     "required": ["city", "days", "summary"],
     "additionalProperties": False,
 }
@@ -127,13 +136,15 @@ def render(family, system, turns):
                 content = "\n".join(f"```tool_response\n{r}\n```" for r in content)
             if role == "user" and pending:
                 content, pending = f"{pending}\n\n{content}", ""
-            out.append(f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n"
-                       f"{content}<end_of_turn>\n")
+            out.append(
+                f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n"
+                f"{content}<end_of_turn>\n"
+            )
         return "".join(out) + "<start_of_turn>model\n"
     if family == "llama3":
         out = [f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"]
         for role, content in turns:
-            for text in (content if role == "tool" else [content]):
+            for text in content if role == "tool" else [content]:
                 header = "ipython" if role == "tool" else role
                 out.append(f"<|start_header_id|>{header}<|end_header_id|>\n\n{text}<|eot_id|>")
         return "".join(out) + "<|start_header_id|>assistant<|end_header_id|>\n\n"
@@ -152,8 +163,10 @@ def tools_prompt(family, *, tools=(WEATHER, CLOCK), choice="", result=None, sche
         system += "\n\n" + schema_block
     turns = [("user", "What is the weather in Paris?")]
     if result is not None:
-        turns += [("assistant", call_text(family, "get_weather", {"city": "Paris"})),
-                  ("tool", result)]
+        turns += [
+            ("assistant", call_text(family, "get_weather", {"city": "Paris"})),
+            ("tool", result),
+        ]
     return render(family, system, turns)
 
 
@@ -223,8 +236,11 @@ def ask(http, url, prompt, *, stream=False, **body):
     if not stream:
         data = response.json()
         return data["choices"][0]["text"], data["usage"], data["choices"][0]["finish_reason"]
-    events = [json.loads(line[6:]) for line in response.iter_lines()
-              if line.startswith(b"data: ") and line != b"data: [DONE]"]
+    events = [
+        json.loads(line[6:])
+        for line in response.iter_lines()
+        if line.startswith(b"data: ") and line != b"data: [DONE]"
+    ]
     text = "".join(event["choices"][0]["text"] for event in events)
     return text, events[-1]["usage"], events[-1]["choices"][0]["finish_reason"]
 
@@ -260,10 +276,16 @@ def test_a_stream_sends_the_same_call_split_into_tokens(simulator, http, family)
     prompt = tools_prompt(family)
 
     whole, _, _ = ask(http, url, prompt)
-    response = http.post(url + "/api/v1/completions", timeout=10,
-                         json={"session_id": 1, "prompt": prompt, "stream": True})
-    pieces = [json.loads(line[6:])["choices"][0]["text"] for line in response.iter_lines()
-              if line.startswith(b"data: ") and line != b"data: [DONE]"]
+    response = http.post(
+        url + "/api/v1/completions",
+        timeout=10,
+        json={"session_id": 1, "prompt": prompt, "stream": True},
+    )
+    pieces = [
+        json.loads(line[6:])["choices"][0]["text"]
+        for line in response.iter_lines()
+        if line.startswith(b"data: ") and line != b"data: [DONE]"
+    ]
 
     assert len(pieces) > 5  # the call markers arrive split over several chunks
     assert "".join(pieces) == whole
@@ -372,8 +394,9 @@ def test_tool_mode_malformed_keeps_the_markers_but_breaks_the_json(simulator, ht
 def test_tool_mode_invalid_args_breaks_the_schema_not_the_json(simulator, http, family, stream):
     url = simulator(tool_mode="invalid_args")
 
-    [(name, arguments)] = parsed_calls(family, ask(http, url, tools_prompt(family),
-                                                   stream=stream)[0])
+    [(name, arguments)] = parsed_calls(
+        family, ask(http, url, tools_prompt(family), stream=stream)[0]
+    )
 
     assert name == "get_weather"
     assert not is_valid(WEATHER["parameters"], arguments)
@@ -411,8 +434,9 @@ def test_setting_fault_knobs_live_starts_a_fresh_budget(simulator, http):
     url = simulator()
     prompt = tools_prompt("chatml")
 
-    changed = http.post(url + "/_sim/config",
-                        json={"tool-mode": "invalid_args", "fault_count": 2}, timeout=5)
+    changed = http.post(
+        url + "/_sim/config", json={"tool-mode": "invalid_args", "fault_count": 2}, timeout=5
+    )
     answers = [parsed_calls("chatml", ask(http, url, prompt)[0])[0][1] for _ in range(3)]
     http.post(url + "/_sim/config", json={"fault_count": 1}, timeout=5)
     again = [parsed_calls("chatml", ask(http, url, prompt)[0])[0][1] for _ in range(2)]
@@ -436,8 +460,13 @@ def test_fault_count_zero_never_spoils_and_reset_restores_the_budget(simulator, 
 
 @pytest.mark.parametrize(
     "knobs",
-    [{"tool_mode": "sometimes"}, {"json_mode": "yaml"}, {"fault_count": -2},
-     {"fault_count": "1"}, {"parallel_calls": 0}],
+    [
+        {"tool_mode": "sometimes"},
+        {"json_mode": "yaml"},
+        {"fault_count": -2},
+        {"fault_count": "1"},
+        {"parallel_calls": 0},
+    ],
 )
 def test_bad_tool_knobs_are_refused(simulator, http, knobs):
     url = simulator()
@@ -574,12 +603,26 @@ def test_simulate_router_takes_the_tool_and_json_flags(monkeypatch):
     started = []
     monkeypatch.setattr(simulate_router, "run", lambda config, out: started.append(config))
 
-    call_command("simulate_router", "--port", "0", "--tool-mode", "invalid_args",
-                 "--json-mode", "fenced", "--fault-count", "2", "--parallel-calls", "3")
+    call_command(
+        "simulate_router",
+        "--port",
+        "0",
+        "--tool-mode",
+        "invalid_args",
+        "--json-mode",
+        "fenced",
+        "--fault-count",
+        "2",
+        "--parallel-calls",
+        "3",
+    )
 
     [config] = started
     assert (config.tool_mode, config.json_mode, config.fault_count, config.parallel_calls) == (
-        "invalid_args", "fenced", 2, 3,
+        "invalid_args",
+        "fenced",
+        2,
+        3,
     )
 
 
@@ -591,5 +634,8 @@ def test_simulate_router_defaults_answer_well_formed(monkeypatch):
 
     [config] = started
     assert (config.tool_mode, config.json_mode, config.fault_count, config.parallel_calls) == (
-        "call", "valid", -1, 1,
+        "call",
+        "valid",
+        -1,
+        1,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
-def assert_error(response, *, status: int, code: str, type_: str | None = None, param: object = ...) -> dict:
+def assert_error(
+    response, *, status: int, code: str, type_: str | None = None, param: object = ...
+) -> dict:
     """`response` is `status` with exactly `{"error": {message, type, param, code}}`; returns the inner dict."""
     assert response.status_code == status, (response.status_code, response.content)
     assert response["content-type"].startswith("application/json"), response["content-type"]

@@ -32,7 +32,9 @@ def preflight(client, path: str, origin: str = APP, method: str = "POST"):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/api/v1/orgs", "/portal/api-keys"])
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/messages", "/api/v1/orgs", "/portal/api-keys"]
+)
 def test_a_preflight_from_an_allowed_origin_is_answered_without_the_database(
     client, cors, path, django_assert_num_queries
 ):
@@ -50,7 +52,9 @@ def test_a_preflight_from_an_allowed_origin_is_answered_without_the_database(
 
 
 @pytest.mark.django_db
-def test_a_preflight_from_another_origin_gets_no_cors_grant(client, cors, django_assert_num_queries):
+def test_a_preflight_from_another_origin_gets_no_cors_grant(
+    client, cors, django_assert_num_queries
+):
     with django_assert_num_queries(0):
         response = preflight(client, "/v1/chat/completions", origin="https://evil.example.com")
     assert "access-control-allow-origin" not in response
@@ -65,7 +69,12 @@ def test_answers_to_an_allowed_origin_expose_the_headers_clients_read(client, co
     assert response.status_code == 401  # no key: still readable by the page, with its request id
     assert response["access-control-allow-origin"] == APP
     exposed = {h.strip() for h in response["access-control-expose-headers"].split(",")}
-    assert {"x-request-id", "retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"} <= exposed
+    assert {
+        "x-request-id",
+        "retry-after",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-remaining-tokens",
+    } <= exposed
 
 
 @pytest.mark.django_db
@@ -87,7 +96,13 @@ def settings_in_a_fresh_process(**env: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=django_settings.BASE_DIR,
-        env={**base, "PORTAL_ENV_FILE": "/nonexistent", "DJANGO_SETTINGS_MODULE": "portal.settings", "DEBUG": "true", **env},
+        env={
+            **base,
+            "PORTAL_ENV_FILE": "/nonexistent",
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DEBUG": "true",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -106,11 +121,16 @@ def test_deployment_settings_come_from_the_environment():
         BEHIND_TLS_PROXY="true",
         CELERY_BEAT_SCHEDULE_FILE="/tmp/portal-beat-schedule",
     )
-    assert values["CORS_ALLOWED_ORIGINS"] == ["https://app.example.com", "https://staging.example.com"]
+    assert values["CORS_ALLOWED_ORIGINS"] == [
+        "https://app.example.com",
+        "https://staging.example.com",
+    ]
     assert values["CORS_ALLOW_ALL_ORIGINS"] is False
     assert values["SECURE_SSL_REDIRECT"] is True
     assert values["SECURE_HSTS_SECONDS"] == 31536000
-    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True and values["SECURE_HSTS_PRELOAD"] is True
+    assert (
+        values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True and values["SECURE_HSTS_PRELOAD"] is True
+    )
     assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert values["CELERY_BEAT_SCHEDULE_FILENAME"] == "/tmp/portal-beat-schedule"
     assert "Manifest" in values["STORAGES"]["staticfiles"]["BACKEND"]

@@ -12,12 +12,21 @@ from tests.portal.stable_errors import assert_error
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/nope", "/api/v1/orgs/x/keys/y/z/w", "/portal/nope", "/nope", "/api/v1/me/", "/api/v2/me"],
+    [
+        "/api/v1/nope",
+        "/api/v1/orgs/x/keys/y/z/w",
+        "/portal/nope",
+        "/nope",
+        "/api/v1/me/",
+        "/api/v2/me",
+    ],
 )
 def test_an_unknown_url_is_404_json(api, alice, path):
     response = api.as_user(alice).get(path)
 
-    error = assert_error(response, status=404, code="not_found", type_="invalid_request_error", param=None)
+    error = assert_error(
+        response, status=404, code="not_found", type_="invalid_request_error", param=None
+    )
     assert path in error["message"]
 
 
@@ -47,7 +56,9 @@ def test_a_wrong_method_is_405_json(api, alice, alice_org, method, path):
 
     response = getattr(api.as_user(alice), method)(path.format(org=alice_org.pk, key=key_id))
 
-    error = assert_error(response, status=405, code="method_not_allowed", type_="invalid_request_error")
+    error = assert_error(
+        response, status=405, code="method_not_allowed", type_="invalid_request_error"
+    )
     assert method.upper() in error["message"]
     assert method.upper() not in response["allow"]
 
@@ -86,16 +97,29 @@ DEBUG_MODES = pytest.mark.parametrize("debug", [False, True], ids=["debug-off", 
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
 @pytest.mark.parametrize(
     "path",
-    ["/v1/foo", "/v1/chat/completions/", "/v1/files/file-1", "/v1/models/x/y", "/api/v1/nope", "/portal/nope",
-     "/api/v2/me"],
+    [
+        "/v1/foo",
+        "/v1/chat/completions/",
+        "/v1/files/file-1",
+        "/v1/models/x/y",
+        "/api/v1/nope",
+        "/portal/nope",
+        "/api/v2/me",
+    ],
 )
-def test_an_unknown_api_url_is_a_json_404_naming_method_and_path(api, db, settings, debug, method, path):
+def test_an_unknown_api_url_is_a_json_404_naming_method_and_path(
+    api, db, settings, debug, method, path
+):
     settings.DEBUG = debug
 
     response = getattr(api, method)(path)
 
-    error = assert_error(response, status=404, code="not_found", type_="invalid_request_error", param=None)
-    assert error["message"] == f"Unknown request URL: {method.upper()} {path}. Please check the URL."
+    error = assert_error(
+        response, status=404, code="not_found", type_="invalid_request_error", param=None
+    )
+    assert (
+        error["message"] == f"Unknown request URL: {method.upper()} {path}. Please check the URL."
+    )
 
 
 @DEBUG_MODES
@@ -125,12 +149,16 @@ def test_an_unknown_url_under_v1_messages_answers_in_the_anthropic_shape(api, db
         ("put", "/api/v1/me", "GET"),
     ],
 )
-def test_a_wrong_method_is_a_json_405_with_debug_on_or_off(api, alice, settings, debug, method, path, allowed):
+def test_a_wrong_method_is_a_json_405_with_debug_on_or_off(
+    api, alice, settings, debug, method, path, allowed
+):
     settings.DEBUG = debug
 
     response = getattr(api.as_user(alice), method)(path)
 
-    error = assert_error(response, status=405, code="method_not_allowed", type_="invalid_request_error")
+    error = assert_error(
+        response, status=405, code="method_not_allowed", type_="invalid_request_error"
+    )
     assert method.upper() in error["message"]
     assert allowed in response["allow"] and method.upper() not in response["allow"]
 

@@ -16,7 +16,9 @@ APPS = ("accounts", "apikeys", "gateway", "metering", "ops", "pools", "portal")
 
 def test_the_lua_key_functions_build_the_python_names():
     patterns = fastkeys.ALL
-    calls = ", ".join(f"k_{p.lua_name}({', '.join(repr(f'{p.lua_name}-{f}') for f in p.parts)})" for p in patterns)
+    calls = ", ".join(
+        f"k_{p.lua_name}({', '.join(repr(f'{p.lua_name}-{f}') for f in p.parts)})" for p in patterns
+    )
     script = fastkeys.lua_prelude() + f"return {{{calls}}}"
     names = faststate.get_client().eval(script, 0, settings.FAST_STATE_PREFIX)
     expected = [p(**{f: f"{p.lua_name}-{f}" for f in p.parts}) for p in patterns]

@@ -55,9 +55,20 @@ def test_many_greenlets_share_a_small_pool_in_a_gevent_patched_process(redis_url
         client.delete(count)
     """
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_ENV_FILE": "/nonexistent",
-             "DEBUG": "true", "REDIS_URL": redis_url, "FAST_STATE_PREFIX": prefix, "FAST_STATE_MAX_CONNECTIONS": "4"},
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "PORTAL_ENV_FILE": "/nonexistent",
+            "DEBUG": "true",
+            "REDIS_URL": redis_url,
+            "FAST_STATE_PREFIX": prefix,
+            "FAST_STATE_MAX_CONNECTIONS": "4",
+        },
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -73,4 +84,9 @@ def test_a_rediss_url_is_served_over_tls(settings):
     assert pool.connection_class is redis.SSLConnection
     assert pool.max_connections == 7
     kw = pool.connection_kwargs
-    assert (kw["host"], kw["port"], kw["db"], kw["password"]) == ("redis.example.com", 6380, 3, "secret")
+    assert (kw["host"], kw["port"], kw["db"], kw["password"]) == (
+        "redis.example.com",
+        6380,
+        3,
+        "secret",
+    )

@@ -13,9 +13,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(code: str, **env: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PORTAL_ENV_FILE": "/nonexistent", "DJANGO_SETTINGS_MODULE": "portal.settings",
-             "DEBUG": "true", **env},
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PORTAL_ENV_FILE": "/nonexistent",
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DEBUG": "true",
+            **env,
+        },
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -40,7 +49,9 @@ def test_settings_loaded_after_patching_pool_database_connections():
 
 
 def test_the_celery_app_is_current_once_django_has_started():
-    out = _run("import django; django.setup(); from celery import current_app; print(current_app.main)")
+    out = _run(
+        "import django; django.setup(); from celery import current_app; print(current_app.main)"
+    )
     assert out == "portal"
 
 

@@ -58,10 +58,14 @@ def test_another_orgs_endpoints_are_404(api, alice, bob_org, bobs_key, endpoint)
 
 
 @pytest.mark.parametrize("endpoint", KEY_ENDPOINTS, ids=endpoint_id)
-def test_another_orgs_key_under_your_own_org_is_404(api, alice, alice_org, bob_org, bobs_key, endpoint):
+def test_another_orgs_key_under_your_own_org_is_404(
+    api, alice, alice_org, bob_org, bobs_key, endpoint
+):
     method, path, body = endpoint
 
-    response = call(api.as_user(alice), method, path.format(org=alice_org.pk, key=bobs_key.pk), body)
+    response = call(
+        api.as_user(alice), method, path.format(org=alice_org.pk, key=bobs_key.pk), body
+    )
 
     assert_error(response, status=404, code="not_found", param=None)
     assert_bobs_key_untouched(bobs_key, bob_org)
@@ -85,7 +89,9 @@ def test_404_for_another_org_matches_404_for_no_org(api, alice, bob_org):
     assert theirs == missing
 
 
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", "1", "00000000-0000-0000-0000", "%27%20OR%201%3D1"])
+@pytest.mark.parametrize(
+    "bad_id", ["not-a-uuid", "1", "00000000-0000-0000-0000", "%27%20OR%201%3D1"]
+)
 @pytest.mark.parametrize("endpoint", ORG_ENDPOINTS, ids=endpoint_id)
 def test_malformed_org_ids_are_404(api, alice, alice_org, endpoint, bad_id):
     method, path, body = endpoint

@@ -33,7 +33,10 @@ def pooled():
         "ENGINE": "portal.pgpool",
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": False,
-        "OPTIONS": {**default.settings_dict.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 2}},
+        "OPTIONS": {
+            **default.settings_dict.get("OPTIONS", {}),
+            "pool": {"min_size": 1, "max_size": 2},
+        },
     }
     wrapper = DatabaseWrapper(settings_dict, alias=f"pooled_{uuid.uuid4().hex[:8]}")
     yield wrapper
@@ -43,9 +46,21 @@ def pooled():
 
 def _record(org, key, **changes) -> RequestRecord:
     values = dict(
-        request_id=f"req_{uuid.uuid4().hex[:24]}", endpoint="chat.completions", status_code=200, latency_ms=3,
-        created_at=timezone.now(), org_id=org.pk, api_key_id=key.pk, model_name="m", route_id=1, router_id=1,
-        ttfb_ms=2, client_ip="127.0.0.1", prompt_tokens=10, completion_tokens=5, input_per_mtok=1_000_000,
+        request_id=f"req_{uuid.uuid4().hex[:24]}",
+        endpoint="chat.completions",
+        status_code=200,
+        latency_ms=3,
+        created_at=timezone.now(),
+        org_id=org.pk,
+        api_key_id=key.pk,
+        model_name="m",
+        route_id=1,
+        router_id=1,
+        ttfb_ms=2,
+        client_ip="127.0.0.1",
+        prompt_tokens=10,
+        completion_tokens=5,
+        input_per_mtok=1_000_000,
         output_per_mtok=2_000_000,
     )
     values.update(changes)
@@ -75,7 +90,8 @@ def test_the_write_commits_on_its_own_connection(pooled, owner, settings, prepar
     connection = pooled.pool.getconn()
     try:
         prepared = connection.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%INSERT INTO \"usage_events\"%"]
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%INSERT INTO "usage_events"%'],
         ).fetchone()[0]
     finally:
         pooled.pool.putconn(connection)

@@ -194,7 +194,9 @@ def tiny(alice_org, period):
 
 
 @pytest.mark.parametrize(("tokens", "near"), [(0, False), (799, False), (800, True), (950, True)])
-def test_near_limit_flips_at_80_percent_of_tokens(api, alice, alice_org, period, tiny, tokens, near):
+def test_near_limit_flips_at_80_percent_of_tokens(
+    api, alice, alice_org, period, tiny, tokens, near
+):
     record_usage(alice_org, at=period[0] + timedelta(hours=1), prompt=tokens)
 
     body = get_plan(api, alice, alice_org)
@@ -204,7 +206,9 @@ def test_near_limit_flips_at_80_percent_of_tokens(api, alice, alice_org, period,
 
 
 @pytest.mark.parametrize(("requests", "near"), [(7, False), (8, True)])
-def test_near_limit_flips_at_80_percent_of_requests(api, alice, alice_org, period, tiny, requests, near):
+def test_near_limit_flips_at_80_percent_of_requests(
+    api, alice, alice_org, period, tiny, requests, near
+):
     for i in range(requests):
         record_usage(alice_org, at=period[0] + timedelta(hours=1, minutes=i), prompt=1)
 
@@ -238,7 +242,9 @@ def catalog(db):
     )
     ModelAlias.objects.create(alias="default", model=gemma)
     Model.objects.create(name="qwen-3-32b", display_name="Qwen 3 32B")
-    Model.objects.create(name="llama-old", display_name="Llama (retired)", status=Model.Status.DISABLED)
+    Model.objects.create(
+        name="llama-old", display_name="Llama (retired)", status=Model.Status.DISABLED
+    )
     return Model.objects.all()
 
 
@@ -258,7 +264,10 @@ def test_catalog_lists_every_model_with_its_details(api, alice, catalog):
     assert gemma["display_name"] == "Gemma 4 26B"
     assert gemma["aliases"] == ["default"]
     assert gemma["context_window"] == 32_768
-    assert gemma["pricing"] == {"input_per_mtok_micro_usd": 100_000, "output_per_mtok_micro_usd": 400_000}
+    assert gemma["pricing"] == {
+        "input_per_mtok_micro_usd": 100_000,
+        "output_per_mtok_micro_usd": 400_000,
+    }
 
 
 def test_an_all_models_plan_is_entitled_to_every_enabled_model(api, alice, catalog):
@@ -271,7 +280,11 @@ def test_a_restricted_plan_is_entitled_only_to_its_policy_models(api, alice, ali
     ModelAccessPolicy.objects.create(plan=plan, model_name="llama-old")
     subscribe(alice_org, plan)
 
-    assert entitlements(api, alice) == {"gemma-4-26b": True, "qwen-3-32b": False, "llama-old": False}
+    assert entitlements(api, alice) == {
+        "gemma-4-26b": True,
+        "qwen-3-32b": False,
+        "llama-old": False,
+    }
 
 
 def test_entitlements_follow_the_org_asked_for(api, alice, bob, catalog):

@@ -29,7 +29,9 @@ def redis_url(settings):
 @pytest.fixture
 def client(redis_url, fast_state):
     kw = fast_state.connection_pool.connection_kwargs
-    made = ScriptClient(host=kw["host"], port=kw["port"], db=kw.get("db") or 0, password=kw.get("password"))
+    made = ScriptClient(
+        host=kw["host"], port=kw["port"], db=kw.get("db") or 0, password=kw.get("password")
+    )
     yield made
     made.close()
 
@@ -46,7 +48,9 @@ def test_faststate_runs_scripts_through_the_lean_client_over_plain_tcp(redis_url
     handle = faststate.script("return {ARGV[1], 7, tonumber(ARGV[2]) + 1}")
     assert isinstance(handle, Script)
     assert handle(args=["a", 41]) == [b"a", 7, 42]
-    assert faststate.script("return {ARGV[1], 7, tonumber(ARGV[2]) + 1}") is handle  # one handle per source
+    assert (
+        faststate.script("return {ARGV[1], 7, tonumber(ARGV[2]) + 1}") is handle
+    )  # one handle per source
 
 
 def test_replies_match_redis_py(client, fast_state):
@@ -125,7 +129,9 @@ def test_connections_are_bounded(client):
 def test_concurrent_callers_share_the_pool(client):
     script = Script(client, "return redis.call('INCR', ARGV[1])")
     key = settings.FAST_STATE_PREFIX + "n"
-    threads = [threading.Thread(target=lambda: [script(args=[key]) for _ in range(50)]) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: [script(args=[key]) for _ in range(50)]) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -163,7 +169,9 @@ def test_a_begun_call_reloads_a_flushed_script(client):
 def test_a_reply_lost_midway_frees_the_slot():
     server = _listener()
     try:
-        client = ScriptClient(host="127.0.0.1", port=server.getsockname()[1], socket_timeout=0.2, max_connections=1)
+        client = ScriptClient(
+            host="127.0.0.1", port=server.getsockname()[1], socket_timeout=0.2, max_connections=1
+        )
         pending = client.begin("PING")
         with pytest.raises(redis.TimeoutError):
             pending.wait()
@@ -187,7 +195,7 @@ def test_under_gevent_greenlets_wait_for_a_connection_on_gevent_s_semaphore(redi
         "kw = redis.Redis.from_url(sys.argv[1]).connection_pool.connection_kwargs\n"
         "client = ScriptClient(host=kw['host'], port=kw['port'], db=kw.get('db') or 0, max_connections=2)\n"
         "assert isinstance(client._slots, gevent.lock.BoundedSemaphore), type(client._slots)\n"
-        "slow = Script(client, 'redis.call(\"INCR\", ARGV[1]); return redis.call(\"GET\", ARGV[1])')\n"
+        'slow = Script(client, \'redis.call("INCR", ARGV[1]); return redis.call("GET", ARGV[1])\')\n'
         "key = 'respclient-gevent-test'\n"
         "client.execute('DEL', key)\n"
         "gevent.joinall([gevent.spawn(slow, args=[key]) for _ in range(50)], raise_error=True)\n"
@@ -195,8 +203,11 @@ def test_under_gevent_greenlets_wait_for_a_connection_on_gevent_s_semaphore(redi
         "client.execute('DEL', key)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, redis_url], cwd=Path(__file__).resolve().parents[2],
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code, redis_url],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     count, idle = done.stdout.split()

@@ -44,8 +44,12 @@ def redis_url(settings):
 def run(code: str, url: str, **env: str):
     """Run `code` after PRELUDE; it prints one JSON value, returned here."""
     done = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code), url], cwd=ROOT, capture_output=True, text=True,
-        timeout=60, env={**os.environ, **env},
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code), url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -60,7 +64,10 @@ def test_the_gevent_worker_s_scripts_go_through_one_shared_connection(redis_url)
         print(json.dumps([type(handle.client).__name__, handle(args=[1])]))
         """,
         redis_url,
-        DJANGO_SETTINGS_MODULE="portal.settings", PORTAL_ENV_FILE="/nonexistent", DEBUG="true", REDIS_URL=redis_url,
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        PORTAL_ENV_FILE="/nonexistent",
+        DEBUG="true",
+        REDIS_URL=redis_url,
     )
     assert out == ["MuxClient", 42]
 

@@ -42,7 +42,9 @@ READS = {
 
 WRITES = {
     "create": lambda c, org, key: c.post(f"{org_url(org)}/keys", {"name": "new"}, format="json"),
-    "rename": lambda c, org, key: c.patch(f"{org_url(org)}/keys/{key.pk}", {"name": "renamed"}, format="json"),
+    "rename": lambda c, org, key: c.patch(
+        f"{org_url(org)}/keys/{key.pk}", {"name": "renamed"}, format="json"
+    ),
     "revoke": lambda c, org, key: c.delete(f"{org_url(org)}/keys/{key.pk}"),
     "rotate": lambda c, org, key: c.post(f"{org_url(org)}/keys/{key.pk}/rotate"),
 }
@@ -82,7 +84,9 @@ def test_admins_and_owners_can_manage_keys(api, team, alice_org, key, role, acti
 
 
 def test_a_key_created_by_an_admin_records_who_made_it(api, team, alice_org):
-    response = api.as_user(team["admin"]).post(f"{org_url(alice_org)}/keys", {"name": "ops"}, format="json")
+    response = api.as_user(team["admin"]).post(
+        f"{org_url(alice_org)}/keys", {"name": "ops"}, format="json"
+    )
 
     assert response.json()["created_by"] == str(team["admin"].pk)
 

@@ -46,7 +46,9 @@ def resolve(schema: dict, node: dict) -> dict:
 
 def response_schema(schema: dict, path: str, method: str, status: int) -> dict:
     responses = schema["paths"][path][method]["responses"]
-    assert str(status) in responses, f"{method.upper()} {path} documents {sorted(responses)}, not {status}"
+    assert str(status) in responses, (
+        f"{method.upper()} {path} documents {sorted(responses)}, not {status}"
+    )
     content = responses[str(status)].get("content")
     assert content, f"{method.upper()} {path} {status} is documented with no body"
     return resolve(schema, content["application/json"]["schema"])
@@ -118,7 +120,9 @@ def test_issued_key_is_the_only_schema_with_the_secret(schema):
         ("/api/v1/orgs", "/api/v1/orgs"),
     ],
 )
-def test_lists_are_documented_as_the_paginated_page_they_return(schema, api, alice, alice_org, path, live_path):
+def test_lists_are_documented_as_the_paginated_page_they_return(
+    schema, api, alice, alice_org, path, live_path
+):
     issue_key(alice_org, by=alice)
     live = api.as_user(alice).get(live_path.format(org=alice_org.pk)).json()
 
@@ -140,7 +144,9 @@ def test_lists_are_documented_as_the_paginated_page_they_return(schema, api, ali
         ("/portal/api-keys/{key_id}", "/portal/api-keys/{key}"),
     ],
 )
-def test_revoke_is_documented_as_the_200_with_the_key_it_returns(schema, api, alice, alice_org, path, live_path):
+def test_revoke_is_documented_as_the_200_with_the_key_it_returns(
+    schema, api, alice, alice_org, path, live_path
+):
     key = issue_key(alice_org, by=alice).key
     live = api.as_user(alice).delete(live_path.format(org=alice_org.pk, key=key.pk))
 
@@ -155,7 +161,9 @@ def test_org_detail_is_documented_with_the_fields_it_returns(schema, api, alice,
 
 
 def test_key_create_is_documented_with_the_fields_it_returns(schema, api, alice, alice_org):
-    live = api.as_user(alice).post(f"/api/v1/orgs/{alice_org.pk}/keys", {"name": "ci"}, format="json")
+    live = api.as_user(alice).post(
+        f"/api/v1/orgs/{alice_org.pk}/keys", {"name": "ci"}, format="json"
+    )
 
     assert documented_fields(schema, "/api/v1/orgs/{org_id}/keys", "post", 201) == set(live.json())
 

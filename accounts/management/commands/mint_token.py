@@ -14,8 +14,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("email")
         parser.add_argument("--name", default="", help="Display name claim.")
-        parser.add_argument("--subject", default="", help="The `sub` claim; defaults to dev|<email>.")
-        parser.add_argument("--ttl", type=int, default=3600, help="Lifetime in seconds (default 3600).")
+        parser.add_argument(
+            "--subject", default="", help="The `sub` claim; defaults to dev|<email>."
+        )
+        parser.add_argument(
+            "--ttl", type=int, default=3600, help="Lifetime in seconds (default 3600)."
+        )
 
     def handle(self, *args, email, name, subject, ttl, **options):
         if settings.AUTH_PROVIDER != "dev":

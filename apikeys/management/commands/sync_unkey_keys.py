@@ -19,9 +19,13 @@ class Command(BaseCommand):
     help = "Reconcile Portal API key metadata with Unkey (dry run unless --apply)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--apply", action="store_true", help="make the changes (default: only print them)")
         parser.add_argument(
-            "--delete-revoked", action="store_true", help="delete keys revoked in the Portal from Unkey"
+            "--apply", action="store_true", help="make the changes (default: only print them)"
+        )
+        parser.add_argument(
+            "--delete-revoked",
+            action="store_true",
+            help="delete keys revoked in the Portal from Unkey",
         )
 
     def handle(self, *args, **options):
@@ -35,12 +39,16 @@ class Command(BaseCommand):
         except unkey.UnkeyCallFailed as exc:
             raise CommandError(f"Unkey did not answer: {exc}") from None
         for outcome in outcomes:
-            self.stdout.write(outcome.change.describe() + (f"  FAILED: {outcome.error}" if outcome.error else ""))
+            self.stdout.write(
+                outcome.change.describe() + (f"  FAILED: {outcome.error}" if outcome.error else "")
+            )
         missing = sum(1 for o in outcomes if o.change.kind == "missing")
         failed = sum(1 for o in outcomes if o.error)
         changes = len(outcomes) - missing
         if apply:
-            self.stdout.write(f"{changes - failed} changes made, {failed} failed; {missing} missing.")
+            self.stdout.write(
+                f"{changes - failed} changes made, {failed} failed; {missing} missing."
+            )
         else:
             self.stdout.write(
                 f"Dry run: {changes} changes would be made, {missing} missing; run with --apply to make them."

@@ -21,7 +21,9 @@ class Command(BaseCommand):
             dest="router_urls",
             help=f"A router base URL (repeatable). Default: {', '.join(DEFAULT_ROUTER_URLS)} (simulators).",
         )
-        parser.add_argument("--router-key", default="", help="The routers' API key (sealed at rest).")
+        parser.add_argument(
+            "--router-key", default="", help="The routers' API key (sealed at rest)."
+        )
         parser.add_argument(
             "--owner-identity",
             default="",
@@ -42,7 +44,9 @@ class Command(BaseCommand):
             help="End with one JSON line: org_id, api_key, models, revoked_key_ids, revoked_keys, owner.",
         )
 
-    def handle(self, *args, router_urls, router_key, owner_identity, owner_email, json: bool, **options):
+    def handle(
+        self, *args, router_urls, router_key, owner_identity, owner_email, json: bool, **options
+    ):
         owner_identity, owner_email = owner_identity.strip(), owner_email.strip()
         if owner_email:
             try:
@@ -84,7 +88,9 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Demo org {demo.org_id}; models: {', '.join(demo.models)}")
         if owner is not None:
-            self.stdout.write(f"Owner: {owner.auth_provider} user {owner.subject} ({owner.email or 'no email'})")
+            self.stdout.write(
+                f"Owner: {owner.auth_provider} user {owner.subject} ({owner.email or 'no email'})"
+            )
         for key in demo.revoked_keys:
             self.stdout.write(f"Revoked the previous demo key {key.masked} ({key.id}).")
         self.stdout.write("Demo API key (shown once):")

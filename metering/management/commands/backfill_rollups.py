@@ -19,11 +19,17 @@ class Command(BaseCommand):
     help = "Recompute hour and day usage rollups in [start, end) from the usage events (replace, not add)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--start", required=True, help="ISO 8601 date or datetime (UTC if no offset)")
+        parser.add_argument(
+            "--start", required=True, help="ISO 8601 date or datetime (UTC if no offset)"
+        )
         parser.add_argument("--end", required=True, help="exclusive; ISO 8601 date or datetime")
         parser.add_argument("--org", help="one organization, by id or slug (default: all)")
-        parser.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
-        parser.add_argument("--progress", action="store_true", help="draw the progress bar even when not a terminal")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="report what would change; write nothing"
+        )
+        parser.add_argument(
+            "--progress", action="store_true", help="draw the progress bar even when not a terminal"
+        )
 
     def handle(self, *args, **options):
         start = floor_hour(parse_when(options["start"], name="start"))
@@ -34,7 +40,10 @@ class Command(BaseCommand):
         dry_run = options["dry_run"]
         days = list(steps(floor_day(start), end, DAY))
         progress = Progress(
-            stream=self.stderr, total=len(days), label="backfill", enabled=options["progress"] or None
+            stream=self.stderr,
+            total=len(days),
+            label="backfill",
+            enabled=options["progress"] or None,
         )
         summary = usage_rollup_rebuild(
             start=start,

@@ -30,10 +30,14 @@ def _targets(period: str, org_id: UUID | None) -> list[tuple[UUID, datetime, dat
         return [(row.org_id, row.start, row.end)]
     at = parse_when(period, name="period")
     rows = BillingPeriod.objects.filter(start__lte=at, end__gt=at)
-    events = UsageEvent.objects.filter(created_at__gte=at - PERIOD_LENGTH, created_at__lt=at + PERIOD_LENGTH)
+    events = UsageEvent.objects.filter(
+        created_at__gte=at - PERIOD_LENGTH, created_at__lt=at + PERIOD_LENGTH
+    )
     if org_id is not None:
         rows, events = rows.filter(org_id=org_id), events.filter(org_id=org_id)
-    orgs = set(rows.values_list("org_id", flat=True)) | set(events.values_list("org_id", flat=True).distinct())
+    orgs = set(rows.values_list("org_id", flat=True)) | set(
+        events.values_list("org_id", flat=True).distinct()
+    )
     return [(org, *period_bounds(org_id=org, at=at)) for org in sorted(orgs, key=str)]
 
 
@@ -42,11 +46,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--period", required=True, help="a billing period id, or a date: each org's period holding it"
+            "--period",
+            required=True,
+            help="a billing period id, or a date: each org's period holding it",
         )
         parser.add_argument("--org", help="one organization, by id or slug (default: all)")
-        parser.add_argument("--dry-run", action="store_true", help="report the adjustments; post nothing")
-        parser.add_argument("--progress", action="store_true", help="draw the progress bar even when not a terminal")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="report the adjustments; post nothing"
+        )
+        parser.add_argument(
+            "--progress", action="store_true", help="draw the progress bar even when not a terminal"
+        )
 
     def handle(self, *args, **options):
         org = resolve_org(options["org"])
@@ -54,14 +64,24 @@ class Command(BaseCommand):
         dry_run = options["dry_run"]
         now = timezone.now()
         progress = Progress(
-            stream=self.stderr, total=len(targets), label="rebuild_ledger", enabled=options["progress"] or None
+            stream=self.stderr,
+            total=len(targets),
+            label="rebuild_ledger",
+            enabled=options["progress"] or None,
         )
         total = PostingSummary()
         for org_id, start, end in targets:
             summary = ledger_post_range(
                 org_id=org_id, start=start, end=end, now=now, memo="rebuild_ledger", dry_run=dry_run
             )
-            for name in ("hours", "org_hours", "usage_entries", "adjustments", "duplicates", "amount"):
+            for name in (
+                "hours",
+                "org_hours",
+                "usage_entries",
+                "adjustments",
+                "duplicates",
+                "amount",
+            ):
                 setattr(total, name, getattr(total, name) + getattr(summary, name))
             if options["verbosity"] >= 2:
                 for posting in summary.postings:

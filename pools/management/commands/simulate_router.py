@@ -19,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1", help="Interface (default 127.0.0.1).")
         parser.add_argument("--port", type=int, default=9101, help="Port (default 9101; 0 = any).")
         parser.add_argument(
-            "--latency-ms", type=float, default=0.0,
+            "--latency-ms",
+            type=float,
+            default=0.0,
             help="Delay before a non-stream answer or a stream's headers.",
         )
         parser.add_argument(
@@ -29,11 +31,15 @@ class Command(BaseCommand):
             "--tokens-per-second", type=float, default=0.0, help="Stream pacing (0 = unpaced)."
         )
         parser.add_argument(
-            "--completion-tokens", type=int, default=16,
+            "--completion-tokens",
+            type=int,
+            default=16,
             help="Tokens per answer unless max_tokens is lower (default 16).",
         )
         parser.add_argument(
-            "--failure-rate", type=float, default=0.0,
+            "--failure-rate",
+            type=float,
+            default=0.0,
             help="Fraction 0..1 of completions answered with --fail-status.",
         )
         parser.add_argument(
@@ -41,7 +47,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=None, help="Seed for --failure-rate.")
         parser.add_argument(
-            "--disconnect-after-tokens", type=int, default=0,
+            "--disconnect-after-tokens",
+            type=int,
+            default=0,
             help="Streams: drop the connection after N tokens, before [DONE] (0 = never).",
         )
         parser.add_argument(
@@ -55,27 +63,36 @@ class Command(BaseCommand):
         )
         parser.add_argument("--model-name", default="sim-model", help="`model` in answers.")
         parser.add_argument(
-            "--tool-mode", choices=TOOL_MODES, default="call",
+            "--tool-mode",
+            choices=TOOL_MODES,
+            default="call",
             help="Prompts with tools: a well-formed call (default), plain text instead, "
             "a call with broken JSON, or arguments that break the function's schema.",
         )
         parser.add_argument(
-            "--json-mode", choices=JSON_MODES, default="valid",
+            "--json-mode",
+            choices=JSON_MODES,
+            default="valid",
             help="Prompts with an output format: a valid object (default), one in ```json "
             "fences, broken JSON, or an object that breaks the schema.",
         )
         parser.add_argument(
-            "--fault-count", type=int, default=-1,
+            "--fault-count",
+            type=int,
+            default=-1,
             help="Spoil only the next N tool/JSON answers by --tool-mode/--json-mode, then "
             "answer well-formed again (default -1: all of them).",
         )
         parser.add_argument(
-            "--parallel-calls", type=int, default=1,
+            "--parallel-calls",
+            type=int,
+            default=1,
             help="Calls per tool-call answer, cycling through the tools (default 1; one "
             "when the prompt names a function or allows at most one).",
         )
         parser.add_argument(
-            "--quiet", action="store_true",
+            "--quiet",
+            action="store_true",
             help="No per-request log lines, even with -v 2 (the default logs only the start line).",
         )
 
@@ -83,9 +100,21 @@ class Command(BaseCommand):
         knobs = {
             name: options[name]
             for name in (
-                "latency_ms", "ttft_ms", "tokens_per_second", "completion_tokens", "failure_rate",
-                "fail_status", "seed", "disconnect_after_tokens", "omit_usage", "require_key",
-                "sessions", "model_name", "tool_mode", "json_mode", "fault_count",
+                "latency_ms",
+                "ttft_ms",
+                "tokens_per_second",
+                "completion_tokens",
+                "failure_rate",
+                "fail_status",
+                "seed",
+                "disconnect_after_tokens",
+                "omit_usage",
+                "require_key",
+                "sessions",
+                "model_name",
+                "tool_mode",
+                "json_mode",
+                "fault_count",
                 "parallel_calls",
             )
         }
