@@ -1,3 +1,5 @@
+import contextlib
+
 from django import forms
 from django.contrib import admin
 from django.db.models import OuterRef, Subquery
@@ -74,10 +76,8 @@ class OrganizationAddForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["slug"].required = False
         self.fields["slug"].help_text = "Leave blank to make one from the name."
-        try:
+        with contextlib.suppress(PortalError):  # no default plan configured: staff pick one
             self.fields["plan"].initial = services.default_plan()
-        except PortalError:
-            pass  # no default plan configured: staff pick one
 
 
 @admin.register(User)

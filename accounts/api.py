@@ -8,13 +8,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from portal.pagination import Pagination, paginate
 from accounts.serializers import (
     MembershipOrgSerializer,
     OrganizationSerializer,
     UserSerializer,
     UserUpdateSerializer,
 )
+from portal.pagination import Pagination, paginate
 
 
 class MeView(APIView):

@@ -32,7 +32,7 @@ def hash_secret(secret: str) -> str:
     return hmac.new(settings.API_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
-_KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + "[0-9A-Za-z]{%d}" % _BODY_LENGTH)
+_KEY_SHAPE = re.compile(re.escape(KEY_PREFIX) + f"[0-9A-Za-z]{{{_BODY_LENGTH}}}")
 
 
 def looks_like_key(secret: str) -> bool:

@@ -78,9 +78,8 @@ async def _read_response(reader: asyncio.StreamReader, started: float, stream: b
         raise BadResponse("server closed the connection")
     ok = 200 <= status < 300
     error = "" if ok else f"HTTP {status}"
-    if ok and stream:
-        if b"[DONE]" not in body[-64:] or b'"error"' in body:
-            ok, error = False, "incomplete or failed stream"
+    if ok and stream and (b"[DONE]" not in body[-64:] or b'"error"' in body):
+        ok, error = False, "incomplete or failed stream"
     return Result(ok=ok, status=status, ttfb=ttfb or total, total=total, error=error)
 
 

@@ -208,7 +208,9 @@ def phase_enforcement(b: Bench) -> None:
     off, off_cpu = median(runs["off"])
     # Each round's on/off pair ran back to back: the median of the per-round ratios is the
     # figure least moved by other load that comes and goes.
-    ratios = sorted(a[0].rps / c[0].rps for a, c in zip(runs["on"], runs["off"]) if c[0].rps)
+    ratios = sorted(
+        a[0].rps / c[0].rps for a, c in zip(runs["on"], runs["off"], strict=True) if c[0].rps
+    )
     b.results["enforcement"] = {
         "on": on.__dict__,
         "off": off.__dict__,
@@ -218,7 +220,7 @@ def phase_enforcement(b: Bench) -> None:
         "off_all": [run.rps for run, _ in runs["off"]],
         "other_all": [
             round((x[1].get("other", 0) + y[1].get("other", 0)) / 2, 2)
-            for x, y in zip(runs["on"], runs["off"])
+            for x, y in zip(runs["on"], runs["off"], strict=True)
         ],
         "ratio": ratios[len(ratios) // 2] * 100 if ratios else float("nan"),
     }

@@ -37,8 +37,7 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     )
     p("")
     p(
-        "1. Saturated throughput (%d keep-alive connections), direct to the upstream vs through the gateway"
-        % plan.sat_connections
+        f"1. Saturated throughput ({plan.sat_connections:d} keep-alive connections), direct to the upstream vs through the gateway"
     )
     p(
         f"   {'upstream / mode':<22}{'direct req/s':>13}{'gateway req/s':>15}{'gw p50 ms':>11}{'gw p99 ms':>11}"
@@ -186,7 +185,7 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
             "   rounds (on / off req/s, other load): "
             + "; ".join(
                 f"{a:.0f} / {c:.0f} ({o:.2f})"
-                for a, c, o in zip(enf["on_all"], enf["off_all"], enf["other_all"])
+                for a, c, o in zip(enf["on_all"], enf["off_all"], enf["other_all"], strict=True)
             )
         )
         p(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -393,10 +394,8 @@ def main() -> int:
     finally:
         say("tearing down")
         st.stop_all()
-        try:
+        with contextlib.suppress(Exception):  # Redis gone: nothing left to clean
             stack.flush_fast_state()
-        except Exception:  # Redis gone: nothing left to clean
-            pass
     b.results["seconds"] = time.monotonic() - started
     report(b)
     if args.json:

@@ -184,15 +184,15 @@ class Stack:
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> Proc:
         log = self.logdir / f"{name}.log"
-        handle = open(log, "wb")
-        popen = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log, "wb") as handle:  # the child holds its own copy of the descriptor
+            popen = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = Proc(name=name, popen=popen, log=log)
         self.procs.append(proc)
         return proc

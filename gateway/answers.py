@@ -6,11 +6,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django.http import HttpResponse
 
-from gateway import anthropic, budget as budgets
+from gateway import anthropic
+from gateway import budget as budgets
 from gateway.limits import Admission
 from gateway.refusals import ORDER
 from portal.errors import CATALOG, PortalError
@@ -48,7 +49,7 @@ def _duration_ms(text: str) -> int | None:
 
 def _rfc3339(at: datetime) -> str:
     """`2026-01-02T03:04:05Z`, rounded up to the second (the limit is whole by then)."""
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     if at.microsecond:
         at = at.replace(microsecond=0) + timedelta(seconds=1)
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -37,6 +37,7 @@ from gateway import (
     toolcalls,
     toolstream,
 )
+from gateway.conversation import AUTO as AUTO_CHOICE
 from gateway.shapes import Answer, Shape
 from gateway.tokens import estimate_tokens
 from gateway.validation import InferenceRequest, parse_json_body
@@ -557,7 +558,7 @@ def _emit(emitter, req: InferenceRequest, shape: Shape, out: str, found, sent: l
     if not found:
         return None
     checked, problem = outputs.check_calls(
-        found, replace(req, tool_choice=outputs.AUTO_CHOICE), shape.call_id_prefix
+        found, replace(req, tool_choice=AUTO_CHOICE), shape.call_id_prefix
     )
     if problem is None and not req.parallel_tool_calls and len(calls) + len(checked) > 1:
         problem = "the answer made more than one call but may make at most one (parallel_tool_calls is false)"

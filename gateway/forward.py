@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from gateway import limits
-from gateway.validation import InferenceRequest
 from gateway.templates import flatten_for_chat, render_request
+from gateway.validation import InferenceRequest
 from pools.catalog import ModelEntry, RouteEntry, RouterEntry
 from pools.client import RouterClient, RouterError
 from portal.errors import PortalError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from portal import fastkeys, faststate
 _LUA = Path(__file__).with_name("lua")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source(name: str) -> str:
     """A script's source, after the fast-state key functions (portal/fastkeys.py) and the
     libraries it uses (common.lua, windows.lua, routers.lua)."""

@@ -16,7 +16,6 @@ from functools import lru_cache
 from jsonschema.validators import validator_for
 
 from gateway import toolcalls
-from gateway.conversation import AUTO as AUTO_CHOICE
 from gateway.conversation import OutputFormat, Tool, ToolCall, new_call_id
 from gateway.validation import InferenceRequest
 

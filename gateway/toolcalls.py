@@ -137,7 +137,7 @@ class Found:
 class CallScanner:
     """Feed a model's text in order; each `feed` returns (text to pass on, calls completed)."""
 
-    __slots__ = ("_syntax", "_held", "_inside", "_after_call", "calls", "errors")
+    __slots__ = ("_after_call", "_held", "_inside", "_syntax", "calls", "errors")
 
     def __init__(self, syntax: Syntax):
         self._syntax = syntax

@@ -153,7 +153,7 @@ def _user(value: Any, param: str) -> str | None:
 
 def _n(body: dict) -> None:
     n = body.get("n")
-    if n is None or n == 1 and type(n) is int:
+    if n is None or (n == 1 and type(n) is int):
         return
     if type(n) is int and n > 1:
         raise PortalError(

@@ -176,10 +176,10 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
     # Outside a transaction the one statement is its own; inside one (a caller's atomic
     # block), a savepoint keeps a conflict from breaking the caller's transaction.
     with (
-        transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext()
+        transaction.atomic(using=connection.alias) if connection.in_atomic_block else nullcontext(),
+        connection.cursor() as cursor,
     ):
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)
 
 
 def _write_orm(record: RequestRecord, served: bool) -> None:

@@ -142,10 +142,7 @@ def _stats_by(queryset, key: str | None) -> dict[object, Stats]:
     if connection.vendor == "postgresql":
         counts["p50"] = PercentileCont("latency_ms", fraction=0.5)
         counts["p95"] = PercentileCont("latency_ms", fraction=0.95)
-    if key:
-        rows = grouped.order_by().annotate(**counts)
-    else:
-        rows = [grouped.aggregate(**counts)]
+    rows = grouped.order_by().annotate(**counts) if key else [grouped.aggregate(**counts)]
     stats = {
         (row[key] if key else None): Stats(
             requests=row["requests"],

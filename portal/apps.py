@@ -9,5 +9,5 @@ class PortalConfig(AppConfig):
         # The Celery app, set as current before any task is sent, so `shared_task`
         # everywhere uses it (the usual `from .celery import app` in __init__.py,
         # done here instead: see portal/__init__.py).
-        import portal.celery  # noqa: F401
+        import portal.celery
         import portal.checks  # noqa: F401

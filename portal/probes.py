@@ -80,7 +80,9 @@ def readyz(request):
         started = time.perf_counter()
         try:
             outcome = check() or "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the log says why, the body does not
+        except (
+            Exception
+        ) as exc:  # any failure means "not ready"; the log says why, the body does not
             logger.warning("readiness check %s failed: %s", name, type(exc).__name__)
             outcome, ready = "fail", False
         results[name] = {"status": outcome, "ms": round((time.perf_counter() - started) * 1000, 1)}

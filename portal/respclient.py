@@ -15,6 +15,8 @@ scripts keep going through redis-py (portal/faststate.py decides).
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import os
 import socket
 import threading
@@ -25,7 +27,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError, Time
 
 
 class _Connection:
-    __slots__ = ("sock", "reader", "buf")
+    __slots__ = ("buf", "reader", "sock")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -47,10 +49,8 @@ class _Connection:
                 return reply
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class Endpoint:
         address = f"{self.host}:{self.port}"
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-        except socket.timeout as exc:
+        except builtins.TimeoutError as exc:
             raise TimeoutError(f"Timeout connecting to Redis at {address}.") from exc
         except OSError as exc:
             raise ConnectionError(f"Error connecting to Redis at {address}: {exc}") from exc
@@ -241,7 +241,7 @@ class Script:
 
 
 class ScriptCall:
-    __slots__ = ("script", "keys", "args", "pending")
+    __slots__ = ("args", "keys", "pending", "script")
 
     def __init__(self, script: Script, keys, args):
         self.script, self.keys, self.args = script, keys, args

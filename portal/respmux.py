@@ -19,6 +19,7 @@ threads (Celery, gthread) keep the pooled client.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections import deque
@@ -35,7 +36,7 @@ from portal.respclient import Endpoint
 class _Link:
     """One connection: its socket, its reply parser and the callers owed a reply, in order."""
 
-    __slots__ = ("sock", "reader", "owed", "broken")
+    __slots__ = ("broken", "owed", "reader", "sock")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -97,10 +98,8 @@ class MuxClient:
                 link.broken = TimeoutError("Timeout talking to Redis.")
             else:
                 link.broken = ConnectionError(f"Error talking to Redis: {exc!r}")
-            try:
+            with contextlib.suppress(OSError):
                 link.sock.close()
-            except OSError:
-                pass
         if self._link is link:
             self._link = None
         while link.owed:

@@ -6,6 +6,7 @@ the dev token signer, local keys). With DEBUG off, secrets must be set: the
 process refuses to start and says which one is missing.
 """
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -15,10 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-try:  # runtime files (SQLite, collected static files, beat's schedule) go here by default
+# Runtime files (SQLite, collected static files, beat's schedule) go here by default; in a
+# read-only tree (OSError) every path below can be set elsewhere.
+with contextlib.suppress(OSError):
     VAR_DIR.mkdir(exist_ok=True)
-except OSError:  # a read-only tree: every path below can be set elsewhere
-    pass
 
 env = environ.Env()
 _env_file = env.str("PORTAL_ENV_FILE", default=str(BASE_DIR / ".env"))
@@ -367,10 +368,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_57
 # collectstatic run, so it keeps plain names.
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
-try:  # WhiteNoise warns at every start about a missing folder (bin/dev never collects)
+with contextlib.suppress(
+    OSError
+):  # WhiteNoise warns at every start about a missing folder (bin/dev never collects)
     Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
-except OSError:
-    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -55,7 +55,7 @@ def fast_state(settings):
     faststate.reset_client_for_tests()
 
 
-def make_user(email: str, *, subject: str | None = None, name: str = "") -> "accounts.models.User":  # noqa: F821
+def make_user(email: str, *, subject: str | None = None, name: str = "") -> accounts.models.User:  # noqa: F821
     """A user with a personal org on the free plan, as the first dashboard request makes one."""
     identity = Identity(provider="dev", subject=subject or f"user_{email}", email=email, name=name)
     return user_get_or_provision(identity=identity, now=timezone.now())

@@ -195,10 +195,7 @@ class RouterSimulator:
         finish_reason = "stop"
         if completion.max_tokens is not None and completion.max_tokens < count:
             count, finish_reason = completion.max_tokens, "length"
-        if structured is None:
-            tokens = completion_tokens(prompt, count)
-        else:
-            tokens = structured[:count]
+        tokens = completion_tokens(prompt, count) if structured is None else structured[:count]
         totals = (
             None
             if config.omit_usage

@@ -168,7 +168,7 @@ def test_concurrent_first_requests_provision_one_user(monkeypatch):
         try:
             barrier.wait(timeout=10)
             results.append(user_get_or_provision(identity=identity, now=now))
-        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertions below
+        except BaseException as exc:  # surfaced by the assertions below
             errors.append(exc)
         finally:
             connections.close_all()

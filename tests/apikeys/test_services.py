@@ -415,7 +415,7 @@ def test_concurrent_creates_at_one_below_the_cap_admit_exactly_one(alice, alice_
             outcome = "created"
         except PortalError as error:
             outcome = error.code
-        except Exception as error:  # noqa: BLE001  (reported in the assertion below)
+        except Exception as error:  # reported in the assertion below
             outcome = repr(error)
         finally:
             connections.close_all()

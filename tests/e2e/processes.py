@@ -81,7 +81,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call, nothing that takes a lock)
+            preexec_fn=_die_with_parent,  # one foreign call, nothing that takes a lock
         )
 
     def log(self) -> str:

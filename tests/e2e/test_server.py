@@ -44,7 +44,7 @@ def _connect(server) -> socket.socket:
 
 def test_an_idle_connection_is_closed_after_the_keepalive(gateway):
     server = gateway(GUNICORN_CMD_ARGS="--keep-alive 2")  # WEB_KEEPALIVE under portal/gunicorn.py
-    server.url  # started
+    _ = server.url  # started
     with _connect(server) as sock:
         started = time.monotonic()
         assert sock.recv(1024) == b""  # nothing sent: the server hangs up
@@ -54,7 +54,7 @@ def test_an_idle_connection_is_closed_after_the_keepalive(gateway):
 
 def test_a_request_head_sent_too_slowly_is_cut_off_after_the_keepalive(gateway):
     server = gateway(GUNICORN_CMD_ARGS="--keep-alive 1")
-    server.url
+    _ = server.url  # started
     with _connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         started = time.monotonic()

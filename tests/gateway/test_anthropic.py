@@ -170,12 +170,14 @@ def test_sdk_accumulates_our_stream_into_a_message():
 
 
 def test_sdk_raises_our_mid_stream_error():
-    events = stream_events()[:4] + [error_event("The model backend failed to answer.", "api_error")]
+    events = [*stream_events()[:4], error_event("The model backend failed to answer.", "api_error")]
     client = sdk_client(b"".join(sse.named_event(name, data) for name, data in events))
 
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with client.messages.stream(model="m", max_tokens=8, messages=[USER]) as stream:
-            list(stream.text_stream)
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client.messages.stream(model="m", max_tokens=8, messages=[USER]) as stream,
+    ):
+        list(stream.text_stream)
 
     assert caught.value.body == {
         "type": "error",

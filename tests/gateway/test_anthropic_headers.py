@@ -5,7 +5,7 @@ reads as `_request_id`) equal to x-request-id, and anthropic-ratelimit-{requests
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -50,20 +50,20 @@ def assert_mirrored(response, *, sent_after: datetime, kinds=("requests", "token
                 == response[f"x-ratelimit-{part}-{kind}"]
             )
         reset = datetime.strptime(response[f"anthropic-ratelimit-{kind}-reset"], RFC3339).replace(
-            tzinfo=timezone.utc
+            tzinfo=UTC
         )
         wait = timedelta(milliseconds=_duration_ms(response[f"x-ratelimit-reset-{kind}"]))
         assert (
             sent_after.replace(microsecond=0) + wait
             <= reset
-            <= datetime.now(timezone.utc) + wait + timedelta(seconds=1)
+            <= datetime.now(UTC) + wait + timedelta(seconds=1)
         )
 
 
 def test_whole_streamed_and_rate_limited_answers_mirror_the_limits(router_url):
     seeding.catalog(router_urls=[router_url])
     tenant = seeding.tenant(on_plan=seeding.plan("two-a-minute", requests_per_minute=2))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
 
     whole = message(tenant.secret)
     streamed = message(tenant.secret, stream=True)
@@ -133,7 +133,7 @@ def test_reset_durations_read_back(ms):
 
 
 def test_resets_are_rfc3339_times_rounded_up_to_the_second():
-    now = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
     headers = {
         "x-ratelimit-limit-tokens": "100",
         "x-ratelimit-remaining-tokens": "40",

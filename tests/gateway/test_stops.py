@@ -62,7 +62,7 @@ def test_streaming_gives_what_cutting_the_whole_text_gives():
             for _ in range(rng.randint(1, 4))
         ]
         cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 10))))
-        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
 
         sent, hit = _stream(pieces, stops)
 

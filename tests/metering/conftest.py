@@ -41,7 +41,7 @@ def run_concurrently(*jobs: Callable[[], object], timeout: float = 60) -> list[o
         try:
             start.wait()
             results[i] = job()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+        except BaseException as exc:  # handed back to the test
             errors.append(exc)
         finally:
             connections.close_all()

@@ -121,7 +121,7 @@ HAND_WRITTEN = {
 }
 
 
-class Unit(str, enum.Enum):
+class Unit(str, enum.Enum):  # noqa: UP042 - the (str, Enum) idiom clients write; StrEnum changes str() of members
     celsius = "celsius"
     fahrenheit = "fahrenheit"
 
