@@ -1,0 +1,167 @@
+"""One /v1 request as it goes through the flow (`Call`), the answer the client is billed
+for, and the end every request reaches exactly once: the reservation settled and the
+request log (+ usage event) written durably."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from apikeys.authcontext import AuthContext
+from apikeys.providers import KeyIdentity
+from gateway import forward, limits, shaping
+from gateway.shapes import Answer
+from gateway.tokens import estimate_tokens
+from metering.services import RequestRecord, request_record
+from pools.catalog import ModelEntry
+from portal import metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything one request accumulates on its way through the flow."""
+
+    request_id: str
+    endpoint: str
+    started: float
+    now: datetime
+    client_ip: str | None
+    model: str = ""
+    adm: limits.Admission | None = None  # set once admitted: a reservation to settle
+    ctx: AuthContext | None = None  # the key's auth context, when the key was known
+    identity: KeyIdentity | None = None  # who the key provider says the key is
+    entry: ModelEntry | None = None
+    est_tokens: int = 0
+    prompt_tokens: int = 0
+    trail: forward.Trail = field(default_factory=forward.Trail)
+    status: int = 0
+    error_code: str = ""
+    ttfb_ms: int | None = None
+    streamed: bool = False
+    answer: Answer | None = None
+    estimated: bool = False
+    finished: bool = False
+    unbilled_tokens: int = 0  # router tokens of answers thrown away and asked again (not billed)
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def now_ms(self) -> int:
+        return int(self.now.timestamp() * 1000) + self.elapsed_ms()
+
+
+def make_answer(
+    call: Call,
+    *,
+    text: str,
+    finish: str | None,
+    usage: tuple[int, int] | None,
+    stop: str | None = None,
+) -> Answer:
+    """The answer as the client gets it. Cut at a stop sequence (`stop`), it ended with
+    "stop", and the client pays for the text it got: the router's count, if it reported
+    one, covers text after the cut, so the estimate of what was sent counts, capped by it."""
+    if stop is not None:
+        finish = "stop"
+        if usage is not None:
+            usage = (usage[0], min(usage[1], estimate_tokens(text)))
+            call.estimated = True
+    if usage is None:
+        call.estimated = True
+        usage = (call.prompt_tokens, estimate_tokens(text))
+    return Answer(
+        text=text,
+        finish=shaping.normalize_finish(finish) if finish else None,
+        prompt_tokens=usage[0],
+        completion_tokens=usage[1],
+        stop_sequence=stop,
+    )
+
+
+def finish_call(call: Call) -> None:
+    """Settle the reservation and write the request durably; exactly once per request.
+
+    The settlement is sent to Redis first and its reply read after the Postgres write,
+    so the two round trips overlap."""
+    if call.finished:
+        return
+    call.finished = True
+    answer = call.answer
+    served_tokens = (
+        (answer.prompt_tokens + answer.completion_tokens)
+        if answer and (answer.completion_tokens or answer.text)
+        else 0
+    )
+    settling = None
+    try:
+        if call.adm is not None:
+            target = call.trail.target
+            settling = limits.settle_begin(
+                request_id=call.request_id,
+                ctx=call.adm.ctx,
+                router_id=target.router.id if target else None,
+                router_outcome=call.trail.outcome,
+                admitted_s=(int(call.now.timestamp() * 1000)) // 1000,
+                est_tokens=call.est_tokens,
+                actual_tokens=served_tokens,
+                served=served_tokens > 0,
+                now_ms=call.now_ms(),
+            )
+    except Exception:
+        logger.exception("settlement failed", extra={"request_id": call.request_id})
+    try:
+        _record(call, served_tokens)
+    finally:
+        if settling is not None:
+            try:
+                settling.wait()
+            except Exception:
+                logger.exception("settlement failed", extra={"request_id": call.request_id})
+
+
+def _record(call: Call, served_tokens: int) -> None:
+    answer = call.answer
+    ctx = call.ctx
+    entry = call.entry
+    trail = call.trail
+    metrics.observe_request(
+        endpoint=call.endpoint,
+        model=entry.name if entry else "",
+        status=call.status or 500,
+        code=call.error_code,
+        latency_ms=call.elapsed_ms(),
+        ttfb_ms=call.ttfb_ms,
+        tokens=served_tokens,
+        failed_routers=[
+            *trail.tried,
+            *([trail.target.router.id] if trail.outcome == "fail" and trail.target else []),
+        ],
+    )
+    request_record(
+        record=RequestRecord(
+            request_id=call.request_id,
+            endpoint=call.endpoint,
+            status_code=call.status or 500,
+            latency_ms=call.elapsed_ms(),
+            created_at=call.now,
+            org_id=ctx.org_id if ctx else None,
+            api_key_id=ctx.key_id if ctx else None,
+            model_name=entry.name if entry else call.model[:100],
+            route_id=trail.target.route.id if trail.target else None,
+            router_id=trail.target.router.id if trail.target else None,
+            error_code=call.error_code,
+            ttfb_ms=call.ttfb_ms,
+            streamed=call.streamed,
+            client_ip=call.client_ip,
+            prompt_tokens=answer.prompt_tokens if served_tokens else 0,
+            completion_tokens=answer.completion_tokens if served_tokens else 0,
+            unbilled_tokens=call.unbilled_tokens,
+            estimated=call.estimated,
+            input_per_mtok=entry.input_price_per_mtok if entry else 0,
+            output_per_mtok=entry.output_price_per_mtok if entry else 0,
+        )
+    )
