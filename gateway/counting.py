@@ -4,7 +4,7 @@ spent, billed or logged."""
 
 from __future__ import annotations
 
-from gateway import budget, keyaccess, validation
+from gateway import budget, keyaccess, messages_request
 from gateway.flow import _prompt_text  # the flow's own count of the prompt's text
 from gateway.tokens import estimate_tokens
 from pools.catalog import get_catalog
@@ -13,7 +13,9 @@ from pools.catalog import get_catalog
 def count_input_tokens(*, secret: str, body: object) -> int:
     """`input_tokens` for a Messages body (max_tokens is not part of this API and ignored);
     PortalError for a bad body or key, or a model this key may not use (404)."""
-    req = validation.parse_messages({**body, "max_tokens": 1} if isinstance(body, dict) else body)
+    req = messages_request.parse_messages(
+        {**body, "max_tokens": 1} if isinstance(body, dict) else body
+    )
     ctx = keyaccess.key_context(secret)
     entry = keyaccess.usable_model(ctx, get_catalog(), req.model)
     if entry is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from gateway import anthropic, shaping, sse, validation
+from gateway import anthropic, messages_request, shaping, sse, validation
 from gateway.conversation import ToolCall
 from gateway.validation import InferenceRequest
 
@@ -223,7 +223,7 @@ def _messages_failure(*, message, code, type_) -> Iterable[bytes]:
 MESSAGES = Shape(
     endpoint="messages",
     style="anthropic",
-    parse=validation.parse_messages,
+    parse=messages_request.parse_messages,
     whole=_messages_whole,
     opening=_messages_opening,
     piece=_messages_piece,

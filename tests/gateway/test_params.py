@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.validation import parse_chat, parse_completion, parse_messages
+from gateway.messages_request import parse_messages
+from gateway.validation import parse_chat, parse_completion
 from portal.errors import PortalError
 
 USER = [{"role": "user", "content": "hi"}]

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.messages_request import parse_messages
 from gateway.validation import (
     InferenceRequest,
     parse_chat,
     parse_completion,
     parse_json_body,
-    parse_messages,
 )
 from portal.errors import PortalError
 
