@@ -18,7 +18,7 @@ from accounts.models import (
     PlanSubscription,
     User,
 )
-from portal.adminactions import provided, reason_action
+from infra.adminactions import provided, reason_action
 from portal.errors import PortalError
 
 

@@ -14,7 +14,7 @@ from accounts.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from portal.pagination import Pagination, paginate
+from infra.pagination import Pagination, paginate
 
 
 class MeView(APIView):

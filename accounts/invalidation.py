@@ -11,7 +11,7 @@ import uuid
 
 from django.db import transaction
 
-from portal import fastkeys, faststate
+from infra import fastkeys, faststate
 
 
 def org_generation_key(org_id: object) -> str:

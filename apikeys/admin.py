@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from apikeys import services
 from apikeys.models import ApiKey
-from portal.adminactions import reason_action
+from infra.adminactions import reason_action
 
 
 @admin.register(ApiKey)

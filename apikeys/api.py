@@ -14,8 +14,8 @@ from apikeys.serializers import (
     ApiKeyUpdateSerializer,
     IssuedKeySerializer,
 )
+from infra.pagination import Pagination, paginate
 from portal.errors import PortalError
-from portal.pagination import Pagination, paginate
 
 
 def require_key_manager(membership: OrganizationMember) -> None:

@@ -14,7 +14,7 @@ import uuid
 
 from django.db import transaction
 
-from portal import fastkeys, faststate
+from infra import fastkeys, faststate
 
 
 def auth_context_key(key_hash: str) -> str:

@@ -1,7 +1,7 @@
 """The auth context the gateway caches per key: everything admission needs, no Postgres.
 
 Built from Postgres on a cache miss and stored as compact JSON under the `authctx` key
-(portal.fastkeys); unknown hashes are cached as `none` for a short while. The JSON's
+(infra.fastkeys); unknown hashes are cached as `none` for a short while. The JSON's
 two-letter keys are the wire format the admission script (gateway/lua/admit.lua) reads;
 Python reads the context only through `AuthContext`, never through those keys.
 """
@@ -21,7 +21,7 @@ from accounts.services import period_containing
 from apikeys import authcache
 from apikeys.models import ApiKey
 from apikeys.providers import KeyIdentity
-from portal import faststate
+from infra import faststate
 
 NEGATIVE_TTL_SECONDS = 60
 

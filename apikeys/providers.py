@@ -20,7 +20,7 @@ from accounts.models import Plan
 from accounts.selectors import active_subscription_or_none
 from apikeys import material
 from apikeys.models import ApiKey
-from portal import fastkeys, faststate
+from infra import fastkeys, faststate
 from portal.errors import PortalError
 
 logger = logging.getLogger(__name__)

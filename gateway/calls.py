@@ -14,9 +14,9 @@ from apikeys.providers import KeyIdentity
 from gateway import forward, limits, shaping
 from gateway.shapes import Answer
 from gateway.tokens import estimate_tokens
+from infra import metrics
 from metering.services import RequestRecord, request_record
 from pools.catalog import ModelEntry
-from portal import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from gateway.shapes import Shape
 from gateway.tokens import estimate_tokens
 from gateway.toolflow import close_chunks, complete, read_checked, router_failed
 from gateway.validation import InferenceRequest, parse_json_body
+from infra.pgpool.base import release_pooled
 from pools.catalog import ModelEntry
 from pools.client import RouterError
 from portal.errors import PortalError
-from portal.pgpool.base import release_pooled
 
 logger = logging.getLogger(__name__)
 

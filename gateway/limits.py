@@ -15,15 +15,15 @@ from django.conf import settings
 
 from apikeys import authcontext
 from apikeys.authcontext import AuthContext
+from infra import fastkeys, faststate
 from pools.catalog import RouteEntry
-from portal import fastkeys, faststate
 
 _LUA = Path(__file__).with_name("lua")
 
 
 @cache
 def _source(name: str) -> str:
-    """A script's source, after the fast-state key functions (portal/fastkeys.py) and the
+    """A script's source, after the fast-state key functions (infra/fastkeys.py) and the
     libraries it uses (common.lua, windows.lua, routers.lua)."""
     libraries = {
         "admit": ("common", "windows", "routers"),

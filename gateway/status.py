@@ -7,8 +7,8 @@ import logging
 
 import redis
 
+from infra import fastkeys, faststate
 from pools.catalog import Catalog, get_catalog
-from portal import fastkeys, faststate
 from portal.errors import CATALOG
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import active_subscription, get_membership_or_404, personal_membership
 from accounts.serializers import PlanSerializer
+from infra.pagination import Pagination, paginate
 from metering import selectors
 from metering.allowance import org_allowance, usage_summary
 from metering.serializers import (
@@ -25,7 +26,6 @@ from metering.serializers import (
     UsageReportSerializer,
     UsageSummarySerializer,
 )
-from portal.pagination import Pagination, paginate
 
 
 class RequestLogPagination(CursorPagination):

@@ -20,8 +20,8 @@ from django.db.models import Count, Sum
 from accounts.models import PlanSubscription
 from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
+from infra import fastkeys, faststate
 from metering.models import UsageEvent
-from portal import fastkeys, faststate
 
 _ORGS_PER_QUERY = 1000
 _GRACE_MS = 86_400_000  # counters outlive their period by a day

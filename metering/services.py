@@ -21,6 +21,7 @@ from functools import cache
 from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
 
+from infra.pgpool.base import run_pooled
 from metering.closing import billing_period_close, billing_periods_close_due
 from metering.ledger import ledger_post_closed_hours, ledger_post_manual, ledger_post_range
 from metering.models import RequestLog, UsageEvent
@@ -28,7 +29,6 @@ from metering.pricing import price_micro_usd
 from metering.quotas import quota_reconcile, quota_seed
 from metering.request_logs import keys_last_used_refresh, request_logs_prune
 from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
-from portal.pgpool.base import run_pooled
 
 __all__ = [
     "RequestRecord",
@@ -170,7 +170,7 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
         params += [record.estimated, _cost(record)]
     sql = with_event if served else insert_log
     # On the pooled (gevent) server the statement runs on a pooled connection of its own,
-    # prepared once per connection (portal/pgpool); it commits by itself.
+    # prepared once per connection (infra/pgpool); it commits by itself.
     if run_pooled(connection, sql, params, prepare=settings.DB_PREPARED_STATEMENTS):
         return
     # Outside a transaction the one statement is its own; inside one (a caller's atomic

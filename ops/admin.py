@@ -19,11 +19,11 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import period_containing
+from infra import faststate
+from infra.adminactions import ReasonForm
 from metering.models import UsageEvent
 from ops import services
 from ops.models import AccessPause
-from portal import faststate
-from portal.adminactions import ReasonForm
 
 
 def annotate_org_period_usage(

@@ -7,10 +7,10 @@ class OpsConfig(AppConfig):
 
     def ready(self):
         # The controls and the usage column that accounts' and pools' admins offer: they
-        # may not import ops, so ops provides them (portal.adminactions).
+        # may not import ops, so ops provides them (infra.adminactions).
+        from infra.adminactions import provide
         from ops import services
         from ops.admin import annotate_org_period_usage
-        from portal.adminactions import provide
 
         provide(
             model_disable=services.model_disable,

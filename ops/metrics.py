@@ -1,4 +1,4 @@
-"""`GET /metrics`: Prometheus exposition of the gateway counters (portal.metrics) plus
+"""`GET /metrics`: Prometheus exposition of the gateway counters (infra.metrics) plus
 gauges read at scrape time from shared state, so they are right with any number of
 processes: in-flight requests and breaker state per router (fast state), router health
 (last probe), the global pause, and the usage rollup lag (Postgres).
@@ -19,11 +19,11 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
+from infra import faststate, metrics
 from metering.models import UsageEvent
 from ops.services import pause_key
 from pools.health import routers_live
 from pools.models import Router, RouterHealth
-from portal import faststate, metrics
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import redis
 from django.db import transaction
 
 from accounts.services import audit_record
+from infra import fastkeys, faststate
 from ops.models import AccessPause
 from pools import health
 from pools import services as pool_services
 from pools.models import Model, Router, RouterPool
-from portal import fastkeys, faststate
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Admin for the catalog. The control fields are read-only once an object exists: staff
 change them with the controls (disable a model, drain a pool, disable a router, ...),
-whose audited services ops provides (portal.adminactions.provided_control)."""
+whose audited services ops provides (infra.adminactions.provided_control)."""
 
 import time
 
@@ -8,10 +8,10 @@ from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
+from infra.adminactions import provided_control
 from pools import services
 from pools.health import routers_live
 from pools.models import Model, ModelAlias, Route, Router, RouterHealth, RouterPool
-from portal.adminactions import provided_control
 from portal.errors import PortalError
 
 

@@ -21,10 +21,10 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from infra import fastkeys, faststate
+from infra.pgpool.base import release_pooled
 from pools.models import Model, ModelAlias, Route, Router, RouterPool
 from pools.sealing import unseal
-from portal import fastkeys, faststate
-from portal.pgpool.base import release_pooled
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from infra import fastkeys, faststate
 from pools.catalog import RouterEntry
 from pools.client import RouterClient
 from pools.models import Router, RouterHealth
 from pools.sealing import unseal
-from portal import fastkeys, faststate
 
 logger = logging.getLogger(__name__)
 

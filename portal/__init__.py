@@ -1,4 +1,4 @@
-"""The Portal's project package: settings, URLs, the WSGI app and shared plumbing.
+"""The Portal's project package: settings, URLs, the WSGI app (plumbing is `infra/`).
 
 Importing it imports nothing else: gunicorn's master reads portal/gunicorn.py before
 the gevent worker monkey-patches the standard library, and a package import that

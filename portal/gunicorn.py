@@ -55,7 +55,7 @@ _want = 65536 if _hard == resource.RLIM_INFINITY else min(_hard, 65536)
 if _soft < _want:
     resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
 
-# Prometheus multiprocess mode (portal/metrics.py): every worker writes its samples to
+# Prometheus multiprocess mode (infra/metrics.py): every worker writes its samples to
 # this directory and a /metrics scrape of any worker sums them. Set here, in the master,
 # so every worker inherits it; stale sample files are removed when the server starts.
 _metrics_dir = os.environ.setdefault(

@@ -17,7 +17,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from portal import faststate
+from infra import faststate
 
 logger = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 2.0

@@ -118,13 +118,13 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Under gevent (portal/gunicorn.py) every request runs in its own greenlet, so a
     # per-thread persistent connection would be one connection per request: connections
-    # come from a pool instead (Django's psycopg pool). portal.pgpool checks each one on
+    # come from a pool instead (Django's psycopg pool). infra.pgpool checks each one on
     # checkout without a round trip (psycopg_pool's own check sends a query each time).
     DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=16 if _GEVENT else 0)
     if DB_POOL_MAX_SIZE:
         if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-            DATABASES["default"]["ENGINE"] = "portal.pgpool"
-            DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # portal.pgpool checks instead
+            DATABASES["default"]["ENGINE"] = "infra.pgpool"
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # infra.pgpool checks instead
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": min(2, DB_POOL_MAX_SIZE),
@@ -149,7 +149,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Empty means the in-process stand-in (fakeredis): one process only.
 REDIS_URL = env.str("REDIS_URL", default="")
 FAST_STATE_PREFIX = env.str("FAST_STATE_PREFIX", default="portal:")
-# Redis connections per process; callers beyond this wait for a free one (portal/faststate.py).
+# Redis connections per process; callers beyond this wait for a free one (infra/faststate.py).
 FAST_STATE_MAX_CONNECTIONS = env.int("FAST_STATE_MAX_CONNECTIONS", default=128)
 
 # --- Celery ----------------------------------------------------------------------
@@ -328,7 +328,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "portal.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "infra.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "portal.errors.drf_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import OrganizationMember
 from accounts.services import Identity, user_get_or_provision
-from portal import faststate
+from infra import faststate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -8,9 +8,9 @@ import time
 import pytest
 import requests
 
+from infra import faststate
 from metering.models import RequestLog, UsageEvent
 from pools.services import pool_set_status
-from portal import faststate
 from tests.e2e import seeding
 from tests.e2e.processes import dead_url
 from tests.e2e.wire import assert_stable_error, eventually, sse_events, stream_payloads

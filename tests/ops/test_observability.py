@@ -12,7 +12,8 @@ import requests
 from django.test import Client, RequestFactory
 from prometheus_client.parser import text_string_to_metric_families
 
-from portal import faststate, metrics, probes
+from infra import faststate, metrics
+from portal import probes
 from portal.logs import JsonFormatter, RequestIdFilter, current_request_id
 from portal.middleware import RequestIdMiddleware
 from tests.e2e import seeding

@@ -45,7 +45,7 @@ def test_settings_loaded_after_patching_pool_database_connections():
         "print(s._GEVENT, settings.DB_POOL_MAX_SIZE, settings.DATABASES['default']['ENGINE'])",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/unused",
     )
-    assert out == "True 16 portal.pgpool"
+    assert out == "True 16 infra.pgpool"
 
 
 def test_the_celery_app_is_current_once_django_has_started():

@@ -80,6 +80,6 @@ ALL: tuple[KeyPattern, ...] = tuple(
 
 def lua_prelude() -> str:
     """The key functions every gateway script starts with (the prefix is ARGV[1])."""
-    lines = ["-- Fast-state keys, generated from portal/fastkeys.py.", "local KP = ARGV[1]"]
+    lines = ["-- Fast-state keys, generated from infra/fastkeys.py.", "local KP = ARGV[1]"]
     lines += [pattern.lua() for pattern in ALL]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The gevent worker's Redis script client (portal/respmux.py): one connection, many
+"""The gevent worker's Redis script client (infra/respmux.py): one connection, many
 greenlets. Each case runs in a fresh interpreter with gevent's patches applied first,
 as in the web worker, against the real Redis of REDIS_URL."""
 
@@ -21,8 +21,8 @@ PRELUDE = """
 from gevent import monkey; monkey.patch_all()
 import json, sys, time, socket, gevent, redis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
-from portal.respclient import Script
-from portal.respmux import MuxClient
+from infra.respclient import Script
+from infra.respmux import MuxClient
 URL = sys.argv[1]
 KW = redis.Redis.from_url(URL).connection_pool.connection_kwargs
 def client(**changes):
@@ -59,7 +59,7 @@ def test_the_gevent_worker_s_scripts_go_through_one_shared_connection(redis_url)
     out = run(
         """
         import django; django.setup()
-        from portal import faststate
+        from infra import faststate
         handle = faststate.script("return 41 + tonumber(ARGV[1])")
         print(json.dumps([type(handle.client).__name__, handle(args=[1])]))
         """,

@@ -1,4 +1,4 @@
-"""portal.pgpool: the pooled backend of the gevent server, and the request path's one
+"""infra.pgpool: the pooled backend of the gevent server, and the request path's one
 write on a pooled connection of its own (run_pooled, used by metering/services.py)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from django.db import IntegrityError, connections
 from django.utils import timezone
 
+from infra.pgpool import base as pgpool_base
+from infra.pgpool.base import DatabaseWrapper, run_pooled
 from metering.models import RequestLog, UsageEvent
 from metering.services import RequestRecord, _write_postgres
-from portal.pgpool import base as pgpool_base
-from portal.pgpool.base import DatabaseWrapper, run_pooled
 from tests.apikeys.factories import issue_key
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -30,7 +30,7 @@ def pooled():
         pytest.skip("needs Postgres")
     settings_dict = {
         **default.settings_dict,
-        "ENGINE": "portal.pgpool",
+        "ENGINE": "infra.pgpool",
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": False,
         "OPTIONS": {

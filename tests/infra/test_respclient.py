@@ -1,4 +1,4 @@
-"""The lean script client (portal/respclient.py) against the real Redis of REDIS_URL."""
+"""The lean script client (infra/respclient.py) against the real Redis of REDIS_URL."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from portal import faststate
-from portal.respclient import Script, ScriptClient
+from infra import faststate
+from infra.respclient import Script, ScriptClient
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -191,7 +191,7 @@ def test_under_gevent_greenlets_wait_for_a_connection_on_gevent_s_semaphore(redi
     code = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import sys, gevent, gevent.lock, redis\n"
-        "from portal.respclient import Script, ScriptClient\n"
+        "from infra.respclient import Script, ScriptClient\n"
         "kw = redis.Redis.from_url(sys.argv[1]).connection_pool.connection_kwargs\n"
         "client = ScriptClient(host=kw['host'], port=kw['port'], db=kw.get('db') or 0, max_connections=2)\n"
         "assert isinstance(client._slots, gevent.lock.BoundedSemaphore), type(client._slots)\n"

@@ -1,6 +1,6 @@
 """The request path's Redis scripts under gevent: one shared connection per worker.
 
-portal/respclient.py's pooled client gives each in-flight call a connection of its own:
+infra/respclient.py's pooled client gives each in-flight call a connection of its own:
 under load a worker holds a dozen, each call is a wake-up of Redis for one command and
 a wake-up of the worker for one reply. Here every greenlet of the worker sends on one
 connection (in order, under a lock) and one reader greenlet reads the replies, handing
@@ -12,7 +12,7 @@ saturation with every check on (README.md, Performance).
 The interface is respclient.ScriptClient's (`begin(...).wait()`, `execute`), with the
 same errors (redis-py's classes). A reply not back within `socket_timeout`, a closed
 connection or a broken one fails every call in flight on it (as each would have failed
-on a connection of its own), and the next call connects again. portal/faststate.py
+on a connection of its own), and the next call connects again. infra/faststate.py
 picks this client when gevent has patched the standard library (the gevent web worker);
 threads (Celery, gthread) keep the pooled client.
 """
@@ -30,7 +30,7 @@ from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from portal.respclient import Endpoint
+from infra.respclient import Endpoint
 
 
 class _Link:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from portal import fastkeys, faststate
+from infra import fastkeys, faststate
 
 ROOT = Path(fastkeys.__file__).resolve().parent.parent
 APPS = ("accounts", "apikeys", "gateway", "metering", "ops", "pools", "portal")

@@ -1,4 +1,4 @@
-"""The fast-state client (portal/faststate.py): a rediss:// URL is accepted, and in a
+"""The fast-state client (infra/faststate.py): a rediss:// URL is accepted, and in a
 gevent-patched process (the web worker) many greenlets share its small pool."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from portal import faststate
+from infra import faststate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_many_greenlets_share_a_small_pool_in_a_gevent_patched_process(redis_url
     code = """
         from gevent import monkey; monkey.patch_all()
         import json, gevent, django; django.setup()
-        from portal import faststate
+        from infra import faststate
         count = faststate.key("gevent-count")
         echo = faststate.script("redis.call('INCR', KEYS[1]); return ARGV[1]")
         ticks = []

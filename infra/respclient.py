@@ -10,7 +10,7 @@ settlement overlaps the request's Postgres write. Errors are redis-py's exceptio
 classes, so callers catch one family.
 
 It serves plain TCP connections (redis://); for TLS (rediss://) or a unix socket the
-scripts keep going through redis-py (portal/faststate.py decides).
+scripts keep going through redis-py (infra/faststate.py decides).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class _Connection:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where and how to connect: shared by this client and portal/respmux.py's."""
+    """Where and how to connect: shared by this client and infra/respmux.py's."""
 
     host: str
     port: int

@@ -59,9 +59,9 @@ def _make_client() -> redis.Redis:
 def script(source: str):
     """A callable running `source` in Redis: `script(src)(args=[...])`.
 
-    Over a plain TCP Redis the lean client in portal/respclient.py runs it (the request
+    Over a plain TCP Redis the lean client in infra/respclient.py runs it (the request
     path's two calls per request cost less than half as much CPU), or under gevent its
-    one-connection variant in portal/respmux.py; otherwise redis-py does.
+    one-connection variant in infra/respmux.py; otherwise redis-py does.
     """
     global _script_client
     handle = _scripts.get(source)
@@ -72,7 +72,7 @@ def script(source: str):
         if _script_client is None:
             _script_client = _make_script_client(client) or False
         if _script_client:
-            from portal.respclient import Script
+            from infra.respclient import Script
 
             handle = Script(_script_client, source)
         else:
@@ -109,7 +109,7 @@ def _make_script_client(client):
     if pool is None or pool.connection_class is not redis.Connection:
         return None  # the in-process stand-in, TLS or a unix socket: redis-py serves scripts
     try:
-        from portal.respclient import ScriptClient
+        from infra.respclient import ScriptClient
     except ImportError:  # hiredis missing
         return None
     kw = pool.connection_kwargs
@@ -123,7 +123,7 @@ def _make_script_client(client):
         connect_timeout=kw.get("socket_connect_timeout") or 2.0,
     )
     if _gevent_patched():  # the gevent web worker: one connection shared by its greenlets
-        from portal.respmux import MuxClient
+        from infra.respmux import MuxClient
 
         return MuxClient(**common)
     return ScriptClient(**common, max_connections=pool.max_connections)
