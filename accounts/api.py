@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
+from accounts.entitlement import plan_model_names
 from accounts.serializers import (
     MembershipOrgSerializer,
     OrganizationSerializer,
@@ -63,7 +64,7 @@ def caller_model_entitlement(request) -> Callable[[str], bool]:
     else:
         membership = selectors.personal_membership(user=request.user)
     plan = selectors.active_subscription(org=membership.org).plan
-    allowed = services.plan_model_names(plan=plan)
+    allowed = plan_model_names(plan=plan)
     return lambda model_name: services.plan_allows_model(
         plan=plan, model_name=model_name, allowed_names=allowed
     )

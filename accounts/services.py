@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
-from accounts.entitlement import PlanEntitlement, plan_model_names  # noqa: F401 (re-exported)
+from accounts.entitlement import PlanEntitlement
 from accounts.models import (
     AuditEvent,
     Organization,
@@ -18,6 +18,7 @@ from accounts.models import (
     PlanSubscription,
     User,
 )
+from accounts.selectors import active_subscriptions
 from portal.errors import PortalError
 
 PERIOD_LENGTH = timedelta(days=7)
@@ -247,11 +248,7 @@ def org_change_plan(
     """Move `org` to `plan`; the gateway applies the new limits on the next request."""
     from accounts.invalidation import org_changed_on_commit
 
-    sub = (
-        PlanSubscription.objects.select_for_update()
-        .filter(org=org, status=PlanSubscription.Status.ACTIVE)
-        .first()
-    )
+    sub = active_subscriptions().select_for_update().filter(org=org).first()
     before = {"plan": sub.plan.code if sub else None}
     if sub is not None and sub.plan_id == plan.pk:
         return sub

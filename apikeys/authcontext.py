@@ -17,6 +17,7 @@ from django.conf import settings
 from accounts.entitlement import PlanEntitlement
 from accounts.invalidation import read_generations
 from accounts.models import Organization, PlanSubscription
+from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
 from apikeys import authcache
 from apikeys.models import ApiKey
@@ -183,11 +184,7 @@ def build_auth_context(*, key_hash: str, now: datetime) -> AuthContext | None:
 
 
 def _active_subscription(org_id) -> PlanSubscription | None:
-    return (
-        PlanSubscription.objects.select_related("plan")
-        .filter(org_id=org_id, status=PlanSubscription.Status.ACTIVE)
-        .first()
-    )
+    return active_subscriptions().select_related("plan").filter(org_id=org_id).first()
 
 
 def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:

@@ -18,7 +18,9 @@ from metering.selectors import org_usage_between
 from pools.catalog import Catalog, ModelEntry, current_catalog
 
 _MAX_ROUNDS = 4
-_seen_version: list[str | None] = [None]
+# The catalog version this process last read from fast state: the first request after a
+# start asks for it; later ones pass it so current_catalog() keeps its snapshot.
+_seen_version: str | None = None
 
 
 @dataclass(slots=True)
@@ -65,8 +67,9 @@ def admit(
     `refuse(entry)`, called after it, a refusal the caller decided for that model ("" for
     none), which admission answers once the key checks pass and before anything is counted.
     """
+    global _seen_version
     now_ms = int(now.timestamp() * 1000)
-    catalog = current_catalog(_seen_version[0])
+    catalog = current_catalog(_seen_version)
     for _ in range(_MAX_ROUNDS):
         entry = catalog.resolve(model)
         cands = limits.candidates(entry.routes) if entry is not None else []
@@ -91,7 +94,7 @@ def admit(
             # decide again against the new one.
             if adm.status == "ok":
                 release(adm=adm, request_id=request_id, est_tokens=est_tokens, now_ms=now_ms)
-            _seen_version[0] = adm.catalog_version
+            _seen_version = adm.catalog_version
             catalog = current_catalog(adm.catalog_version)
             continue
         return Admitted(adm=adm, catalog=catalog, entry=entry, now_ms=now_ms)

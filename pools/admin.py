@@ -10,9 +10,27 @@ from django.utils import timezone
 
 from infra.adminactions import provided_control
 from pools import services
+from pools.catalog import bump_on_commit
 from pools.health import routers_live
 from pools.models import Model, ModelAlias, Route, Router, RouterHealth, RouterPool
 from portal.errors import PortalError
+
+
+class CatalogAdmin(admin.ModelAdmin):
+    """An admin whose saves and deletes reach every gateway process on the next request:
+    the catalog version is bumped when the transaction commits."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        bump_on_commit()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        bump_on_commit()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        bump_on_commit()
 
 
 class AliasInline(admin.TabularInline):
@@ -26,7 +44,7 @@ class RouteInline(admin.TabularInline):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(CatalogAdmin):
     list_display = [
         "name",
         "display_name",
@@ -59,15 +77,9 @@ class ModelAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["status"] if obj is not None else []
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        from pools.catalog import bump_on_commit
-
-        bump_on_commit()
-
 
 @admin.register(ModelAlias)
-class ModelAliasAdmin(admin.ModelAdmin):
+class ModelAliasAdmin(CatalogAdmin):
     list_display = ["alias", "model"]
     search_fields = ["alias", "model__name"]
     list_select_related = ["model"]
@@ -100,7 +112,7 @@ def _now_ms() -> int:
 
 
 @admin.register(Router)
-class RouterAdmin(admin.ModelAdmin):
+class RouterAdmin(CatalogAdmin):
     """Routers with their last probe (health, latency), breaker state and in-flight requests."""
 
     form = RouterForm
@@ -202,13 +214,10 @@ class RouterAdmin(admin.ModelAdmin):
         new_key = form.cleaned_data.get("new_api_key")
         if new_key:
             services.router_set_key(router=obj, api_key=new_key)
-        from pools.catalog import bump_on_commit
-
-        bump_on_commit()
 
 
 @admin.register(RouterPool)
-class RouterPoolAdmin(admin.ModelAdmin):
+class RouterPoolAdmin(CatalogAdmin):
     list_display = ["name", "status", "routers_up", "inflight", "created_at"]
     list_filter = ["status"]
     search_fields = ["name"]
@@ -253,22 +262,10 @@ class RouterPoolAdmin(admin.ModelAdmin):
         live = routers_live(ids, now_ms=_now_ms())
         return str(sum(state.inflight for state in live.values())) if live or not ids else "?"
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        from pools.catalog import bump_on_commit
-
-        bump_on_commit()
-
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(CatalogAdmin):
     list_display = ["model", "pool", "session_id", "api_style", "prompt_template", "priority"]
     list_filter = ["api_style", "prompt_template", "pool"]
     search_fields = ["model__name", "pool__name"]
     list_select_related = ["model", "pool"]
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        from pools.catalog import bump_on_commit
-
-        bump_on_commit()
