@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from infra import faststate
+from infra import fastkeys
 from metering.models import RequestLog, UsageEvent
 from pools.services import pool_set_status
 from tests.e2e import seeding
@@ -80,7 +80,7 @@ def test_breaker_opens_after_the_threshold_and_recovers_after_the_cool_down(
     server = gateway(BREAKER_FAILURE_THRESHOLD="2", BREAKER_COOLDOWN_MS=str(cool_down_ms))
     catalog = seeding.catalog(router_urls=[bad.url, good.url])
     tenant = seeding.tenant()
-    breaker = faststate.key("brk", catalog.routers[0].pk)
+    breaker = fastkeys.BREAKER(router_id=catalog.routers[0].pk)
 
     def opened_ms() -> int:
         return int(fast_state.hget(breaker, "opened") or 0)
