@@ -11,9 +11,9 @@ from datetime import datetime
 
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity
-from gateway import forward, limits, shaping
+from gateway import forward, leases, limits, shaping
 from gateway.shapes import Answer
-from gateway.tokens import estimate_tokens
+from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
 from metering.services import RequestRecord, request_record
 from pools.catalog import ModelEntry
@@ -46,6 +46,8 @@ class Call:
     estimated: bool = False
     finished: bool = False
     unbilled_tokens: int = 0  # router tokens of answers thrown away and asked again (not billed)
+    serving: bool = False  # a stream whose content has begun to go out (its bill is in fast state)
+    sent_chars: int = 0  # the characters of content (text, call arguments) the client was sent
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -82,6 +84,40 @@ def make_answer(
     )
 
 
+def hold_reservation(call: Call, adm: limits.Admission) -> None:
+    """The request holds a reservation from here on: its leases are renewed until it ends."""
+    call.adm = adm
+    leases.hold(call)
+
+
+def sending(call: Call, chars: int) -> None:
+    """`chars` characters of content are about to go to a stream's client. Before the
+    first, the request's bill goes to fast state, so it is billed if this process dies."""
+    if not call.serving:
+        call.serving = True
+        if call.adm is not None:
+            leases.serving(call)
+    call.sent_chars += chars
+
+
+def abandon(call: Call, code: str) -> None:
+    """End a request this process cannot finish (it is being stopped): settle and record
+    it as it stands, billed for what its client was sent."""
+    if call.finished:
+        return
+    call.error_code = call.error_code or code
+    if call.answer is None:
+        call.estimated = True
+        sent = tokens_for_chars(call.sent_chars)
+        call.answer = Answer(
+            text="",
+            finish=None,
+            prompt_tokens=call.prompt_tokens if sent else 0,
+            completion_tokens=sent,
+        )
+    finish_call(call)
+
+
 def finish_call(call: Call) -> None:
     """Settle the reservation and write the request durably; exactly once per request.
 
@@ -90,6 +126,7 @@ def finish_call(call: Call) -> None:
     if call.finished:
         return
     call.finished = True
+    leases.drop(call)
     answer = call.answer
     served_tokens = (
         (answer.prompt_tokens + answer.completion_tokens)
@@ -118,7 +155,11 @@ def finish_call(call: Call) -> None:
     finally:
         if settling is not None:
             try:
-                settling.wait()
+                if not settling.wait():
+                    logger.warning(
+                        "request was reaped before it settled (its process stalled past its lease)",
+                        extra={"request_id": call.request_id},
+                    )
             except Exception:
                 logger.exception("settlement failed", extra={"request_id": call.request_id})
 

@@ -31,8 +31,9 @@ from gateway import (
     stops,
     toolflow,
     toolstream,
+    upkeep,
 )
-from gateway.calls import Call, finish_call, make_answer
+from gateway.calls import Call, finish_call, hold_reservation, make_answer, sending
 from gateway.shapes import Shape
 from gateway.tokens import estimate_tokens
 from gateway.toolflow import close_chunks, complete, read_checked, router_failed
@@ -166,7 +167,8 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
     if admitted.adm.status != "ok":
         raise answers.refusal(admitted.adm, model=req.model, budget=planned[0], kind=req.kind)
     call.est_tokens = planned[0].total
-    call.adm = admitted.adm  # from here on the request holds a reservation to settle
+    hold_reservation(call, admitted.adm)  # from here on: a reservation to settle, leases to renew
+    upkeep.ensure_started()
 
 
 def _admit_unenforced(call: Call, *, req: InferenceRequest) -> None:
@@ -275,6 +277,7 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
                 text = scanner.feed(text)
             if text:
                 served.append(text)
+                sending(call, len(text))
                 yield from emitter.text(text)
             if scanner is not None and scanner.hit is not None:
                 break  # the answer ends here: the router's stream is closed below
@@ -283,6 +286,7 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
             chunk = next(chunks, None)
         if scanner is not None and (rest := scanner.flush()):
             served.append(rest)
+            sending(call, len(rest))
             yield from emitter.text(rest)
         hit = scanner.hit if scanner is not None else None
         call.answer = make_answer(

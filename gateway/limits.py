@@ -24,11 +24,13 @@ _LUA = Path(__file__).with_name("lua")
 @cache
 def _source(name: str) -> str:
     """A script's source, after the fast-state key functions (infra/fastkeys.py) and the
-    libraries it uses (common.lua, windows.lua, routers.lua)."""
+    libraries it uses (common.lua, windows.lua, routers.lua, release.lua)."""
     libraries = {
         "admit": ("common", "windows", "routers"),
         "failover": ("common", "routers"),
-        "settle": ("common", "windows", "routers"),
+        "settle": ("common", "windows", "routers", "release"),
+        "reap": ("common", "windows", "routers", "release"),
+        "renew": ("common", "windows", "routers", "release"),
     }
     parts = [(_LUA / f"{lib}.lua").read_text() for lib in libraries.get(name, ())]
     return fastkeys.lua_prelude() + "".join(parts) + (_LUA / f"{name}.lua").read_text()
@@ -52,6 +54,11 @@ class Admission:
     tpm_reset_ms: int
     retry_after_ms: int
     router_id: int
+
+
+def lease_ms() -> int:
+    """How long an admitted request's slots last unless its process renews them."""
+    return int(settings.GATEWAY_LEASE_SECONDS * 1000)
 
 
 def candidates(routes: tuple[RouteEntry, ...], exclude: frozenset[int] = frozenset()) -> list:
@@ -88,7 +95,7 @@ def admit(
             request_id,
             model,
             est_tokens,
-            settings.GATEWAY_INFLIGHT_TTL_MS,
+            lease_ms(),
             settings.BREAKER_COOLDOWN_MS,
             settings.BREAKER_PROBE_TTL_MS,
             random.random(),
@@ -125,7 +132,7 @@ def failover(*, now_ms: int, request_id: str, failed_router_id: int, cands: list
                 request_id,
                 failed_router_id,
                 settings.BREAKER_FAILURE_THRESHOLD,
-                settings.GATEWAY_INFLIGHT_TTL_MS,
+                lease_ms(),
                 settings.BREAKER_COOLDOWN_MS,
                 settings.BREAKER_PROBE_TTL_MS,
                 random.random(),
@@ -155,9 +162,9 @@ def settle_begin(
     now_ms: int,
     unadmit: bool = False,
 ):
-    """Send a request's settlement; `.wait()` on the answer reads Redis's reply, so the
-    caller can write to Postgres meanwhile. `unadmit` also takes back its requests/min
-    count (it never ran)."""
+    """Send a request's settlement; `.wait()` on the answer reads Redis's reply (1, or 0
+    when the reaper had settled it already), so the caller can write to Postgres meanwhile.
+    `unadmit` also takes back its requests/min count (it never ran)."""
     return _script("settle").begin(
         args=[
             settings.FAST_STATE_PREFIX,
@@ -177,3 +184,51 @@ def settle_begin(
             1 if unadmit else 0,
         ]
     )
+
+
+def serving(*, request_id: str, bill: str, prompt_tokens: int) -> bool:
+    """Record a stream's bill in its live entry before its first content goes out."""
+    return bool(
+        _script("serving")(args=[settings.FAST_STATE_PREFIX, request_id, bill, prompt_tokens])
+    )
+
+
+def renew(*, now_ms: int, leases: list) -> int:
+    """Renew leases given as (request_id, key_id, org_id, router_id or "", sent tokens or -1)."""
+    args: list = [settings.FAST_STATE_PREFIX, now_ms, lease_ms(), len(leases)]
+    for lease in leases:
+        args.extend(lease)
+    return int(_script("renew")(args=args))
+
+
+def reap(*, now_ms: int, limit: int, reclaim_ms: int) -> list[tuple[str, dict[str, str]]]:
+    """Settle requests whose leases ran out; those that had sent content, with their entries."""
+    flat = _script("reap")(
+        args=[
+            settings.FAST_STATE_PREFIX,
+            now_ms,
+            limit,
+            settings.BREAKER_FAILURE_THRESHOLD,
+            reclaim_ms,
+        ]
+    )
+    out = []
+    for i in range(0, len(flat), 2):
+        pairs = flat[i + 1]
+        fields = {_text(pairs[j]): _text(pairs[j + 1]) for j in range(0, len(pairs), 2)}
+        out.append((_text(flat[i]), fields))
+    return out
+
+
+def reaped_done(request_ids: list[str]) -> None:
+    """Forget reaped requests whose records are written."""
+    if not request_ids:
+        return
+    pipe = faststate.get_client().pipeline(transaction=False)
+    pipe.zrem(fastkeys.REAPED(), *request_ids)
+    pipe.delete(*(fastkeys.LIVE(request_id=rid) for rid in request_ids))
+    pipe.execute()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

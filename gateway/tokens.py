@@ -16,4 +16,9 @@ CHARS_PER_TOKEN = 4
 
 def estimate_tokens(text: str) -> int:
     """ceil(len / 4): 0 for empty text, at least 1 otherwise; deterministic and O(1)."""
-    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+    return tokens_for_chars(len(text))
+
+
+def tokens_for_chars(chars: int) -> int:
+    """The estimate for a text of `chars` characters (when only its length was kept)."""
+    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN

@@ -9,7 +9,7 @@ from dataclasses import replace
 from django.conf import settings
 
 from gateway import forward, outputs, shaping, stops, toolcalls, toolstream
-from gateway.calls import Call, finish_call, make_answer
+from gateway.calls import Call, finish_call, make_answer, sending
 from gateway.conversation import AUTO as AUTO_CHOICE
 from gateway.shapes import Shape
 from gateway.tokens import estimate_tokens
@@ -115,7 +115,7 @@ def tool_stream_body(
         if scanner is None or problem is not None:
             return None
         out, found = scanner.feed(text)
-        return (yield from _emit(emitter, req, shape, out, found, sent, calls))
+        return (yield from _emit(call, emitter, req, shape, out, found, sent, calls))
 
     try:
         yield from emitter.opening(req=req, prompt_tokens=call.prompt_tokens)
@@ -138,7 +138,7 @@ def tool_stream_body(
                 problem = (yield from take(rest)) or problem
         if scanner is not None and problem is None:
             out, found = scanner.flush()
-            problem = yield from _emit(emitter, req, shape, out, found, sent, calls)
+            problem = yield from _emit(call, emitter, req, shape, out, found, sent, calls)
         if problem is not None and (sent or calls):
             raise PortalError(
                 "invalid_model_output", f"The model's answer could not be used: {problem}."
@@ -158,8 +158,11 @@ def tool_stream_body(
             finish = shaping.extract_finish(router_body) or finish
             if reading.text:
                 sent.append(reading.text)
+                sending(call, len(reading.text))
                 yield from emitter.text(reading.text)
             calls = reading.calls
+            if calls:
+                sending(call, sum(len(c.arguments) for c in calls))
             yield from emitter.calls(calls)
         call.answer = make_answer(
             call, text="".join(raw), finish=finish, usage=None if hit else usage, stop=hit
@@ -189,10 +192,20 @@ def tool_stream_body(
         finish_call(call)
 
 
-def _emit(emitter, req: InferenceRequest, shape: Shape, out: str, found, sent: list, calls: list):
+def _emit(
+    call: Call,
+    emitter,
+    req: InferenceRequest,
+    shape: Shape,
+    out: str,
+    found,
+    sent: list,
+    calls: list,
+):
     """Send scanned text and checked calls; returns the problem of a bad call, if any."""
     if out:
         sent.append(out)
+        sending(call, len(out))
         yield from emitter.text(out)
     if not found:
         return None
@@ -204,6 +217,7 @@ def _emit(emitter, req: InferenceRequest, shape: Shape, out: str, found, sent: l
     if problem is not None:
         return problem
     calls.extend(checked)
+    sending(call, sum(len(c.arguments) for c in checked))
     yield from emitter.calls(checked)
     return None
 

@@ -72,6 +72,19 @@ CATALOG_VERSION = KeyPattern(
 # Routers: circuit breakers (hashes) and in-flight leases (sorted sets).
 BREAKER = KeyPattern("breaker", "brk:{router_id}", "a router's circuit breaker")
 ROUTER_INFLIGHT = KeyPattern("router_inflight", "rif:{router_id}", "a router's in-flight requests")
+ROUTER_SLOW = KeyPattern(
+    "router_slow", "rslow:{router_id}", "a router its last probe found slow (ms to first byte)"
+)
+PROBE_ROUND = KeyPattern("probe_round", "probe:{name}", "a health-probe round under way")
+
+# Requests in flight, for healing after a process dies (gateway/leases.py): the index is a
+# sorted set of request ids scored by lease expiry (ms), renewed by the owning process;
+# each request's hash holds what its settlement needs (and, once it streams content, what
+# its bill needs). Expired entries are claimed by the reaper into the reaped set (scored by
+# claim time) until their records are written.
+LIVE_INDEX = KeyPattern("live_index", "live", "requests in flight, by lease expiry")
+LIVE = KeyPattern("live", "live:{request_id}", "one request in flight: its settlement and bill")
+REAPED = KeyPattern("reaped", "reaped", "requests claimed by the reaper, by claim time")
 
 ALL: tuple[KeyPattern, ...] = tuple(
     v for v in list(globals().values()) if isinstance(v, KeyPattern)

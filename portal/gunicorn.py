@@ -41,7 +41,9 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 backlog = 4096
 # Streams may stay silent for the router read timeout (120 s) plus failover.
 timeout = int(os.environ.get("WEB_TIMEOUT", "330"))
-graceful_timeout = 30
+# On SIGTERM a worker stops accepting and lets requests finish this long; shortly before
+# the master kills it, it ends and records the ones still running (gateway/upkeep.py).
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
 # Gunicorn's control socket (a per-user file) is not used; several servers on one host
@@ -87,3 +89,15 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+
+    from infra import lifecycle
+
+    lifecycle.worker_started(worker)
+
+
+def worker_exit(server, worker):
+    """The worker's loop has ended (stopped, or its graceful time is up): apps end and
+    record what they still hold before the process exits."""
+    from infra import lifecycle
+
+    lifecycle.worker_exiting()

@@ -174,7 +174,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = env.str(
 METERING_ROLLUP_BATCH_SIZE = env.int("METERING_ROLLUP_BATCH_SIZE", default=5000)
 METERING_ROLLUP_MAX_BATCHES = env.int("METERING_ROLLUP_MAX_BATCHES", default=200)
 # An hour is billed (closed) this long after it ends: longer than any request takes to
-# finish and commit (GATEWAY_INFLIGHT_TTL_MS). Later events still land, as adjustments.
+# finish and commit (streams run up to ROUTER_READ_TIMEOUT between chunks). Later events still land, as adjustments.
 METERING_LEDGER_LAG_SECONDS = env.int("METERING_LEDGER_LAG_SECONDS", default=900)
 # How far before its previous run the last-used decoration re-reads request logs.
 METERING_LAST_USED_LOOKBACK_SECONDS = env.int("METERING_LAST_USED_LOOKBACK_SECONDS", default=900)
@@ -293,7 +293,18 @@ if KEY_PROVIDER == "unkey":
         )
 
 # --- Gateway -------------------------------------------------------------------------
-GATEWAY_INFLIGHT_TTL_MS = env.int("GATEWAY_INFLIGHT_TTL_MS", default=600_000)
+# An admitted request's concurrency and router slots are leases its process renews every
+# third of this; a process that dies frees them within it, and the reaper bills what its
+# streams had sent (gateway/leases.py).
+GATEWAY_LEASE_SECONDS = env.float("GATEWAY_LEASE_SECONDS", default=15.0)
+# Renew leases, reap dead processes' requests and replay the usage spool from a background
+# loop in each web process (off in the test suite's in-process tests).
+GATEWAY_UPKEEP = env.bool("GATEWAY_UPKEEP", default=True)
+# Requests dead web processes left (their leases ran out) are settled and billed by every
+# web process's loop, and by this task when no web process is left to do it.
+CELERY_BEAT_SCHEDULE["gateway.reap_requests"] = _every(
+    max(1, round(GATEWAY_LEASE_SECONDS)), "gateway.reap_requests"
+)
 GATEWAY_MAX_TRIES = env.int("GATEWAY_MAX_TRIES", default=3)
 # An answer that breaks the request's tool choice, a strict tool schema or its JSON output
 # format is sent back to the model this many times with what was wrong, then refused.

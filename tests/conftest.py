@@ -85,6 +85,7 @@ def alice_org(alice):
 @pytest.fixture
 def bob_org(bob):
     return bob.personal_org
+    settings.GATEWAY_UPKEEP = False  # in process, tests run gateway.upkeep's steps themselves
 
 
 @pytest.fixture

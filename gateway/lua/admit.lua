@@ -5,7 +5,7 @@
 -- Nothing is written unless every check passes.
 --
 -- ARGV: prefix, key_hash, now_ms, request_id, model (canonical, "" if unknown),
---       est_tokens, inflight_ttl_ms, breaker_cooldown_ms, probe_ttl_ms,
+--       est_tokens, lease_ms, breaker_cooldown_ms, probe_ttl_ms,
 --       rand_a, rand_b, rand_c (three uniform draws in [0,1)), refuse (a refusal the
 --       caller already decided, e.g. "context_length", answered once the key may use the
 --       model; "" for none), n_candidates, then (router_id, weight, tier) per candidate.
@@ -17,7 +17,7 @@ local now = tonumber(ARGV[3])
 local rid = ARGV[4]
 local model = ARGV[5]
 local est = tonumber(ARGV[6])
-local inflight_ttl = tonumber(ARGV[7])
+local lease_ms = tonumber(ARGV[7])
 local cooldown = tonumber(ARGV[8])
 local probe_ttl = tonumber(ARGV[9])
 local rand = {tonumber(ARGV[10]), tonumber(ARGV[11])}
@@ -126,13 +126,21 @@ window_add(kreq, 1, 120)
 window_add(oreq, 1, 120)
 window_add(ktok, est, 120)
 window_add(otok, est, 120)
-local lease = fmt(now + inflight_ttl)
+-- Leases run out after lease_ms unless the owning process renews them (gateway/leases.py):
+-- a process that dies frees its slots within a lease, and the reaper settles the request
+-- from its live entry (what settle.lua would need, kept until it is settled).
+local lease = fmt(now + lease_ms)
 for _, set in ipairs({kc, oc}) do
   if sweep then redis.call('ZREMRANGEBYSCORE', set, '-inf', ARGV[3]) end
   redis.call('ZADD', set, lease, rid)
-  redis.call('PEXPIRE', set, inflight_ttl)
+  redis.call('PEXPIRE', set, lease_ms)
 end
 window_add(win, 1, plan.ws + 60)
 redis.call('HSET', qkey, 'r', fmt(qr + 1), 't', fmt(qt + est))
-take_router(router, now, rid, inflight_ttl, probe_ttl, sweep)
+take_router(router, now, rid, lease_ms, probe_ttl, sweep)
+redis.call('ZADD', k_live_index(), lease, rid)
+local live = k_live(rid)
+redis.call('HSET', live, 'k', ctx.k, 'o', ctx.o, 'ps', fmt(ctx.ps), 'est', fmt(est),
+           'as', fmt(math.floor(now / 1000)), 'wb', fmt(wb), 'r', router.id)
+redis.call('PEXPIRE', live, 86400000)
 return answer('ok', raw, nil, limits(1, est), 0, router.id)

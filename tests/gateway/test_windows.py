@@ -55,11 +55,11 @@ def context(fast_state):
     return make
 
 
-def admit(at_ms: int, est: int = 1) -> limits.Admission:
+def admit(at_ms: int, est: int = 1, request_id: str | None = None) -> limits.Admission:
     return limits.admit(
         key_hash=HASH,
         now_ms=at_ms,
-        request_id=f"req_{uuid.uuid4().hex[:24]}",
+        request_id=request_id or f"req_{uuid.uuid4().hex[:24]}",
         model="m",
         est_tokens=est,
         cands=[1, 1, 0],
@@ -106,7 +106,7 @@ def test_remaining_and_reset_headers_follow_the_window(context):
 
 def test_settling_returns_unused_reserved_tokens(context):
     ctx = context(tpm=100)
-    first = admit(T0, est=60)
+    first = admit(T0, est=60, request_id="req_x")
     assert first.status == "ok"
     assert admit(T0 + 100, est=60).status == "rate_tokens"
     limits.settle(
@@ -126,7 +126,7 @@ def test_settling_returns_unused_reserved_tokens(context):
 
 def test_settling_a_bucket_that_already_left_changes_nothing(context):
     ctx = context(tpm=100)
-    assert admit(T0, est=50).status == "ok"
+    assert admit(T0, est=50, request_id="req_x").status == "ok"
     assert admit(T0 + 61_000, est=90).status == "ok"  # the first bucket has left the window
     limits.settle(
         request_id="req_x",
@@ -163,5 +163,5 @@ def test_expired_in_flight_leases_do_not_count(context, fast_state):
     first = admit(T0)
     assert first.status == "ok"
     assert admit(T0 + 1).status == "concurrency"
-    after_lease = T0 + settings.GATEWAY_INFLIGHT_TTL_MS + 1
+    after_lease = T0 + settings.GATEWAY_LEASE_SECONDS * 1000 + 1
     assert admit(after_lease).status == "ok"
