@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -187,12 +188,10 @@ class UnkeyProvider:
         headers = unkey.rate_limit_headers(answer.ratelimits)
         if answer.code == "VALID" and answer.key_id:
             if settings.UNKEY_FAILURE_MODE == "open":
-                faststate.get_client().set(
-                    _verified_key(cache_key), answer.key_id, ex=settings.UNKEY_FAIL_OPEN_SECONDS
-                )
+                _remember_verified(cache_key, answer.key_id)
             return KeyIdentity(cache_key=cache_key, external_id=answer.key_id, headers=headers)
         if settings.UNKEY_FAILURE_MODE == "open":
-            faststate.get_client().delete(_verified_key(cache_key))
+            _remember_verified(cache_key, None)
         if answer.code == "NOT_FOUND" and material.looks_like_key(secret):
             # A key issued locally before the switch to Unkey: its HMAC row decides.
             return KeyIdentity(cache_key=cache_key)
@@ -243,3 +242,17 @@ def _provider(name: str) -> KeyProvider:
     if name == "unkey":
         return UnkeyProvider()
     raise ImproperlyConfigured(f"KEY_PROVIDER={name!r} is unknown; use 'local' or 'unkey'.")
+
+
+def _remember_verified(cache_key: str, key_id: str | None) -> None:
+    """Note (or forget) a key Unkey verified, for fail-open during an Unkey outage; with
+    fast state away too, the note is skipped: admission answers for Redis (gateway/degraded.py)."""
+    try:
+        if key_id is None:
+            faststate.get_client().delete(_verified_key(cache_key))
+        else:
+            faststate.get_client().set(
+                _verified_key(cache_key), key_id, ex=settings.UNKEY_FAIL_OPEN_SECONDS
+            )
+    except redis.RedisError:
+        logger.warning("fast state unavailable: Unkey verification not remembered")

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity
-from gateway import forward, leases, limits, shaping
+from gateway import degraded, forward, leases, limits, shaping
 from gateway.shapes import Answer
 from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
@@ -48,6 +48,7 @@ class Call:
     unbilled_tokens: int = 0  # router tokens of answers thrown away and asked again (not billed)
     serving: bool = False  # a stream whose content has begun to go out (its bill is in fast state)
     sent_chars: int = 0  # the characters of content (text, call arguments) the client was sent
+    degraded: limits.Admission | None = None  # admitted without fast state (gateway/degraded.py)
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -134,6 +135,8 @@ def finish_call(call: Call) -> None:
         else 0
     )
     settling = None
+    if call.degraded is not None:
+        degraded.release(call.degraded.ctx)
     try:
         if call.adm is not None:
             target = call.trail.target

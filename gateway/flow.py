@@ -26,6 +26,7 @@ from gateway import (
     admission,
     answers,
     budget,
+    degraded,
     forward,
     shaping,
     stops,
@@ -39,7 +40,7 @@ from gateway.tokens import estimate_tokens
 from gateway.toolflow import close_chunks, complete, read_checked, router_failed
 from gateway.validation import InferenceRequest, parse_json_body
 from infra.pgpool.base import release_pooled
-from pools.catalog import ModelEntry
+from pools.catalog import ModelEntry, cached_catalog
 from pools.client import RouterError
 from portal.errors import PortalError
 
@@ -117,6 +118,12 @@ def serve(request, shape: Shape) -> HttpResponse:
         call.status, call.error_code = err.status, err.code
         finish_call(call)
         return answers.error_response(err, style=shape.style)
+    except degraded.UNAVAILABLE:
+        logger.warning("fast state unavailable", extra={"request_id": call.request_id})
+        err = degraded.unavailable()
+        call.status, call.error_code = err.status, err.code
+        finish_call(call)
+        return answers.error_response(err, style=shape.style)
     except Exception:
         logger.exception("gateway failure", extra={"request_id": call.request_id})
         call.status, call.error_code = 500, "internal_error"
@@ -155,19 +162,41 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
     def refuse(entry: ModelEntry | None) -> str:
         return budget.CONTEXT_LENGTH if planned[0] is not None and not planned[0].fits else ""
 
-    admitted = admission.admit(
-        identity=identity,
-        request_id=call.request_id,
-        model=req.model,
-        estimate=estimate,
-        refuse=refuse,
-        now=call.now,
-    )
+    try:
+        admitted = admission.admit(
+            identity=identity,
+            request_id=call.request_id,
+            model=req.model,
+            estimate=estimate,
+            refuse=refuse,
+            now=call.now,
+        )
+    except degraded.UNAVAILABLE:
+        # Redis is away: refused (fast_state_unavailable), or served on this process's
+        # memory of the key when FAST_STATE_DEGRADED allows it (gateway/degraded.py).
+        catalog = cached_catalog()
+        entry = catalog.resolve(req.model) if catalog is not None else None
+        estimate(entry)
+        adm = degraded.admit(
+            cache_key=identity.cache_key,
+            model=req.model,
+            catalog=catalog,
+            now_ms=int(call.now.timestamp() * 1000),
+            refuse=refuse(entry),
+        )
+        call.ctx, call.entry = adm.ctx, entry
+        if adm.status != "ok":
+            raise answers.refusal(adm, model=req.model, budget=planned[0], kind=req.kind) from None
+        call.est_tokens = planned[0].total
+        call.degraded = adm
+        call.trail.target = forward.locate(entry, adm.router_id)
+        return
     call.ctx, call.entry = admitted.adm.ctx, admitted.entry
     if admitted.adm.status != "ok":
         raise answers.refusal(admitted.adm, model=req.model, budget=planned[0], kind=req.kind)
     call.est_tokens = planned[0].total
     hold_reservation(call, admitted.adm)  # from here on: a reservation to settle, leases to renew
+    degraded.remember(identity.cache_key, admitted.adm.ctx)
     upkeep.ensure_started()
 
 

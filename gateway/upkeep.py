@@ -22,7 +22,7 @@ import time
 
 from django.conf import settings
 
-from gateway import calls, leases
+from gateway import calls, degraded, leases
 from infra import lifecycle
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,16 @@ def run_once(*, now_ms: int | None = None) -> None:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     leases.renew(now_ms=now_ms)
     leases.reap(now_ms=now_ms)
+    degraded.reconcile_served_orgs(_reconcile)
     _replay_spool()
+
+
+def _reconcile(org_ids: list[str]) -> None:
+    from django.utils import timezone
+
+    from metering.services import quota_reconcile
+
+    quota_reconcile(now=timezone.now(), org_ids=org_ids)
 
 
 def _replay_spool() -> None:

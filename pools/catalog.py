@@ -225,6 +225,11 @@ def _is_fresh(
     )
 
 
+def cached_catalog() -> Catalog | None:
+    """This process's snapshot as it stands, without asking fast state (None before the first)."""
+    return _cached
+
+
 def read_catalog_version() -> str | None:
     return _normalize(faststate.get_client().get(catalog_version_key()))
 

@@ -76,6 +76,11 @@ CATALOG: dict[str, ErrorKind] = {
     "key_service_unavailable": ErrorKind(
         503, "service_unavailable", "API keys cannot be checked right now; try again shortly."
     ),
+    "fast_state_unavailable": ErrorKind(
+        503,
+        "service_unavailable",
+        "Limits cannot be checked right now; try again shortly.",
+    ),
     "no_healthy_router": ErrorKind(
         503, "service_unavailable", "No healthy router can serve this model now."
     ),
@@ -100,6 +105,7 @@ CATALOG: dict[str, ErrorKind] = {
 RETRY_AFTER_SECONDS: dict[str, int] = {
     "access_paused": 30,
     "key_service_unavailable": 5,
+    "fast_state_unavailable": 2,
 }
 
 

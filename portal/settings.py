@@ -319,6 +319,13 @@ ROUTER_READ_TIMEOUT = env.float("ROUTER_READ_TIMEOUT", default=120.0)
 ROUTER_FIRST_BYTE_TIMEOUT = env.float("ROUTER_FIRST_BYTE_TIMEOUT", default=30.0)
 ROUTER_PROBE_TIMEOUT = env.float("ROUTER_PROBE_TIMEOUT", default=2.0)
 # Kept connections per router and process: under gevent one process holds up to
+# With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
+# `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are
+# served with per-process limits and no allowance reservation; gateway/degraded.py).
+FAST_STATE_DEGRADED = env.str("FAST_STATE_DEGRADED", default="refuse")
+if FAST_STATE_DEGRADED not in ("refuse", "serve_recent_keys"):
+    raise ImproperlyConfigured("FAST_STATE_DEGRADED must be refuse or serve_recent_keys")
+FAST_STATE_DEGRADED_KEY_SECONDS = env.float("FAST_STATE_DEGRADED_KEY_SECONDS", default=300.0)
 # WEB_WORKER_CONNECTIONS requests at once, and a connection beyond the pool is discarded.
 ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=1024 if _GEVENT else 256)
 ROUTER_POOL_HOSTS = env.int("ROUTER_POOL_HOSTS", default=64)
