@@ -76,6 +76,8 @@ class RouterRow:
     breaker: str
     inflight: int | None
     stats: Stats
+    slow: bool = False  # the probe's one-token completion was slower than ROUTER_SLOW_SECONDS
+    completion_ms: int | None = None
 
 
 @dataclass
@@ -190,6 +192,8 @@ def _pools(now: datetime) -> list[PoolRow]:
                 breaker=state.breaker if state else "unknown",
                 inflight=state.inflight if state else None,
                 stats=by_router.get(router.pk, Stats()),
+                slow=h.slow if h else False,
+                completion_ms=h.completion_ms if h else None,
             )
         )
     for pool in pools.values():

@@ -1,7 +1,7 @@
 """`GET /metrics`: Prometheus exposition of the gateway counters (infra.metrics) plus
 gauges read at scrape time from shared state, so they are right with any number of
 processes: in-flight requests and breaker state per router (fast state), router health
-(last probe), the global pause, and the usage rollup lag (Postgres).
+(last probe: up, latency, slow), the global pause, and the usage rollup lag (Postgres).
 
 Set METRICS_BEARER_TOKEN to require `Authorization: Bearer <token>` from the scraper.
 """
@@ -60,6 +60,12 @@ class SharedStateCollector:
             "Latency of the router's last status probe.",
             labels=labels,
         )
+        slow = GaugeMetricFamily(
+            "portal_router_slow",
+            "1 if the router's last probe found its one-token completion slower than"
+            " ROUTER_SLOW_SECONDS (it is picked only as a last resort).",
+            labels=labels,
+        )
         total = 0
         for router in routers:
             values = [str(router.pk), router.pool.name, router.name]
@@ -72,7 +78,8 @@ class SharedStateCollector:
             if h is not None:
                 up.add_metric(values, 1 if h.ok else 0)
                 probe.add_metric(values, h.latency_ms / 1000)
-        yield from (inflight, breaker, up, probe)
+                slow.add_metric(values, 1 if h.slow else 0)
+        yield from (inflight, breaker, up, probe, slow)
         yield GaugeMetricFamily(
             "portal_inflight_requests", "Requests in flight on all routers.", value=total
         )

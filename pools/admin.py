@@ -124,12 +124,13 @@ class RouterAdmin(CatalogAdmin):
         "enabled",
         "health",
         "probe_latency",
+        "completion_latency",
         "checked",
         "breaker",
         "inflight",
         "has_key",
     ]
-    list_filter = ["enabled", "pool", "health__ok"]
+    list_filter = ["enabled", "pool", "health__ok", "health__slow"]
     search_fields = ["name", "base_url", "pool__name"]
     list_select_related = ["pool", "health"]
     actions = ["disable_routers", "enable_routers", "reset_breakers"]
@@ -181,6 +182,15 @@ class RouterAdmin(CatalogAdmin):
     def probe_latency(self, obj: Router) -> str:
         health = self._health(obj)
         return f"{health.latency_ms} ms" if health else "-"
+
+    @admin.display(description="first token", ordering="health__completion_ms")
+    def completion_latency(self, obj: Router) -> str:
+        """The probe's one-token completion, to its first byte; SLOW past ROUTER_SLOW_SECONDS."""
+        health = self._health(obj)
+        if health is None or (health.completion_ms is None and not health.slow):
+            return "-"
+        measured = f"{health.completion_ms} ms" if health.completion_ms is not None else "?"
+        return f"SLOW ({measured})" if health.slow else measured
 
     @admin.display(description="last probe", ordering="health__checked_at")
     def checked(self, obj: Router) -> str:

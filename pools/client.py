@@ -8,9 +8,15 @@ timeouts, and one error type that says whether another router may be tried.
 
 Settings (read on every call, with defaults): ROUTER_CONNECT_TIMEOUT (2 s),
 ROUTER_READ_TIMEOUT (120 s; per read, so per chunk for streams),
-ROUTER_FIRST_BYTE_TIMEOUT (30 s until a stream's first event), ROUTER_PROBE_TIMEOUT
+ROUTER_FIRST_BYTE_TIMEOUT (30 s until a stream's first event),
+ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT (60 s until a whole answer's status line, at most
+ROUTER_READ_TIMEOUT: a router answers a non-stream call only once it has generated it
+all; the body then reads under ROUTER_READ_TIMEOUT), ROUTER_PROBE_TIMEOUT
 (2 s), ROUTER_POOL_MAXSIZE (256 connections per router), ROUTER_POOL_HOSTS (64 routers
 kept pooled), ROUTER_TRUST_ENV (False: ignore HTTP(S)_PROXY and .netrc).
+
+A timeout before the first byte is a retryable RouterError (kind "timeout"): the gateway
+fails over to another router and counts it against the router's breaker.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import http.client
 import http.cookiejar
 import json
+import math
 import os
 import threading
 import time
@@ -42,6 +49,7 @@ from pools.routererrors import (  # noqa: F401  (RouterError is part of this mod
 from pools.sse import SSEDecoder, SSEError
 
 READ_SIZE = 64 * 1024
+PROBE_REFERENCE = "health-probe"  # the probe's client_reference and X-Request-Id
 _READ_FAILURES = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
 
 # --- the process-wide session ------------------------------------------------------------
@@ -137,6 +145,50 @@ class RouterClient:
             ok = False
         return ok, (time.perf_counter() - started) * 1000
 
+    def probe_completion(
+        self, router: RouterEntry, route: RouteEntry, *, limit: float
+    ) -> tuple[str, float]:
+        """A one-token completion on `route`'s session: (outcome, ms to its first byte).
+
+        outcome: "ok" (answered within `limit` seconds; a 4xx that is the request's fault
+        counts too: the router answered), "slow" (no first byte within `limit`; the ms are
+        the limit) or "fail" (cannot connect, 5xx, or a status that says the router cannot
+        serve the session).
+        """
+        if route.api_style == "openai":
+            url = f"{router.base_url}/v1/chat/completions"
+            payload = {"messages": [{"role": "user", "content": "ping"}], "stream": False}
+        else:
+            url, payload = _completions_call(
+                router, route, {"prompt": "ping"}, PROBE_REFERENCE, stream=False
+            )
+            payload["timeout"] = max(1, math.ceil(limit))
+        payload["max_tokens"] = 1
+        connect = min(limit, _setting("ROUTER_CONNECT_TIMEOUT", 2.0))
+        started = time.perf_counter()
+        try:
+            response = _post(
+                self.session,
+                url,
+                _encode(payload),
+                router=router,
+                request_id=PROBE_REFERENCE,
+                stream=False,
+                timeout=(connect, limit),
+            )
+        except requests.RequestException as exc:
+            kind = _exception_error(exc, router, served=False).kind
+            return ("slow", limit * 1000) if kind == "timeout" else ("fail", 0.0)
+        elapsed = (time.perf_counter() - started) * 1000
+        with response:
+            with contextlib.suppress(requests.RequestException, *_READ_FAILURES):
+                _set_read_timeout(response.raw, limit)
+                _ = response.content  # read, so the connection goes back to the pool
+            status = response.status_code
+            if status >= 300 and _status_error(status, b"", router).retryable:
+                return "fail", elapsed
+        return "ok", elapsed
+
     # --- internals -----------------------------------------------------------------
 
     def _post_json(
@@ -148,8 +200,10 @@ class RouterClient:
         *,
         require_choices: bool,
     ) -> dict:
-        timeout = (_setting("ROUTER_CONNECT_TIMEOUT", 2.0), _setting("ROUTER_READ_TIMEOUT", 120.0))
+        read_timeout = _setting("ROUTER_READ_TIMEOUT", 120.0)
+        first_byte = min(_setting("ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT", 60.0), read_timeout)
         try:
+            # Returns once the status line and headers are in: the first-byte deadline.
             response = _post(
                 self.session,
                 url,
@@ -157,15 +211,20 @@ class RouterClient:
                 router=router,
                 request_id=request_id,
                 stream=False,
-                timeout=timeout,
+                timeout=(_setting("ROUTER_CONNECT_TIMEOUT", 2.0), first_byte),
             )
         except requests.RequestException as exc:
             raise _exception_error(exc, router, served=False) from None
         with response:
-            if not 200 <= response.status_code < 300:
-                raise _status_error(response.status_code, response.content, router)
+            _set_read_timeout(response.raw, read_timeout)  # the body reads per read, as before
             try:
-                data = json.loads(response.content)
+                content = response.content
+            except (requests.RequestException, *_READ_FAILURES) as exc:
+                raise _exception_error(exc, router, served=False) from None
+            if not 200 <= response.status_code < 300:
+                raise _status_error(response.status_code, content, router)
+            try:
+                data = json.loads(content)
             except ValueError:
                 raise _protocol_error("answer is not JSON", router, served=False) from None
         if require_choices and not _has_choices(data):

@@ -130,7 +130,8 @@ class Route(models.Model):
 
 
 class RouterHealth(models.Model):
-    """The last probe of a router's `GET /api/v1/status` (beat task and `manage.py check_routers`)."""
+    """The last probe of a router (beat task and `manage.py check_routers`): its
+    `GET /api/v1/status`, and a one-token completion timed to its first byte (pools/health.py)."""
 
     router = models.OneToOneField(
         Router, primary_key=True, on_delete=models.CASCADE, related_name="health"
@@ -140,10 +141,16 @@ class RouterHealth(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     checked_at = models.DateTimeField()
     last_ok_at = models.DateTimeField(null=True, blank=True)
+    completion_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Ms to the first byte of the probe's one-token completion."
+    )
+    slow = models.BooleanField(
+        default=False, help_text="Slower than ROUTER_SLOW_SECONDS: picked only as a last resort."
+    )
 
     class Meta:
         db_table = "router_health"
         verbose_name_plural = "router health"
 
     def __str__(self) -> str:
-        return f"{self.router_id}: {'up' if self.ok else 'down'}"
+        return f"{self.router_id}: {('slow' if self.slow else 'up') if self.ok else 'down'}"

@@ -317,7 +317,20 @@ BREAKER_PROBE_TTL_MS = env.int("BREAKER_PROBE_TTL_MS", default=10_000)
 ROUTER_CONNECT_TIMEOUT = env.float("ROUTER_CONNECT_TIMEOUT", default=2.0)
 ROUTER_READ_TIMEOUT = env.float("ROUTER_READ_TIMEOUT", default=120.0)
 ROUTER_FIRST_BYTE_TIMEOUT = env.float("ROUTER_FIRST_BYTE_TIMEOUT", default=30.0)
+# A whole (non-stream) answer's first byte comes when the router has generated it all, so
+# its deadline is longer than a stream's; past it the request fails over (pools/client.py).
+ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT = env.float("ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT", default=60.0)
 ROUTER_PROBE_TIMEOUT = env.float("ROUTER_PROBE_TIMEOUT", default=2.0)
+# Probes also time a one-token completion: a router slower than this is marked slow and
+# picked only when no other router is eligible (pools/health.py); 0 turns it off.
+ROUTER_SLOW_SECONDS = env.float("ROUTER_SLOW_SECONDS", default=10.0)
+# Routers whose breaker is open or that are marked slow are probed this often, so one
+# that is back takes requests at once, not after BREAKER_COOLDOWN_MS; 0 turns it off.
+ROUTER_RECOVERY_PROBE_SECONDS = env.int("ROUTER_RECOVERY_PROBE_SECONDS", default=5)
+if ROUTER_RECOVERY_PROBE_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["pools.probe_recovering_routers"] = _every(
+        ROUTER_RECOVERY_PROBE_SECONDS, "pools.probe_recovering_routers"
+    )
 # Kept connections per router and process: under gevent one process holds up to
 # With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
 # `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are

@@ -4,12 +4,19 @@
 -- triples, the lowest tier with an eligible router (breaker closed, or open past its
 -- cool-down with no probe under way); within it, two weighted draws and the one with
 -- fewer in-flight requests per unit of weight wins. nil when none is eligible.
+-- A router the health probe marked slow (k_router_slow, pools/health.py) ranks after
+-- every router that is not, whatever its tier: it is used only when no other is eligible.
+local SLOW_TIER = 1000000
 local function choose_router(now, cooldown, first, ncand, rand)
   local tiers = {}
+  local slow_keys = {}
+  for i = 0, ncand - 1 do slow_keys[i + 1] = k_router_slow(ARGV[first + i * 3]) end
+  local slow = ncand > 0 and redis.call('MGET', unpack(slow_keys)) or {}
   for i = 0, ncand - 1 do
     local id = ARGV[first + i * 3]
     local weight = tonumber(ARGV[first + 1 + i * 3])
     local tier = tonumber(ARGV[first + 2 + i * 3])
+    if slow[i + 1] then tier = tier + SLOW_TIER end
     local b = redis.call('HMGET', k_breaker(id), 'state', 'opened', 'probe')
     local ok, probe = true, false
     if b[1] == 'open' then

@@ -8,8 +8,9 @@ from pools.health import routers_live, routers_probe
 
 class Command(BaseCommand):
     help = (
-        "Probe each enabled router's GET /api/v1/status once, record its health, feed its circuit "
-        "breaker and print a table. Exit status 1 with --strict when a router is down."
+        "Probe each enabled router's GET /api/v1/status and a one-token completion once, record "
+        "its health, feed its circuit breaker and slow mark and print a table (STATUS up, SLOW "
+        "or DOWN). Exit status 1 with --strict when a router is down."
     )
 
     def add_arguments(self, parser):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
                 r.pool,
                 r.name,
                 r.base_url,  # never credentials: clean_base_url refuses them
-                "up" if r.ok else "DOWN",
+                ("SLOW" if r.slow else "up") if r.ok else "DOWN",
                 f"{r.latency_ms} ms",
                 str(r.consecutive_failures),
                 live[r.router_id].breaker if r.router_id in live else r.breaker,
@@ -46,6 +47,9 @@ class Command(BaseCommand):
                 ).rstrip()
             )
         down = sum(not r.ok for r in results)
-        self.stdout.write(f"{len(results) - down} up, {down} down")
+        slow = sum(r.ok and r.slow for r in results)
+        self.stdout.write(
+            f"{len(results) - down} up, {down} down" + (f" ({slow} slow)" if slow else "")
+        )
         if strict and down:
             raise CommandError(f"{down} router(s) down")
