@@ -2,24 +2,58 @@
 
 Everything stored here can be rebuilt from Postgres (auth-context cache, limit
 windows, quota counters, in-flight counts, breaker state, pause flags).
+
+Two ways in. `get_client()` is redis-py (hiredis underneath) for every command;
+`script(source)` runs a Lua script, as the request path's two calls per request do
+(gateway/limits.py), over the `Transport` chosen once per process (`transport()`):
+
+- MUX, infra/respmux.py: in a gevent-patched process (the web worker), one connection
+  shared by the worker's greenlets;
+- POOLED, infra/respclient.py: in any other process (Celery, management commands, the
+  tests), a bounded pool of connections;
+- REDIS_PY, redis-py's own script handles: without REDIS_URL (the in-process stand-in),
+  or for a URL the lean clients do not serve (a unix socket, the OCSP options).
+
+The lean clients serve redis:// and rediss:// alike, reading the URL (TLS options
+included) as redis-py does.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import sys
 import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import redis
 from django.conf import settings
 
+if TYPE_CHECKING:
+    from infra.respclient import ScriptClient
+    from infra.respmux import MuxClient
+
 logger = logging.getLogger(__name__)
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered: making a script handle may make the client
 _client: redis.Redis | None = None
-_script_client: object | None = (
-    None  # respclient.ScriptClient or respmux.MuxClient; False: redis-py serves scripts
-)
-_scripts: dict[str, object] = {}
+
+
+class Transport(enum.Enum):
+    """How this process's fast-state scripts reach Redis."""
+
+    MUX = "respmux"
+    POOLED = "respclient"
+    REDIS_PY = "redis-py"
+
+
+class ScriptHandle(Protocol):
+    """What `script()` returns: `handle(keys=..., args=...)` runs the script;
+    `handle.begin(...)` sends it and `.wait()` on the result reads the reply."""
+
+    def __call__(self, keys=(), args=()): ...
+
+    def begin(self, keys=(), args=()): ...
 
 
 def get_client() -> redis.Redis:
@@ -56,29 +90,93 @@ def _make_client() -> redis.Redis:
     return fakeredis.FakeRedis()
 
 
-def script(source: str):
-    """A callable running `source` in Redis: `script(src)(args=[...])`.
+# --- scripts ----------------------------------------------------------------------------
 
-    Over a plain TCP Redis the lean client in infra/respclient.py runs it (the request
-    path's two calls per request cost less than half as much CPU), or under gevent its
-    one-connection variant in infra/respmux.py; otherwise redis-py does.
-    """
-    global _script_client
-    handle = _scripts.get(source)
-    if handle is not None:
-        return handle
-    client = get_client()
-    with _lock:
-        if _script_client is None:
-            _script_client = _make_script_client(client) or False
-        if _script_client:
-            from infra.respclient import Script
 
-            handle = Script(_script_client, source)
-        else:
-            handle = _RedisPyScript(client.register_script(source))
-        _scripts[source] = handle
+@dataclass(frozen=True, slots=True)
+class _Scripts:
+    """The transport chosen for this process and, for MUX and POOLED, its client."""
+
+    transport: Transport
+    lean_client: MuxClient | ScriptClient | None  # None for REDIS_PY
+
+    def handle(self, source: str) -> ScriptHandle:
+        if self.transport is Transport.REDIS_PY:
+            return _RedisPyScript(get_client().register_script(source))
+        from infra.respclient import Script
+
+        return Script(self.lean_client, source)
+
+    def close(self) -> None:
+        if self.lean_client is not None:
+            self.lean_client.close()
+
+
+_scripts_via: _Scripts | None = None  # chosen on the first script() (or transport()) call
+_handles: dict[str, ScriptHandle] = {}
+
+
+def script(source: str) -> ScriptHandle:
+    """A handle running `source` in Redis: `script(src)(args=[...])`. One handle per
+    source, made once: after that this is one dictionary lookup."""
+    handle = _handles.get(source)
+    if handle is None:
+        with _lock:
+            handle = _handles.get(source)
+            if handle is None:
+                handle = _handles[source] = _scripts().handle(source)
     return handle
+
+
+def transport() -> Transport:
+    """The transport this process's scripts take."""
+    with _lock:
+        return _scripts().transport
+
+
+def _scripts() -> _Scripts:
+    """This process's script transport, chosen on first use (the caller holds _lock)."""
+    global _scripts_via
+    if _scripts_via is None:
+        client = get_client()
+        chosen = choose_transport(client, gevent_patched=_gevent_patched())
+        _scripts_via = _Scripts(chosen, _make_lean_client(chosen, client))
+        logger.debug("fast-state scripts over %s", chosen.value)
+    return _scripts_via
+
+
+def choose_transport(client: redis.Redis, *, gevent_patched: bool) -> Transport:
+    """MUX or POOLED for a redis:// or rediss:// Redis, as the process runs; REDIS_PY for
+    the stand-in, a unix socket, or an option only redis-py honours."""
+    from infra.respclient import REDIS_PY_ONLY_OPTIONS
+
+    pool = client.connection_pool
+    if pool.connection_class not in (redis.Connection, redis.SSLConnection):
+        return Transport.REDIS_PY  # the stand-in (fakeredis) or a unix socket
+    redis_py_only = [name for name in REDIS_PY_ONLY_OPTIONS if pool.connection_kwargs.get(name)]
+    if redis_py_only:
+        logger.info("fast-state scripts go through redis-py for %s", ", ".join(redis_py_only))
+        return Transport.REDIS_PY
+    return Transport.MUX if gevent_patched else Transport.POOLED
+
+
+def _make_lean_client(chosen: Transport, client: redis.Redis) -> MuxClient | ScriptClient | None:
+    if chosen is Transport.REDIS_PY:
+        return None
+    from infra.respclient import Endpoint, ScriptClient
+
+    pool = client.connection_pool
+    endpoint = Endpoint.from_options(pool.connection_kwargs, pool.connection_class)
+    if chosen is Transport.MUX:
+        from infra.respmux import MuxClient
+
+        return MuxClient(endpoint)
+    return ScriptClient(endpoint, max_connections=pool.max_connections)
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("socket"))
 
 
 class _RedisPyScript:
@@ -104,45 +202,11 @@ class _Done:
         return self.reply
 
 
-def _make_script_client(client):
-    pool = getattr(client, "connection_pool", None)
-    if pool is None or pool.connection_class is not redis.Connection:
-        return None  # the in-process stand-in, TLS or a unix socket: redis-py serves scripts
-    try:
-        from infra.respclient import ScriptClient
-    except ImportError:  # hiredis missing
-        return None
-    kw = pool.connection_kwargs
-    common = dict(
-        host=kw.get("host", "localhost"),
-        port=int(kw.get("port", 6379)),
-        db=int(kw.get("db", 0) or 0),
-        username=kw.get("username"),
-        password=kw.get("password"),
-        socket_timeout=kw.get("socket_timeout") or 2.0,
-        connect_timeout=kw.get("socket_connect_timeout") or 2.0,
-    )
-    if _gevent_patched():  # the gevent web worker: one connection shared by its greenlets
-        from infra.respmux import MuxClient
-
-        return MuxClient(**common)
-    return ScriptClient(**common, max_connections=pool.max_connections)
-
-
-def _gevent_patched() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey and monkey.is_module_patched("socket"))
-
-
-def key(*parts: object) -> str:
-    """A namespaced fast-state key: `portal:authctx:abc`."""
-    return settings.FAST_STATE_PREFIX + ":".join(str(p) for p in parts)
-
-
 def reset_client_for_tests() -> None:
-    global _client, _script_client
-    _client = None
-    if _script_client:
-        _script_client.close()
-    _script_client = None
-    _scripts.clear()
+    global _client, _scripts_via
+    with _lock:
+        _client = None
+        if _scripts_via is not None:
+            _scripts_via.close()
+        _scripts_via = None
+        _handles.clear()

@@ -7,10 +7,13 @@ connection (in order, under a lock) and one reader greenlet reads the replies, h
 each to its caller in the order the commands went out (Redis answers a connection in
 order). Calls that meet in Redis's socket buffer are read, run and answered together,
 and one read in the worker brings back several replies: about 3 % more requests/s at
-saturation with every check on (README.md, Performance).
+saturation with every check on (bench/README.md, Results, 2026-11-26).
 
 The interface is respclient.ScriptClient's (`begin(...).wait()`, `execute`), with the
-same errors (redis-py's classes). A reply not back within `socket_timeout`, a closed
+same errors (redis-py's classes) and the same `Endpoint`, so redis:// and rediss:// alike
+(over TLS too the reader greenlet reads while callers write: gevent's SSL socket waits
+for reading and for writing apart, and Redis never renegotiates, which would make a
+write wait for reading). A reply not back within `socket_timeout`, a closed
 connection or a broken one fails every call in flight on it (as each would have failed
 on a connection of its own), and the next call connects again. infra/faststate.py
 picks this client when gevent has patched the standard library (the gevent web worker);
@@ -46,20 +49,8 @@ class _Link:
 
 
 class MuxClient:
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        db: int = 0,
-        username: str | None = None,
-        password: str | None = None,
-        socket_timeout: float = 2.0,
-        connect_timeout: float = 2.0,
-    ):
-        self.endpoint = Endpoint(
-            host, port, db, username, password, socket_timeout, connect_timeout
-        )
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
         self._pid = os.getpid()
         self._link: _Link | None = None
         self._sending = Semaphore(1)

@@ -1,9 +1,13 @@
-"""The lean script client (infra/respclient.py) against the real Redis of REDIS_URL."""
+"""The lean script client (infra/respclient.py) in this process (threads, no gevent)
+against the real Redis of REDIS_URL, and how it reads a URL (TLS options included) as
+redis-py does. Under gevent and over TLS: test_transports.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import ssl
 import threading
 import time
 
@@ -11,27 +15,13 @@ import pytest
 import redis
 from django.conf import settings
 
-from infra import faststate
-from infra.respclient import Script, ScriptClient
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from infra.respclient import Endpoint, Script, ScriptClient, _Connection, tls_context
+from tests.infra.redis_servers import SERVER_NAME
 
 
 @pytest.fixture
-def redis_url(settings):
-    if not settings.REDIS_URL:
-        if IN_CI:
-            pytest.fail("CI=true: these tests need REDIS_URL", pytrace=False)
-        pytest.skip("REDIS_URL is not set")
-    return settings.REDIS_URL
-
-
-@pytest.fixture
-def client(redis_url, fast_state):
-    kw = fast_state.connection_pool.connection_kwargs
-    made = ScriptClient(
-        host=kw["host"], port=kw["port"], db=kw.get("db") or 0, password=kw.get("password")
-    )
+def client(redis_url):
+    made = ScriptClient(Endpoint.from_url(redis_url))
     yield made
     made.close()
 
@@ -44,15 +34,6 @@ def _listener():
     return sock
 
 
-def test_faststate_runs_scripts_through_the_lean_client_over_plain_tcp(redis_url, fast_state):
-    handle = faststate.script("return {ARGV[1], 7, tonumber(ARGV[2]) + 1}")
-    assert isinstance(handle, Script)
-    assert handle(args=["a", 41]) == [b"a", 7, 42]
-    assert (
-        faststate.script("return {ARGV[1], 7, tonumber(ARGV[2]) + 1}") is handle
-    )  # one handle per source
-
-
 def test_replies_match_redis_py(client, fast_state):
     source = "redis.call('SET', ARGV[1], ARGV[2]) return {redis.call('GET', ARGV[1]), 3, {1, 'x'}, false}"
     key = settings.FAST_STATE_PREFIX + "same"
@@ -61,17 +42,24 @@ def test_replies_match_redis_py(client, fast_state):
     assert ours == theirs == [b"v", 3, [1, b"x"], None]
 
 
-def test_a_flushed_script_cache_is_reloaded(client):
+def test_a_flushed_script_cache_is_reloaded(fresh_server):
+    """A private server, plain or TLS: flushing the suite's Redis would make every other
+    test's scripts load again."""
+    client = ScriptClient(Endpoint.from_url(fresh_server.url(SERVER_NAME)))
     script = Script(client, "return 'still here'")
     assert script() == b"still here"
     client.execute("SCRIPT", "FLUSH")
     assert script() == b"still here"
+    assert script.begin().wait() == b"still here"
+    client.execute("SCRIPT", "FLUSH")
+    assert script.begin().wait() == b"still here"  # a begun call reloads it too
+    client.close()
 
 
 def test_the_selected_database_is_used(client, fast_state):
     kw = fast_state.connection_pool.connection_kwargs
     other_db = ((kw.get("db") or 0) + 3) % 16
-    other = ScriptClient(host=kw["host"], port=kw["port"], db=other_db, password=kw.get("password"))
+    other = ScriptClient(dataclasses.replace(client.endpoint, db=other_db))
     key = settings.FAST_STATE_PREFIX + "db"
     Script(other, "return redis.call('SET', ARGV[1], 'here', 'PX', 60000)")(args=[key])
     other.close()
@@ -95,7 +83,7 @@ def test_redis_unreachable_raises_connection_error():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once closed
-    client = ScriptClient(host="127.0.0.1", port=port, connect_timeout=0.5)
+    client = ScriptClient(Endpoint("127.0.0.1", port, connect_timeout=0.5))
     with pytest.raises(redis.ConnectionError):
         Script(client, "return 1")()
 
@@ -103,7 +91,7 @@ def test_redis_unreachable_raises_connection_error():
 def test_a_silent_server_times_out_and_the_connection_is_dropped():
     server = _listener()
     try:
-        client = ScriptClient(host="127.0.0.1", port=server.getsockname()[1], socket_timeout=0.2)
+        client = ScriptClient(Endpoint("127.0.0.1", server.getsockname()[1], socket_timeout=0.2))
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             client.execute("PING")
@@ -159,18 +147,11 @@ def test_a_call_can_be_sent_now_and_read_later(client):
     assert len(client._idle) == 2
 
 
-def test_a_begun_call_reloads_a_flushed_script(client):
-    script = Script(client, "return 'back'")
-    script()
-    client.execute("SCRIPT", "FLUSH")
-    assert script.begin().wait() == b"back"
-
-
 def test_a_reply_lost_midway_frees_the_slot():
     server = _listener()
     try:
         client = ScriptClient(
-            host="127.0.0.1", port=server.getsockname()[1], socket_timeout=0.2, max_connections=1
+            Endpoint("127.0.0.1", server.getsockname()[1], socket_timeout=0.2), max_connections=1
         )
         pending = client.begin("PING")
         with pytest.raises(redis.TimeoutError):
@@ -181,34 +162,115 @@ def test_a_reply_lost_midway_frees_the_slot():
         server.close()
 
 
-def test_under_gevent_greenlets_wait_for_a_connection_on_gevent_s_semaphore(redis_url):
-    """The gevent server's case: 50 greenlets through a pool of 2 connections, each
-    waiting greenlet letting the others run (the semaphore is gevent's own)."""
-    import subprocess
-    import sys
-    from pathlib import Path
+def _closing_server():
+    """A server that accepts each connection and closes it at once; counts them."""
+    server = _listener()
+    accepted = []
 
-    code = (
-        "from gevent import monkey; monkey.patch_all()\n"
-        "import sys, gevent, gevent.lock, redis\n"
-        "from infra.respclient import Script, ScriptClient\n"
-        "kw = redis.Redis.from_url(sys.argv[1]).connection_pool.connection_kwargs\n"
-        "client = ScriptClient(host=kw['host'], port=kw['port'], db=kw.get('db') or 0, max_connections=2)\n"
-        "assert isinstance(client._slots, gevent.lock.BoundedSemaphore), type(client._slots)\n"
-        'slow = Script(client, \'redis.call("INCR", ARGV[1]); return redis.call("GET", ARGV[1])\')\n'
-        "key = 'respclient-gevent-test'\n"
-        "client.execute('DEL', key)\n"
-        "gevent.joinall([gevent.spawn(slow, args=[key]) for _ in range(50)], raise_error=True)\n"
-        "print(int(client.execute('GET', key)), len(client._idle))\n"
-        "client.execute('DEL', key)\n"
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, accepted
+
+
+def test_a_pooled_connection_closed_while_idle_is_replaced(client, redis_url):
+    """Redis restarted or dropped an idle client: the call goes out again, once, on a new
+    connection, since a closed connection cannot have run it."""
+    first = client.execute("CLIENT", "ID")
+    redis.Redis.from_url(redis_url).client_kill_filter(_id=first)
+    second = client.execute("CLIENT", "ID")
+    assert second != first
+    assert len(client._idle) == 1
+    assert client._slots.acquire(timeout=0) and client._slots.release() is None
+
+
+def test_a_new_connection_closed_before_the_reply_is_not_retried():
+    server, accepted = _closing_server()
+    try:
+        client = ScriptClient(Endpoint("127.0.0.1", server.getsockname()[1]), max_connections=1)
+        with pytest.raises(redis.ConnectionError, match="closed the connection"):
+            client.execute("PING")
+        assert accepted == [1]
+        assert client._idle == []
+        assert client._slots.acquire(timeout=0)  # the slot is free again
+    finally:
+        server.close()
+
+
+def test_a_reused_connection_is_retried_once_only():
+    server, accepted = _closing_server()
+    try:
+        client = ScriptClient(Endpoint("127.0.0.1", server.getsockname()[1]), max_connections=1)
+        client._idle.append(_Connection(socket.create_connection(server.getsockname())))
+        with pytest.raises(redis.ConnectionError, match="closed the connection"):
+            client.execute("PING")  # on the pooled connection, then on one new one
+        assert accepted == [1, 1]
+        assert client._idle == []
+    finally:
+        server.close()
+
+
+# --- reading a URL ---------------------------------------------------------------------------
+
+
+def test_an_endpoint_reads_a_url_as_redis_py_does():
+    url = "rediss://portal:p%40ss@redis.example.com:6380/3?ssl_cert_reqs=none&client_name=gw"
+    endpoint = Endpoint.from_url(url, socket_timeout=1.5)
+    assert (endpoint.host, endpoint.port, endpoint.db) == ("redis.example.com", 6380, 3)
+    assert (endpoint.username, endpoint.password) == ("portal", "p@ss")
+    assert (endpoint.client_name, endpoint.socket_timeout) == ("gw", 1.5)
+    assert endpoint.tls is not None and endpoint.tls.verify_mode == ssl.CERT_NONE
+
+    plain = Endpoint.from_url("redis://localhost?db=2&socket_timeout=4")
+    assert (plain.host, plain.port, plain.db, plain.socket_timeout, plain.tls) == (
+        "localhost",
+        6379,
+        2,
+        4.0,
+        None,
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, redis_url],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    count, idle = done.stdout.split()
-    assert count == "50" and 1 <= int(idle) <= 2  # never more connections than the bound
+    with pytest.raises(ValueError, match="Only TCP and TLS"):
+        Endpoint.from_url("unix:///run/redis.sock")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "ssl_cert_reqs=required",
+        "ssl_cert_reqs=optional",
+        "ssl_cert_reqs=none",
+        "ssl_check_hostname=false",
+        "ssl_check_hostname=true&ssl_cert_reqs=none",
+        "ssl_cert_reqs=optional&ssl_check_hostname=false",
+    ],
+)
+def test_tls_options_mean_what_they_mean_to_redis_py(query):
+    options = redis.connection.parse_url(f"rediss://localhost:6380/0?{query}")
+    options.pop("connection_class")
+    theirs = redis.SSLConnection(**options)
+    ours = tls_context(options)
+    assert ours.verify_mode == theirs.cert_reqs
+    assert ours.check_hostname == bool(theirs.check_hostname)
+
+
+def test_tls_context_loads_the_ca_file_given(certificates):
+    """Besides the system's CAs, as redis-py's context trusts them too."""
+    context = tls_context({"ssl_ca_certs": str(certificates.ca)})
+    subjects = [ca["subject"] for ca in context.get_ca_certs()]
+    assert ((("commonName", "portal test CA"),),) in subjects
+    assert ((("commonName", "some other CA"),),) not in subjects
+
+
+def test_tls_options_redis_py_refuses_are_refused():
+    with pytest.raises(ValueError, match="Invalid SSL Certificate Requirements Flag: sometimes"):
+        tls_context({"ssl_cert_reqs": "sometimes"})
+    with pytest.raises(ValueError, match="ssl_validate_ocsp"):
+        tls_context({"ssl_validate_ocsp": True})
