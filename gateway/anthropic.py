@@ -45,7 +45,7 @@ def message_response(
     stop_sequence: str | None = None,
     tool_calls=(),
 ) -> dict:
-    """A `message`; `usage` is `gateway.shaping.usage_dict`'s OpenAI-style counts. Tool
+    """A `message`; `usage` is `gateway.openai_format.usage_dict`'s OpenAI-style counts. Tool
     calls follow the text as `tool_use` blocks (the text block is left out when empty)."""
     content = [{"type": "text", "text": text}] if text or not tool_calls else []
     content += [tool_use_block(call) for call in tool_calls]

@@ -11,8 +11,8 @@ from datetime import datetime
 
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity
-from gateway import degraded, forward, leases, limits, shaping
-from gateway.shapes import Answer
+from gateway import degraded, forward, leases, limits, openai_format
+from gateway.protocols import Answer
 from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
 from metering.services import RequestRecord, request_record
@@ -78,7 +78,7 @@ def make_answer(
         usage = (call.prompt_tokens, estimate_tokens(text))
     return Answer(
         text=text,
-        finish=shaping.normalize_finish(finish) if finish else None,
+        finish=openai_format.normalize_finish(finish) if finish else None,
         prompt_tokens=usage[0],
         completion_tokens=usage[1],
         stop_sequence=stop,

@@ -24,18 +24,18 @@ from django.utils import timezone
 from apikeys.providers import KeyIdentity, get_provider
 from gateway import (
     admission,
-    answers,
     budget,
     degraded,
     forward,
-    shaping,
+    openai_format,
+    replies,
     stops,
     toolflow,
     toolstream,
     upkeep,
 )
 from gateway.calls import Call, finish_call, hold_reservation, make_answer, sending
-from gateway.shapes import Shape
+from gateway.protocols import Shape
 from gateway.tokens import estimate_tokens
 from gateway.toolflow import close_chunks, complete, read_checked, router_failed
 from gateway.validation import InferenceRequest, parse_json_body
@@ -117,18 +117,18 @@ def serve(request, shape: Shape) -> HttpResponse:
     except PortalError as err:
         call.status, call.error_code = err.status, err.code
         finish_call(call)
-        return answers.error_response(err, style=shape.style)
+        return replies.error_response(err, style=shape.style)
     except degraded.UNAVAILABLE:
         logger.warning("fast state unavailable", extra={"request_id": call.request_id})
         err = degraded.unavailable()
         call.status, call.error_code = err.status, err.code
         finish_call(call)
-        return answers.error_response(err, style=shape.style)
+        return replies.error_response(err, style=shape.style)
     except Exception:
         logger.exception("gateway failure", extra={"request_id": call.request_id})
         call.status, call.error_code = 500, "internal_error"
         finish_call(call)
-        return answers.error_response(PortalError("internal_error"), style=shape.style)
+        return replies.error_response(PortalError("internal_error"), style=shape.style)
 
 
 def _max_tokens(req: InferenceRequest, entry: ModelEntry) -> int:
@@ -186,14 +186,14 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
         )
         call.ctx, call.entry = adm.ctx, entry
         if adm.status != "ok":
-            raise answers.refusal(adm, model=req.model, budget=planned[0], kind=req.kind) from None
+            raise replies.refusal(adm, model=req.model, budget=planned[0], kind=req.kind) from None
         call.est_tokens = planned[0].total
         call.degraded = adm
         call.trail.target = forward.locate(entry, adm.router_id)
         return
     call.ctx, call.entry = admitted.adm.ctx, admitted.entry
     if admitted.adm.status != "ok":
-        raise answers.refusal(admitted.adm, model=req.model, budget=planned[0], kind=req.kind)
+        raise replies.refusal(admitted.adm, model=req.model, budget=planned[0], kind=req.kind)
     call.est_tokens = planned[0].total
     hold_reservation(call, admitted.adm)  # from here on: a reservation to settle, leases to renew
     degraded.remember(identity.cache_key, admitted.adm.ctx)
@@ -217,7 +217,7 @@ def _admit_unenforced(call: Call, *, req: InferenceRequest) -> None:
 
 
 def _headers(call: Call) -> dict[str, str]:
-    headers = answers.rate_limit_headers(call.adm) if call.adm is not None else {}
+    headers = replies.rate_limit_headers(call.adm) if call.adm is not None else {}
     return (
         {**headers, **call.identity.headers} if call.identity is not None else headers
     )  # the provider's limits win
@@ -227,7 +227,7 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
     max_tokens = _max_tokens(req, call.entry)
     router_body = complete(call, req, max_tokens)
     call.ttfb_ms = call.elapsed_ms()
-    text, hit = stops.cut(shaping.extract_text(router_body), req.stop)
+    text, hit = stops.cut(openai_format.extract_text(router_body), req.stop)
     calls = []
     billed_text = text
     if req.offers_tools or req.output is not None:
@@ -238,8 +238,8 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
     call.answer = make_answer(
         call,
         text=billed_text,
-        finish=shaping.extract_finish(router_body),
-        usage=shaping.extract_usage(router_body),
+        finish=openai_format.extract_finish(router_body),
+        usage=openai_format.extract_usage(router_body),
         stop=hit,
     )
     call.answer.text, call.answer.tool_calls = text, calls
@@ -256,7 +256,7 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
     call.status = 200
     headers = _headers(call)
     finish_call(call)
-    return answers.json_response(body, headers=headers)
+    return replies.json_response(body, headers=headers)
 
 
 def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
@@ -301,7 +301,7 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
         call.ttfb_ms = call.elapsed_ms()
         chunk = first
         while chunk is not None:
-            text = shaping.extract_text(chunk)
+            text = openai_format.extract_text(chunk)
             if scanner is not None:
                 text = scanner.feed(text)
             if text:
@@ -310,8 +310,8 @@ def _stream_body(call: Call, shape: Shape, req: InferenceRequest, first, chunks)
                 yield from emitter.text(text)
             if scanner is not None and scanner.hit is not None:
                 break  # the answer ends here: the router's stream is closed below
-            finish = shaping.extract_finish(chunk) or finish
-            usage = shaping.extract_usage(chunk) or usage
+            finish = openai_format.extract_finish(chunk) or finish
+            usage = openai_format.extract_usage(chunk) or usage
             chunk = next(chunks, None)
         if scanner is not None and (rest := scanner.flush()):
             served.append(rest)

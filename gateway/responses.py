@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from gateway import sse
 from gateway.conversation import Tool, ToolCall
+from gateway.protocols import Answer, Shape
 from gateway.responses_input import parse_responses
-from gateway.shapes import Answer, Shape
 from gateway.validation import InferenceRequest
 
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 from django.conf import settings
 
-from gateway import forward, outputs, shaping, stops, toolcalls, toolstream
+from gateway import forward, openai_format, outputs, stops, toolcalls, toolstream
 from gateway.calls import Call, finish_call, make_answer, sending
 from gateway.conversation import AUTO as AUTO_CHOICE
-from gateway.shapes import Shape
+from gateway.protocols import Shape
 from gateway.tokens import estimate_tokens
 from gateway.validation import InferenceRequest
 from pools.client import RouterError
@@ -66,7 +66,7 @@ def read_checked(
             ],
         )
         router_body = complete(call, retry, max_tokens)
-        text, hit = stops.cut(shaping.extract_text(router_body), req.stop)
+        text, hit = stops.cut(openai_format.extract_text(router_body), req.stop)
         reading = outputs.read(
             text, req, template=template_of(call), id_prefix=shape.call_id_prefix
         )
@@ -79,7 +79,7 @@ def read_checked(
 
 
 def _attempt_tokens(call: Call, router_body: dict, text: str) -> int:
-    usage = shaping.extract_usage(router_body)
+    usage = openai_format.extract_usage(router_body)
     return sum(usage) if usage else call.prompt_tokens + estimate_tokens(text)
 
 
@@ -122,15 +122,15 @@ def tool_stream_body(
         call.ttfb_ms = call.elapsed_ms()
         chunk = first
         while chunk is not None:
-            text = shaping.extract_text(chunk)
+            text = openai_format.extract_text(chunk)
             if stop_scanner is not None:
                 text = stop_scanner.feed(text)
             if text:
                 problem = (yield from take(text)) or problem
             if problem is not None or (stop_scanner is not None and stop_scanner.hit is not None):
                 break
-            finish = shaping.extract_finish(chunk) or finish
-            usage = shaping.extract_usage(chunk) or usage
+            finish = openai_format.extract_finish(chunk) or finish
+            usage = openai_format.extract_usage(chunk) or usage
             chunk = next(chunks, None)
         if stop_scanner is not None:
             hit = stop_scanner.hit
@@ -154,8 +154,8 @@ def tool_stream_body(
             )
             if text != "".join(raw):
                 hit = retry_hit
-            raw, usage = [text], shaping.extract_usage(router_body)
-            finish = shaping.extract_finish(router_body) or finish
+            raw, usage = [text], openai_format.extract_usage(router_body)
+            finish = openai_format.extract_finish(router_body) or finish
             if reading.text:
                 sent.append(reading.text)
                 sending(call, len(reading.text))

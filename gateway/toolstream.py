@@ -1,7 +1,7 @@
 """Stream emitters: OpenAI `delta.tool_calls` chunks, Anthropic `tool_use` content blocks
 with `input_json_delta`, Responses' semantic events (gateway/responses.py). Every stream
 is written by one; plain chat and messages text goes through the shapes' own builders
-(gateway/shapes.py).
+(gateway/protocols.py).
 
 An emitter knows where the stream stands (which Anthropic block is open, how many calls
 went out) so text and calls can come in any order.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway import anthropic, responses, shaping, sse
+from gateway import anthropic, openai_format, responses, sse
 from gateway.conversation import ToolCall
 
 
@@ -19,7 +19,7 @@ class ChatEmitter:
     def __init__(self, shape, *, request_id: str, model: str, created: int):
         self.shape = shape
         self.common = {"request_id": request_id, "model": model, "created": created}
-        self.chunk_id = shaping.chat_chunk_id(request_id)
+        self.chunk_id = openai_format.chat_chunk_id(request_id)
         self.sent_calls = 0
 
     def opening(self, *, req, prompt_tokens) -> Iterable[bytes]:
@@ -30,7 +30,7 @@ class ChatEmitter:
 
     def _chunk(self, delta: dict) -> bytes:
         return sse.data_event(
-            shaping.chat_chunk(
+            openai_format.chat_chunk(
                 chunk_id=self.chunk_id,
                 created=self.common["created"],
                 model=self.common["model"],

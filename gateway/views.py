@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
-from gateway import answers, counting, flow, keyaccess, responses, shapes, status
+from gateway import counting, flow, keyaccess, protocols, replies, responses, status
 from pools.catalog import get_catalog
 from portal.errors import PortalError, unknown_url_message
 
@@ -26,7 +26,7 @@ class _GatewayView(APIView):
     authentication_classes = ()
     permission_classes = ()
     content_negotiation_class = _NoNegotiation
-    shape: shapes.Shape
+    shape: protocols.Shape
 
     @extend_schema(exclude=True)
     def post(self, request):
@@ -35,7 +35,7 @@ class _GatewayView(APIView):
     def http_method_not_allowed(self, request, *args, **kwargs):
         """405 in the endpoint's own error shape (Anthropic's under /v1/messages)."""
         err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
-        return answers.error_response(err, style=self.shape.style)
+        return replies.error_response(err, style=self.shape.style)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -46,19 +46,19 @@ class _GatewayView(APIView):
 
 def _anthropic_headers(request, response) -> None:
     """Every answer under /v1/messages carries Anthropic's request-id and rate-limit headers."""
-    answers.with_anthropic_headers(response, request_id=request.request_id, now=timezone.now())
+    replies.with_anthropic_headers(response, request_id=request.request_id, now=timezone.now())
 
 
 class ChatCompletionsView(_GatewayView):
-    shape = shapes.CHAT
+    shape = protocols.CHAT
 
 
 class CompletionsView(_GatewayView):
-    shape = shapes.COMPLETIONS
+    shape = protocols.COMPLETIONS
 
 
 class MessagesView(_GatewayView):
-    shape = shapes.MESSAGES
+    shape = protocols.MESSAGES
 
 
 class ResponsesView(_GatewayView):
@@ -75,7 +75,7 @@ def stored_response(request, response_id, *args, **kwargs):
         " (`store` is ignored). Keep the output you received and send the whole conversation in `input`.",
         param="response_id",
     )
-    return answers.error_response(err)
+    return replies.error_response(err)
 
 
 class CountTokensView(APIView):
@@ -95,12 +95,12 @@ class CountTokensView(APIView):
                 secret=secret, body=flow.read_body(request._request)
             )
         except PortalError as err:
-            return answers.error_response(err, style="anthropic")
-        return answers.json_response({"input_tokens": tokens})
+            return replies.error_response(err, style="anthropic")
+        return replies.json_response({"input_tokens": tokens})
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
-        return answers.error_response(err, style="anthropic")
+        return replies.error_response(err, style="anthropic")
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -112,8 +112,8 @@ class CountTokensView(APIView):
 def unknown_url(request, *args, **kwargs):
     """Every other /v1/ path: a JSON 404 the SDKs can read, DEBUG or not; Anthropic's
     shape under /v1/messages/ (the Anthropic SDK's batches)."""
-    style = shapes.MESSAGES.style if request.path.startswith("/v1/messages/") else "openai"
-    response = answers.error_response(
+    style = protocols.MESSAGES.style if request.path.startswith("/v1/messages/") else "openai"
+    response = replies.error_response(
         PortalError("not_found", unknown_url_message(request)), style=style
     )
     if style == "anthropic":
@@ -134,9 +134,9 @@ class ModelsView(APIView):
         try:
             ctx = keyaccess.key_context(flow.api_key_from(request._request))
         except PortalError as err:
-            return answers.error_response(err)
+            return replies.error_response(err)
         names = keyaccess.usable_names(ctx, get_catalog())
-        return answers.json_response(
+        return replies.json_response(
             {"object": "list", "data": [keyaccess.model_object(name) for name in names]}
         )
 
@@ -156,8 +156,8 @@ class ModelView(APIView):
             if keyaccess.usable_model(ctx, get_catalog(), model_id) is None:
                 raise keyaccess.model_not_found(model_id)
         except PortalError as err:
-            return answers.error_response(err)
-        return answers.json_response(keyaccess.model_object(model_id))
+            return replies.error_response(err)
+        return replies.json_response(keyaccess.model_object(model_id))
 
 
 class HealthView(APIView):
@@ -171,4 +171,4 @@ class HealthView(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        return answers.json_response(status.service_status())
+        return replies.json_response(status.service_status())

@@ -32,7 +32,7 @@ from gateway.anthropic import (
     ping_event,
     text_delta_event,
 )
-from gateway.shaping import usage_dict
+from gateway.openai_format import usage_dict
 from portal.errors import CATALOG
 
 REQUEST_ID = "req_01JD8X3Y4Z5W6V7U8T9S0R1Q2P"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from gateway.answers import _duration, _duration_ms, anthropic_headers
+from gateway.replies import _duration, _duration_ms, anthropic_headers
 from pools.simulator import start_in_thread
 from tests.e2e import seeding
 

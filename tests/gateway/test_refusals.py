@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway import answers, refusals
+from gateway import refusals, replies
 
 ADMIT_LUA = Path(refusals.__file__).with_name("lua") / "admit.lua"
 
@@ -40,6 +40,6 @@ def test_every_refusal_has_a_stable_error():
 
     for refusal in refusals.ORDER:
         assert refusal.code in CATALOG, refusal
-    assert {s: answers.REFUSALS[s][0] for s in answers.REFUSALS} == {
+    assert {s: replies.REFUSALS[s][0] for s in replies.REFUSALS} == {
         r.status: r.code for r in refusals.ORDER if not r.caller
     }

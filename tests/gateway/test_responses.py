@@ -14,7 +14,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from gateway import responses
 from gateway.conversation import OutputFormat, Tool, ToolCall, ToolChoice
 from gateway.responses_input import parse_responses
-from gateway.shapes import Answer
+from gateway.protocols import Answer
 from portal.errors import PortalError
 
 REQUEST_ID = "req_abcdefghijklmnopqrstuvwx"

@@ -11,7 +11,7 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from gateway import sse
-from gateway.shaping import (
+from gateway.openai_format import (
     chat_chunk,
     chat_chunk_id,
     chat_completion,

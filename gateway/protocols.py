@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from gateway import anthropic, messages_request, shaping, sse, validation
+from gateway import anthropic, messages_request, openai_format, sse, validation
 from gateway.conversation import ToolCall
 from gateway.validation import InferenceRequest
 
@@ -40,11 +40,11 @@ class Shape:
 
 
 def _chat_whole(*, request_id, model, created, answer: Answer, router_body, req=None) -> dict:
-    return shaping.chat_completion(
+    return openai_format.chat_completion(
         request_id=request_id,
         model=model,
         router_body=router_body,
-        usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
+        usage=openai_format.usage_dict(answer.prompt_tokens, answer.completion_tokens),
         created=created,
         text=answer.text,
         finish_reason=answer.finish,
@@ -54,16 +54,16 @@ def _chat_whole(*, request_id, model, created, answer: Answer, router_body, req=
 
 def _chat_opening(*, request_id, model, created, req, prompt_tokens) -> Iterable[bytes]:
     yield sse.data_event(
-        shaping.chat_first_chunk(
-            chunk_id=shaping.chat_chunk_id(request_id), created=created, model=model
+        openai_format.chat_first_chunk(
+            chunk_id=openai_format.chat_chunk_id(request_id), created=created, model=model
         )
     )
 
 
 def _chat_piece(*, request_id, model, created, text) -> bytes:
     return sse.data_event(
-        shaping.chat_chunk(
-            chunk_id=shaping.chat_chunk_id(request_id),
+        openai_format.chat_chunk(
+            chunk_id=openai_format.chat_chunk_id(request_id),
             created=created,
             model=model,
             delta={"content": text},
@@ -72,9 +72,9 @@ def _chat_piece(*, request_id, model, created, text) -> bytes:
 
 
 def _chat_closing(*, request_id, model, created, req, answer: Answer) -> Iterable[bytes]:
-    chunk_id = shaping.chat_chunk_id(request_id)
+    chunk_id = openai_format.chat_chunk_id(request_id)
     yield sse.data_event(
-        shaping.chat_chunk(
+        openai_format.chat_chunk(
             chunk_id=chunk_id,
             created=created,
             model=model,
@@ -83,9 +83,11 @@ def _chat_closing(*, request_id, model, created, req, answer: Answer) -> Iterabl
         )
     )
     if req.include_usage:
-        usage = shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens)
+        usage = openai_format.usage_dict(answer.prompt_tokens, answer.completion_tokens)
         yield sse.data_event(
-            shaping.chat_usage_chunk(chunk_id=chunk_id, created=created, model=model, usage=usage)
+            openai_format.chat_usage_chunk(
+                chunk_id=chunk_id, created=created, model=model, usage=usage
+            )
         )
     yield sse.DONE
 
@@ -112,11 +114,11 @@ CHAT = Shape(
 
 
 def _completion_whole(*, request_id, model, created, answer: Answer, router_body, req=None) -> dict:
-    return shaping.text_completion(
+    return openai_format.text_completion(
         request_id=request_id,
         model=model,
         router_body=router_body,
-        usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
+        usage=openai_format.usage_dict(answer.prompt_tokens, answer.completion_tokens),
         created=created,
         text=answer.text,
         finish_reason=answer.finish,
@@ -129,8 +131,8 @@ def _completion_opening(**_) -> Iterable[bytes]:
 
 def _completion_piece(*, request_id, model, created, text) -> bytes:
     return sse.data_event(
-        shaping.completion_chunk(
-            chunk_id=shaping.completion_chunk_id(request_id),
+        openai_format.completion_chunk(
+            chunk_id=openai_format.completion_chunk_id(request_id),
             created=created,
             model=model,
             text=text,
@@ -139,9 +141,9 @@ def _completion_piece(*, request_id, model, created, text) -> bytes:
 
 
 def _completion_closing(*, request_id, model, created, req, answer: Answer) -> Iterable[bytes]:
-    chunk_id = shaping.completion_chunk_id(request_id)
+    chunk_id = openai_format.completion_chunk_id(request_id)
     yield sse.data_event(
-        shaping.completion_chunk(
+        openai_format.completion_chunk(
             chunk_id=chunk_id,
             created=created,
             model=model,
@@ -150,9 +152,9 @@ def _completion_closing(*, request_id, model, created, req, answer: Answer) -> I
         )
     )
     if req.include_usage:
-        usage = shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens)
+        usage = openai_format.usage_dict(answer.prompt_tokens, answer.completion_tokens)
         yield sse.data_event(
-            shaping.completion_usage_chunk(
+            openai_format.completion_usage_chunk(
                 chunk_id=chunk_id, created=created, model=model, usage=usage
             )
         )
@@ -180,7 +182,7 @@ def _messages_whole(*, request_id, model, created, answer: Answer, router_body, 
         model=model,
         text=answer.text,
         finish_reason=answer.finish,
-        usage=shaping.usage_dict(answer.prompt_tokens, answer.completion_tokens),
+        usage=openai_format.usage_dict(answer.prompt_tokens, answer.completion_tokens),
         stop_sequence=answer.stop_sequence,
         tool_calls=answer.tool_calls,
     )
