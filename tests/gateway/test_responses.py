@@ -13,8 +13,8 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from gateway import responses
 from gateway.conversation import OutputFormat, Tool, ToolCall, ToolChoice
-from gateway.responses_input import parse_responses
 from gateway.protocols import Answer
+from gateway.responses_input import parse_responses
 from portal.errors import PortalError
 
 REQUEST_ID = "req_abcdefghijklmnopqrstuvwx"
