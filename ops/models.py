@@ -28,6 +28,9 @@ class AccessPause(models.Model):
         db_table = "access_pause"
         verbose_name = "global access pause"
         verbose_name_plural = "global access pause"
+        # The ops dashboard's own permission (ops.views.dashboard): staff see it only when
+        # granted it (directly or through a group); superusers have every permission.
+        permissions = [("view_dashboard", "Can view the ops dashboard")]
 
     def __str__(self) -> str:
         return "paused" if self.active else "serving"

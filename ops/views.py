@@ -1,6 +1,7 @@
 """The ops dashboard (staff only, inside the admin)."""
 
 from django.contrib import admin
+from django.contrib.auth.decorators import permission_required
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -8,8 +9,10 @@ from ops import charts
 from ops.dashboard import dashboard_build
 
 
+@permission_required("ops.view_dashboard", raise_exception=True)
 def dashboard(request):
-    """Wrapped by `admin.site.admin_view` in portal/urls.py: staff only, never cached."""
+    """Wrapped by `admin.site.admin_view` in portal/urls.py: staff only, never cached; and
+    only staff with the `ops.view_dashboard` permission (403 for the others)."""
     board = dashboard_build(now=timezone.now())
     per_minute = [(m.at, m.requests) for m in board.minutes]
     context = {

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -107,6 +109,19 @@ def test_staff_without_change_permission_sees_keys_but_no_controls(viewer_user, 
     )
     assert ApiKey.objects.get(pk=key.key.pk).status == "active"
     assert client.get("/admin/ops/accesspause/").status_code == 403
+
+
+def test_the_ops_dashboard_needs_its_own_permission(viewer_user):
+    """Staff status alone does not show the dashboard: `ops.view_dashboard` does."""
+    client = Client()
+    client.force_login(viewer_user)
+    assert client.get("/admin/ops/dashboard/").status_code == 403
+    assert b"Ops dashboard</a>" not in client.get(changelist("apikeys.apikey")).content
+
+    viewer_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    client.force_login(get_user_model().objects.get(pk=viewer_user.pk))  # fresh permission cache
+    assert client.get("/admin/ops/dashboard/").status_code == 200
+    assert b"Ops dashboard</a>" in client.get(changelist("apikeys.apikey")).content
 
 
 # --- controls ask for a reason and audit it ----------------------------------------------------
