@@ -1,194 +1,20 @@
-"""Identity-provider stand-ins: signing keys, a JWKS endpoint served by `responses`, token makers."""
+"""Every accounts test starts with a fresh JWKS cache on a clock it moves by hand; `dev`
+switches to the dev auth provider. The identity-provider fixtures themselves (keys,
+`jwks_server`, `clerk`, `supabase`, `idp`) are in tests/conftest.py, their helpers in
+tests/support/identity.py."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import time
-import uuid
-from dataclasses import dataclass
-
-import jwt
 import pytest
-import responses
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-
-from accounts import jwks
-
-CLERK_ISSUER = "https://clerk.example.test"
-CLERK_JWKS_URL = f"{CLERK_ISSUER}/.well-known/jwks.json"
-CLERK_APP = "https://app.example.test"
-SUPABASE_URL = "https://project.supabase.test"
-SUPABASE_ISSUER = f"{SUPABASE_URL}/auth/v1"
-SUPABASE_JWKS_URL = f"{SUPABASE_ISSUER}/.well-known/jwks.json"
-SUPABASE_SECRET = "supabase-legacy-jwt-secret-at-least-32-bytes"
-
-
-@dataclass
-class Signer:
-    """A private key with the kid and alg an identity provider would publish it under."""
-
-    kid: str
-    alg: str
-    private_key: object
-
-    def public_jwk(self) -> dict:
-        algorithm = RSAAlgorithm if self.alg.startswith("RS") else ECAlgorithm
-        document = algorithm.to_jwk(self.private_key.public_key(), as_dict=True)
-        return {**document, "kid": self.kid, "alg": self.alg, "use": "sig"}
-
-    def public_pem(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    def sign(self, claims: dict, *, kid: str | None = None) -> str:
-        return jwt.encode(
-            claims, self.private_key, algorithm=self.alg, headers={"kid": kid or self.kid}
-        )
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unsigned_token(claims: dict, *, header: dict | None = None) -> str:
-    """An `alg: none` token, built by hand since PyJWT will not produce one with a key."""
-    header = header or {"alg": "none", "typ": "JWT"}
-    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
-
-
-def hs256_token(claims: dict, *, secret: bytes, kid: str | None = None) -> str:
-    """An HS256 token signed by hand, so any bytes (even a public key PEM) can be the secret."""
-    header = {"alg": "HS256", "typ": "JWT", **({"kid": kid} if kid else {})}
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(signature)}"
-
-
-@pytest.fixture(scope="session")
-def key_a() -> Signer:
-    return Signer("key-a", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-@pytest.fixture(scope="session")
-def key_b() -> Signer:
-    return Signer("key-b", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-@pytest.fixture(scope="session")
-def ec_key() -> Signer:
-    return Signer("key-ec", "ES256", ec.generate_private_key(ec.SECP256R1()))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)
-def jwks_clock(monkeypatch) -> FakeClock:
-    """A fresh JWKS cache per test, on a clock the test moves by hand."""
-    clock = FakeClock()
-    jwks.clear_cache()
-    monkeypatch.setattr(jwks, "_clock", clock)
-    yield clock
-    jwks.clear_cache()
-
-
-@dataclass
-class JWKSServer:
-    mock: responses.RequestsMock
-
-    def serve(self, url: str, *signers: Signer) -> None:
-        """Publish `signers`' public keys at `url`, replacing what was there."""
-        self.mock.upsert(responses.GET, url, json={"keys": [s.public_jwk() for s in signers]})
-
-    def fail(self, url: str, *, status: int = 503) -> None:
-        self.mock.upsert(responses.GET, url, status=status)
-
-    def calls(self, url: str) -> int:
-        return sum(1 for call in self.mock.calls if call.request.url == url)
+def _jwks_on_a_fake_clock(jwks_clock):
+    """`jwks_clock` (tests/conftest.py) for every test here, asked for by name or not."""
+    return jwks_clock
 
 
 @pytest.fixture
-def jwks_server():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield JWKSServer(mock)
-
-
-@dataclass
-class Provider:
-    """One configured identity provider: its JWKS URL and a maker of valid-by-default tokens."""
-
-    name: str
-    jwks_url: str
-    base_claims: dict
-    signer: Signer
-
-    def claims(self, **overrides) -> dict:
-        now = int(time.time())
-        claims = {**self.base_claims, "iat": now, "nbf": now, "exp": now + 300}
-        for claim, value in overrides.items():
-            if value is None:
-                claims.pop(claim, None)
-            else:
-                claims[claim] = value
-        return claims
-
-    def token(self, *, signer: Signer | None = None, kid: str | None = None, **overrides) -> str:
-        return (signer or self.signer).sign(self.claims(**overrides), kid=kid)
-
-
-@pytest.fixture
-def clerk(settings, jwks_server, key_a) -> Provider:
-    settings.AUTH_PROVIDER = "clerk"
-    settings.CLERK_ISSUER = CLERK_ISSUER
-    settings.CLERK_JWKS_URL = CLERK_JWKS_URL
-    settings.CLERK_AUTHORIZED_PARTIES = [CLERK_APP]
-    jwks_server.serve(CLERK_JWKS_URL, key_a)
-    claims = {
-        "iss": CLERK_ISSUER,
-        "sub": "user_2clerk",
-        "azp": CLERK_APP,
-        "sid": "sess_123",
-        "email": "clerk@example.com",
-        "name": "Clerk User",
-    }
-    return Provider("clerk", CLERK_JWKS_URL, claims, key_a)
-
-
-@pytest.fixture
-def supabase(settings, jwks_server, key_a, ec_key) -> Provider:
-    settings.AUTH_PROVIDER = "supabase"
-    settings.SUPABASE_URL = SUPABASE_URL
-    settings.SUPABASE_ISSUER = SUPABASE_ISSUER
-    settings.SUPABASE_JWKS_URL = SUPABASE_JWKS_URL
-    settings.SUPABASE_JWT_AUDIENCE = "authenticated"
-    settings.SUPABASE_JWT_SECRET = ""
-    jwks_server.serve(SUPABASE_JWKS_URL, key_a, ec_key)
-    claims = {
-        "iss": SUPABASE_ISSUER,
-        "aud": "authenticated",
-        "sub": str(uuid.UUID(int=7)),
-        "role": "authenticated",
-        "email": "supa@example.com",
-        "user_metadata": {"full_name": "Supa User"},
-    }
-    return Provider("supabase", SUPABASE_JWKS_URL, claims, key_a)
-
-
-@pytest.fixture(params=["clerk", "supabase"])
-def idp(request) -> Provider:
-    """Each JWKS-backed provider in turn."""
-    return request.getfixturevalue(request.param)
+def dev(settings):
+    """Dashboard tokens from the dev provider (test_tokens.py's own also pins the secret)."""
+    settings.AUTH_PROVIDER = "dev"

@@ -10,12 +10,11 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, Organization, OrganizationMember, Plan, PlanSubscription
 from accounts.services import period_containing
-from tests.ops.conftest import staff_client, staff_user  # noqa: F401  (shared fixtures)
 
 pytestmark = pytest.mark.django_db
 
 
-def test_the_admin_index_names_every_model_in_plain_english(staff_client):  # noqa: F811
+def test_the_admin_index_names_every_model_in_plain_english(staff_client):
     page = staff_client.get("/admin/").content.decode()
 
     for label in [
@@ -33,7 +32,7 @@ def test_the_admin_index_names_every_model_in_plain_english(staff_client):  # no
     assert page.count(">Users<") == 1 and page.count(">Customer users<") == 1
 
 
-def test_staff_add_a_membership_with_org_user_and_role_only(staff_client, alice, bob_org):  # noqa: F811
+def test_staff_add_a_membership_with_org_user_and_role_only(staff_client, alice, bob_org):
     form = staff_client.get("/admin/accounts/organizationmember/add/").content.decode()
     assert 'name="created_at' not in form
 
@@ -49,7 +48,7 @@ def test_staff_add_a_membership_with_org_user_and_role_only(staff_client, alice,
     assert before <= membership.created_at <= timezone.now() + timedelta(seconds=1)
 
 
-def test_staff_add_a_member_from_the_organization_page(staff_client, alice, bob, bob_org):  # noqa: F811
+def test_staff_add_a_member_from_the_organization_page(staff_client, alice, bob, bob_org):
     owner = OrganizationMember.objects.get(org=bob_org, user=bob)
     subscription = bob_org.subscriptions.get()
     form = {
@@ -81,7 +80,7 @@ ADD_ORG = "/admin/accounts/organization/add/"
 NO_MEMBERS = {"memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
 
 
-def test_staff_create_an_organization_with_a_name_on_the_free_plan(staff_client):  # noqa: F811
+def test_staff_create_an_organization_with_a_name_on_the_free_plan(staff_client):
     form = staff_client.get(ADD_ORG).content.decode()
     for field in ["created_at", "updated_at", "status", "personal_for", "subscriptions-"]:
         assert f'name="{field}' not in form, field
@@ -121,7 +120,7 @@ def test_staff_create_an_organization_with_a_name_on_the_free_plan(staff_client)
     assert staff_client.get(f"/admin/accounts/organization/{org.pk}/change/").status_code == 200
 
 
-def test_an_owner_added_with_the_org_issues_keys_on_its_plan(staff_client, api, alice):  # noqa: F811
+def test_an_owner_added_with_the_org_issues_keys_on_its_plan(staff_client, api, alice):
     pro = Plan.objects.get(code="pro")
 
     response = staff_client.post(
@@ -150,7 +149,7 @@ def test_an_owner_added_with_the_org_issues_keys_on_its_plan(staff_client, api, 
     assert created.status_code == 201, created.content
 
 
-def test_a_taken_slug_is_refused_and_nothing_is_created(staff_client, bob_org):  # noqa: F811
+def test_a_taken_slug_is_refused_and_nothing_is_created(staff_client, bob_org):
     free = Plan.objects.get(code="free")
 
     response = staff_client.post(
@@ -163,7 +162,7 @@ def test_a_taken_slug_is_refused_and_nothing_is_created(staff_client, bob_org): 
     assert not AuditEvent.objects.filter(action="org.create").exists()
 
 
-def test_renaming_an_org_keeps_its_plan_and_moves_updated_at(staff_client, bob, bob_org):  # noqa: F811
+def test_renaming_an_org_keeps_its_plan_and_moves_updated_at(staff_client, bob, bob_org):
     owner = OrganizationMember.objects.get(org=bob_org, user=bob)
     subscription = bob_org.subscriptions.get()
     created_at, updated_at = bob_org.created_at, bob_org.updated_at

@@ -14,14 +14,10 @@ from accounts import services
 from accounts.models import OrganizationMember, PlanSubscription, User
 from accounts.services import Identity, user_get_or_provision
 from accounts.signing import mint_dev_token
-from tests.accounts.conftest import unsigned_token
+from tests.support.errors import assert_stable_error
+from tests.support.identity import unsigned_token
 
 ME = "/api/v1/me"
-
-
-@pytest.fixture
-def dev(settings):
-    settings.AUTH_PROVIDER = "dev"
 
 
 def get_me(token: str | None = None, *, header: str | None = None):
@@ -34,12 +30,7 @@ def get_me(token: str | None = None, *, header: str | None = None):
 
 
 def assert_unauthorized(response, code: str) -> None:
-    assert response.status_code == 401, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
-    assert body["error"]["type"] == "authentication_error"
+    assert_stable_error(response, status=401, code=code, type_="authentication_error")
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
 
 

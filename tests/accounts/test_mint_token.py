@@ -17,11 +17,6 @@ def mint(*args: str) -> list[str]:
     return out.getvalue().strip().splitlines()
 
 
-@pytest.fixture
-def dev(settings):
-    settings.AUTH_PROVIDER = "dev"
-
-
 def test_last_line_is_a_token_for_the_email(dev):
     lines = mint("Ann@Example.com", "--name", "Ann")
 

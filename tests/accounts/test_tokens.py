@@ -14,7 +14,7 @@ from accounts.services import Identity
 from accounts.signing import mint_dev_token
 from accounts.tokens import verify_dashboard_token
 from portal.errors import PortalError
-from tests.accounts.conftest import SUPABASE_SECRET, b64url, hs256_token, unsigned_token
+from tests.support.identity import SUPABASE_SECRET, b64url, hs256_token, unsigned_token
 
 
 def rejected(raw: str, code: str = "invalid_token") -> PortalError:

@@ -1,12 +1,14 @@
-"""The fake Unkey (in process), and the live-process fixtures and hooks of tests/e2e for the
-Unkey tests that drive gateway processes (shared rather than copied, as tests/ops does)."""
+"""The fake Unkey in process (`tests/support/unkey_fake.py`): the Portal on KEY_PROVIDER=unkey,
+its SDK answered by a FakeUnkey. (The fake over HTTP for live gateways, `unkey_server`, and
+the live-process fixtures are in tests/conftest.py.)"""
 
-from tests.e2e.conftest import (  # noqa: F401
-    gateway,
-    pytest_runtest_makereport,
-    pytest_runtest_setup,
-    simulator_pool,
-    simulators,
-    unkey_server,
-)
-from tests.unkey_fake import unkey_fake  # noqa: F401
+from __future__ import annotations
+
+import pytest
+
+from tests.support.unkey_fake import in_process_unkey
+
+
+@pytest.fixture
+def unkey_fake(settings):
+    yield from in_process_unkey(settings)

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from apikeys import material
 from apikeys.models import ApiKey
-from tests.apikeys.factories import issue_key
-from tests.portal.stable_errors import assert_error
+from tests.factories.apikeys import issue_key
+from tests.support.errors import assert_stable_error
 
 
 def keys_url(org) -> str:
@@ -147,7 +147,9 @@ def test_patch_with_nothing_to_change_is_400(client, alice, alice_org):
 
     response = client.patch(key_url(alice_org, issued.key.pk), {}, format="json")
 
-    assert_error(response, status=400, code="invalid_request_error", type_="invalid_request_error")
+    assert_stable_error(
+        response, status=400, code="invalid_request_error", type_="invalid_request_error"
+    )
 
 
 # --- revoke, rotate ------------------------------------------------------------------
@@ -195,7 +197,7 @@ def test_rotating_a_revoked_key_is_400(client, alice, alice_org):
 
     response = client.post(f"{key_url(alice_org, issued.key.pk)}/rotate")
 
-    assert_error(response, status=400, code="invalid_request_error")
+    assert_stable_error(response, status=400, code="invalid_request_error")
 
 
 # --- validation ----------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_rotating_a_revoked_key_is_400(client, alice, alice_org):
 def test_invalid_create_is_400_naming_the_field(client, alice_org, body, param):
     response = client.post(keys_url(alice_org), body, format="json")
 
-    assert_error(
+    assert_stable_error(
         response,
         status=400,
         code="invalid_request_error",
@@ -242,7 +244,7 @@ def test_a_bad_model_name_is_400_naming_the_entry(client, alice_org):
         format="json",
     )
 
-    error = assert_error(
+    error = assert_stable_error(
         response, status=400, code="invalid_request_error", type_="invalid_request_error"
     )
     assert error["param"] in {"allowed_models.1", "allowed_models[1]"}
@@ -254,14 +256,14 @@ def test_invalid_patch_is_400_naming_the_field(client, alice, alice_org):
 
     response = client.patch(key_url(alice_org, issued.key.pk), {"name": "x" * 101}, format="json")
 
-    assert_error(response, status=400, code="invalid_request_error", param="name")
+    assert_stable_error(response, status=400, code="invalid_request_error", param="name")
     assert ApiKey.objects.get(pk=issued.key.pk).name == "keep"
 
 
 def test_malformed_json_is_400(client, alice_org):
     response = client.post(keys_url(alice_org), data='{"name": ', content_type="application/json")
 
-    assert_error(
+    assert_stable_error(
         response, status=400, code="invalid_json", type_="invalid_request_error", param=None
     )
     assert not ApiKey.objects.filter(org=alice_org).exists()
@@ -272,7 +274,7 @@ def test_a_form_body_is_415(client, alice_org):
         keys_url(alice_org), data="name=ci", content_type="application/x-www-form-urlencoded"
     )
 
-    assert_error(response, status=415, code="unsupported_media_type")
+    assert_stable_error(response, status=415, code="unsupported_media_type")
 
 
 # --- the plan's key cap ------------------------------------------------------------------
@@ -285,7 +287,9 @@ def test_a_key_past_the_plan_cap_is_409(client, alice, alice_org):
 
     response = client.post(keys_url(alice_org), {"name": "one too many"}, format="json")
 
-    assert_error(response, status=409, code="key_limit_reached", type_="invalid_request_error")
+    assert_stable_error(
+        response, status=409, code="key_limit_reached", type_="invalid_request_error"
+    )
     assert ApiKey.objects.filter(org=alice_org).count() == cap
 
 
@@ -328,7 +332,7 @@ def test_portal_api_keys_delete_of_another_users_key_is_404(client, bob, bob_org
 
     response = client.delete(f"/portal/api-keys/{theirs.key.pk}")
 
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")
     assert ApiKey.objects.get(pk=theirs.key.pk).status == ApiKey.Status.ACTIVE
 
 
@@ -339,7 +343,7 @@ def test_portal_api_keys_create_respects_the_cap(client, alice, alice_org):
 
     response = client.post("/portal/api-keys", {"name": "one too many"}, format="json")
 
-    assert_error(response, status=409, code="key_limit_reached")
+    assert_stable_error(response, status=409, code="key_limit_reached")
 
 
 # --- request ids --------------------------------------------------------------------

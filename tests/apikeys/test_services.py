@@ -14,8 +14,8 @@ from apikeys import material, services
 from apikeys.authcache import key_generation_key
 from apikeys.models import ApiKey
 from portal.errors import PortalError
-from tests.apikeys.factories import issue_key
-from tests.conftest import IN_CI
+from tests.factories.apikeys import issue_key
+from tests.support.ci import IN_CI
 
 
 def cap_of(org) -> int:

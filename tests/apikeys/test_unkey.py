@@ -19,10 +19,10 @@ from apikeys import material, services, unkey
 from apikeys.models import ApiKey
 from apikeys.providers import get_provider
 from metering.models import RequestLog
-from pools.simulator import start_in_thread
 from portal.errors import PortalError
-from tests.e2e import seeding
-from tests.unkey_fake import FakeUnkey, FakeUnkeyServer, use_unkey
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.unkey_fake import FakeUnkey, FakeUnkeyServer, use_unkey
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +30,9 @@ MESSAGES = [{"role": "user", "content": "Who am I?"}]
 
 
 @pytest.fixture
-def router():
-    url, stop = start_in_thread(quiet=True)
-    yield url
-    stop()
-
-
-@pytest.fixture
-def tenant(unkey_fake, router):
+def tenant(unkey_fake, router_url):
     """A loose-plan tenant whose one key Unkey issued, and a catalog to spend it on."""
-    seeding.catalog(router_urls=[router])
+    seeding.catalog(router_urls=[router_url])
     return seeding.tenant()
 
 
@@ -57,11 +50,8 @@ def models(secret: str):
 
 
 def refused(response) -> tuple[int, str, str]:
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, (
-        body
-    )
-    return response.status_code, body["error"]["code"], body["error"]["type"]
+    error = assert_stable_error(response.json())
+    return response.status_code, error["code"], error["type"]
 
 
 def stored_text() -> str:
@@ -240,8 +230,8 @@ def test_an_unknown_code_is_logged(unkey_fake, tenant, caplog):
     assert tenant.secret not in caplog.text
 
 
-def test_rate_limited_is_a_429_with_unkeys_limit_and_retry_after(unkey_fake, router):
-    seeding.catalog(router_urls=[router])
+def test_rate_limited_is_a_429_with_unkeys_limit_and_retry_after(unkey_fake, router_url):
+    seeding.catalog(router_urls=[router_url])
     tight = seeding.tenant(on_plan=seeding.plan("tight", requests_per_minute=2))
     chat(tight.secret), chat(tight.secret)
 
@@ -280,8 +270,8 @@ def test_a_key_that_is_not_an_unkey_key_is_refused_without_asking_unkey(unkey_fa
     assert not unkey_fake.calls_to("keys.verifyKey")
 
 
-def test_keys_issued_locally_before_the_switch_keep_working(settings, router):
-    seeding.catalog(router_urls=[router])
+def test_keys_issued_locally_before_the_switch_keep_working(settings, router_url):
+    seeding.catalog(router_urls=[router_url])
     local = seeding.tenant()  # KEY_PROVIDER is local here
     fake = FakeUnkey()
     use_unkey(settings)
@@ -360,11 +350,11 @@ OUTAGES = ["timeout", "down", 500, 502, 503, 429]
 
 
 @pytest.mark.parametrize("outage", OUTAGES)
-def test_fail_closed_answers_503_and_asks_unkey_once(unkey_fake, tenant, router, outage):
+def test_fail_closed_answers_503_and_asks_unkey_once(unkey_fake, tenant, router_url, outage):
     assert chat(tenant.secret).status_code == 200
     unkey_fake.outage = outage
     before = len(unkey_fake.calls)
-    served = _completions(router)
+    served = _completions(router_url)
 
     response = chat(tenant.secret)
 
@@ -374,7 +364,7 @@ def test_fail_closed_answers_503_and_asks_unkey_once(unkey_fake, tenant, router,
         RequestLog.objects.get(request_id=response["x-request-id"]).error_code
         == "key_service_unavailable"
     )
-    assert _completions(router) == served
+    assert _completions(router_url) == served
     assert len(unkey_fake.calls) - before == (
         0 if outage in ("timeout", "down") else 1
     )  # no retries
@@ -385,10 +375,10 @@ def test_fail_closed_answers_503_and_asks_unkey_once(unkey_fake, tenant, router,
 
 @pytest.mark.parametrize("outage", OUTAGES)
 def test_fail_open_admits_keys_verified_lately_and_nothing_else(
-    unkey_fake, settings, router, outage
+    unkey_fake, settings, router_url, outage
 ):
     settings.UNKEY_FAILURE_MODE = "open"
-    seeding.catalog(router_urls=[router])
+    seeding.catalog(router_urls=[router_url])
     seen = seeding.tenant("seen@example.com")
     unseen = seeding.tenant("unseen@example.com")
     assert chat(seen.secret).status_code == 200
@@ -478,7 +468,7 @@ def test_authenticate_never_raises_anything_but_a_portal_error(unkey_fake, tenan
     assert info.value.code == "key_service_unavailable"
 
 
-def _completions(router: str) -> int:
+def _completions(router_url: str) -> int:
     import requests
 
-    return requests.get(f"{router}/_sim/stats", timeout=5).json()["completions"]
+    return requests.get(f"{router_url}/_sim/stats", timeout=5).json()["completions"]

@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from apikeys import unkey
 from apikeys.services import api_key_revoke
-from tests.e2e import seeding
-from tests.e2e.wire import assert_stable_error
-from tests.unkey_fake import use_unkey
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.unkey_fake import use_unkey
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -23,9 +23,9 @@ import redis
 import requests
 from django.conf import settings
 
-from tests.conftest import IN_CI
-from tests.deploy import chromium, readme
-from tests.e2e.processes import Process
+from tests.support import chromium, readme
+from tests.support.ci import IN_CI
+from tests.support.processes import Process
 
 ROOT = Path(settings.BASE_DIR)
 ARTIFACTS = ROOT / "test-artifacts"

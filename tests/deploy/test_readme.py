@@ -16,8 +16,8 @@ import requests
 import yaml
 from django.conf import settings
 
-from tests.deploy import readme
-from tests.e2e.processes import Process, free_port
+from tests.support import readme
+from tests.support.processes import Process, free_port
 
 ROOT = Path(settings.BASE_DIR)
 

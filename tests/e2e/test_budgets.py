@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from gateway.demo import seed_demo
 from metering.models import RequestLog, UsageEvent
-from tests.e2e import seeding
-from tests.e2e.wire import REQUEST_ID, assert_stable_error
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.wire import REQUEST_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

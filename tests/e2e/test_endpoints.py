@@ -16,9 +16,10 @@ from accounts.models import Organization
 from apikeys.services import api_key_create
 from gateway.demo import seed_demo
 from metering.models import UsageEvent
-from tests.e2e import seeding
-from tests.e2e.processes import GatewayServer, Simulator
-from tests.e2e.wire import assert_stable_error, eventually
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.processes import GatewayServer, Simulator
+from tests.support.wire import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,21 +14,12 @@ from accounts.services import org_change_plan
 from apikeys.services import api_key_revoke
 from metering.models import UsageEvent
 from pools.services import model_set_status
-from tests.e2e import seeding
-from tests.e2e.wire import assert_stable_error, eventually
+from tests.factories import seeding
+from tests.support.concurrency import at_once
+from tests.support.errors import assert_stable_error
+from tests.support.wire import CHAT_MESSAGES, chat, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-MESSAGES = [{"role": "user", "content": "Am I within my limits?"}]
-
-
-def chat(server, secret: str, **body) -> requests.Response:
-    return requests.post(
-        f"{server.url}/v1/chat/completions",
-        json={"model": seeding.MODEL, "messages": MESSAGES, "max_tokens": 4, **body},
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=30,
-    )
 
 
 def complete(server, secret: str, *, prompt: str, max_tokens: int) -> requests.Response:
@@ -39,18 +29,6 @@ def complete(server, secret: str, *, prompt: str, max_tokens: int) -> requests.R
         headers={"Authorization": f"Bearer {secret}"},
         timeout=30,
     )
-
-
-def at_once(calls: list) -> list[requests.Response]:
-    """Run the calls concurrently, released together by a barrier."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def warm(servers, secret: str) -> None:
@@ -116,7 +94,7 @@ def test_chat_requests_never_overspend_the_allowance_either(simulators, gateway)
     seeding.catalog(router_urls=[router.url])
     probe = chat(server, seeding.tenant("probe@example.com").secret).json()["usage"]["total_tokens"]
     reserved = (
-        len(MESSAGES[0]["content"]) + 3
+        len(CHAT_MESSAGES[0]["content"]) + 3
     ) // 4 + 4  # what the gateway reserves: text + max_tokens
     # Room for 8 requests as served plus one reservation: a 9th is admitted, and it must fit.
     allowance = 8 * probe + reserved + 1

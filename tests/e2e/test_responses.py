@@ -10,12 +10,9 @@ import openai
 import pydantic
 import pytest
 import requests
-from django.utils import timezone
 
-from gateway.demo import seed_demo
 from metering.models import RequestLog, UsageEvent
-from tests.e2e import seeding
-from tests.e2e.wire import eventually
+from tests.support.wire import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -33,18 +30,6 @@ WEATHER = {
 }
 ASK = "What is the weather in Paris?"
 MODELS = ["default", "qwen"]
-
-
-@pytest.fixture
-def agent(simulators, gateway):
-    sims = simulators(1)
-    server = gateway()
-    seeding.ensure_seed_plans()
-    demo = seed_demo(router_urls=[sims[0].url], router_key="", now=timezone.now())
-    client = openai.OpenAI(
-        base_url=f"{server.url}/v1", api_key=demo.api_key, max_retries=0, timeout=20
-    )
-    return client, sims[0], server, demo
 
 
 def request_id(response) -> str:

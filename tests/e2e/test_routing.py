@@ -11,9 +11,10 @@ import requests
 from infra import fastkeys
 from metering.models import RequestLog, UsageEvent
 from pools.services import pool_set_status
-from tests.e2e import seeding
-from tests.e2e.processes import dead_url
-from tests.e2e.wire import assert_stable_error, eventually, sse_events, stream_payloads
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.processes import dead_url
+from tests.support.wire import eventually, sse_events, stream_payloads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -23,9 +23,10 @@ from gateway.demo import seed_demo
 from metering.models import RequestLog, UsageEvent
 from metering.pricing import price_micro_usd
 from pools.models import Model
-from tests.e2e import seeding
-from tests.e2e.processes import GatewayServer, Simulator, dead_url
-from tests.e2e.wire import REQUEST_ID, assert_stable_error, eventually
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.processes import GatewayServer, Simulator, dead_url
+from tests.support.wire import REQUEST_ID, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -78,9 +79,7 @@ def live(simulators, gateway):
     return start
 
 
-def expect_error(
-    exc_type: type[Exception], call, *, status: int, code: str, param: str | None = None
-):
+def expect_error(exc_type: type[Exception], call, *, status: int, code: str, param: object = ...):
     """The call raises `exc_type` with the stable body; returns the exception."""
     with pytest.raises(exc_type) as info:
         call()

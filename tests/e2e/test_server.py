@@ -13,9 +13,9 @@ import pytest
 
 from metering.models import RequestLog
 from pools.catalog import catalog_bump_version
-from tests.e2e import seeding
-from tests.e2e.test_limits import at_once, chat
-from tests.e2e.wire import eventually
+from tests.factories import seeding
+from tests.support.concurrency import at_once
+from tests.support.wire import chat, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

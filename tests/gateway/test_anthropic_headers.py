@@ -11,20 +11,12 @@ import pytest
 from django.test import Client
 
 from gateway.replies import _duration, _duration_ms, anthropic_headers
-from pools.simulator import start_in_thread
-from tests.e2e import seeding
+from tests.factories import seeding
 
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "Which headers do I get?"}]
 RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
-
-
-@pytest.fixture
-def router_url():
-    url, stop = start_in_thread(quiet=True)
-    yield url
-    stop()
 
 
 def post(path: str, secret: str, body: dict):

@@ -18,8 +18,8 @@ from metering.models import RequestLog, UsageEvent
 from pools.catalog import ModelEntry
 from pools.services import model_create
 from pools.simulator import start_in_thread
-from tests.e2e import seeding
-from tests.portal.stable_errors import assert_error
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +94,7 @@ def test_prompt_plus_max_tokens_over_the_window_is_400_and_spends_nothing(
     ]
 
     for response in refused:
-        error = assert_error(
+        error = assert_stable_error(
             response,
             status=400,
             code="context_length_exceeded",
@@ -117,7 +117,10 @@ def test_prompt_plus_max_tokens_over_the_window_is_400_and_spends_nothing(
     # Neither refusal counted against the Portal's limits or the allowance, nor reserved tokens.
     fits = chat(tenant.secret, messages=messages, max_tokens=too_many - 1)
     assert fits.status_code == 200, fits.content
-    assert int(fits["x-ratelimit-remaining-tokens"]) == seeding._LOOSE["tokens_per_minute"] - WINDOW
+    assert (
+        int(fits["x-ratelimit-remaining-tokens"])
+        == seeding.LOOSE_LIMITS["tokens_per_minute"] - WINDOW
+    )
     assert allowance_counters(fast_state) == {"r": 1, "t": fits.json()["usage"]["total_tokens"]}
     if (
         key_provider is None
@@ -140,7 +143,9 @@ def test_a_prompt_that_fills_the_window_alone_is_refused_without_max_tokens(smal
 
     response = chat(tenant.secret, messages=long)
 
-    error = assert_error(response, status=400, code="context_length_exceeded", param="messages")
+    error = assert_stable_error(
+        response, status=400, code="context_length_exceeded", param="messages"
+    )
     prompt = estimate_tokens(render_prompt("chatml", long))
     assert error["message"] == (
         f"This model's maximum context length is {WINDOW} tokens. However, your messages resulted in {prompt}"
@@ -168,7 +173,9 @@ def test_text_completions_name_the_prompt_and_anthropic_messages_get_their_shape
         },
     )
 
-    error = assert_error(completion, status=400, code="context_length_exceeded", param="prompt")
+    error = assert_stable_error(
+        completion, status=400, code="context_length_exceeded", param="prompt"
+    )
     assert "(390 in the prompt, 20 in the completion)" in error["message"]
     assert message.status_code == 400
     body = message.json()
@@ -185,8 +192,8 @@ def test_key_checks_come_before_the_window(small_model):
 
     response = chat(tenant.secret, max_tokens=WINDOW)
 
-    assert_error(response, status=403, code="model_not_allowed")
-    assert_error(
+    assert_stable_error(response, status=403, code="model_not_allowed")
+    assert_stable_error(
         chat("ctr_live_" + "A" * 43, max_tokens=WINDOW), status=401, code="invalid_api_key"
     )
 
@@ -214,7 +221,7 @@ def test_without_max_tokens_the_answer_may_fill_the_rest_of_the_window(small_mod
     # The reservation was the whole worst case: prompt plus the default allowance.
     assert (
         int(filled["x-ratelimit-remaining-tokens"])
-        == seeding._LOOSE["tokens_per_minute"] - (PROMPT + MAX_OUTPUT) - WINDOW
+        == seeding.LOOSE_LIMITS["tokens_per_minute"] - (PROMPT + MAX_OUTPUT) - WINDOW
     )
 
 

@@ -11,8 +11,8 @@ from django.test import Client
 from gateway.templates import render_prompt
 from gateway.tokens import estimate_tokens
 from metering.models import RequestLog, UsageEvent
-from pools.simulator import start_in_thread
-from tests.e2e import seeding
+from tests.factories import seeding
+from tests.support.errors import assert_anthropic_error
 
 pytestmark = pytest.mark.django_db
 
@@ -28,13 +28,6 @@ MESSAGES = [
 ]  # a block list too
 
 
-@pytest.fixture
-def router_url():
-    url, stop = start_in_thread(quiet=True)
-    yield url
-    stop()
-
-
 def post(path: str, secret: str | None, body: dict):
     headers = {"HTTP_X_API_KEY": secret} if secret else {}
     return Client().post(path, data=json.dumps(body), content_type="application/json", **headers)
@@ -44,14 +37,6 @@ def count(secret: str | None, **body):
     return post(
         "/v1/messages/count_tokens", secret, {"model": seeding.MODEL, "messages": MESSAGES, **body}
     )
-
-
-def assert_anthropic_error(response, status: int, type_: str) -> str:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["type"] == "error" and body["error"]["type"] == type_, body
-    assert response["x-request-id"].startswith("req_")
-    return body["error"]["message"]
 
 
 def test_count_is_the_rendered_prompt_the_router_is_sent_and_bills(router_url):

@@ -18,8 +18,8 @@ from gateway.tokens import estimate_tokens
 from metering.models import RequestLog, UsageEvent
 from pools.services import pool_set_status
 from pools.simulator import start_in_thread
-from tests.e2e import seeding
-from tests.e2e.wire import eventually
+from tests.factories import seeding
+from tests.support.wire import eventually
 
 pytestmark = pytest.mark.django_db
 

@@ -11,20 +11,12 @@ from gateway.templates import render_prompt
 from gateway.tokens import estimate_tokens
 from metering.models import UsageEvent
 from pools.catalog import catalog_bump_version
-from pools.simulator import start_in_thread
-from tests.e2e import seeding
-from tests.portal.stable_errors import assert_error
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
 
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "Count me once."}]
-
-
-@pytest.fixture
-def router_url():
-    url, stop = start_in_thread(quiet=True)
-    yield url
-    stop()
 
 
 def chat(secret: str, **body):
@@ -73,7 +65,9 @@ def test_a_request_larger_than_tokens_per_minute_is_refused_for_good_and_spends_
 
     response = chat(tenant.secret, max_tokens=200)
 
-    error = assert_error(response, status=429, code="rate_limit_exceeded", type_="rate_limit_error")
+    error = assert_stable_error(
+        response, status=429, code="rate_limit_exceeded", type_="rate_limit_error"
+    )
     assert error["message"] == (
         f"This request needs {prompt + 200} tokens (prompt {prompt} + max_tokens 200), more than this plan's"
         " limit of 100 tokens per minute; lower max_tokens or shorten the prompt."

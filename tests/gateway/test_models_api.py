@@ -13,17 +13,12 @@ from accounts.models import Organization
 from apikeys.models import ApiKey
 from apikeys.services import api_key_revoke
 from pools.services import model_set_status, pool_set_status
-from tests.e2e import seeding
-from tests.portal.stable_errors import assert_error
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
 
 pytestmark = pytest.mark.django_db
 
 ROUTER = "http://127.0.0.1:9"  # never called
-
-
-@pytest.fixture
-def on_commit(django_capture_on_commit_callbacks):
-    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 def get(path: str, secret: str | None):
@@ -62,7 +57,7 @@ def test_a_model_the_key_may_not_use_or_that_does_not_exist_is_404_model_not_fou
         get(f"/v1/models/{seeding.ALIAS}", restricted.secret).status_code == 200
     )  # an alias of an allowed model
     for name in ("other-model", "other", "no-such-model"):
-        error = assert_error(
+        error = assert_stable_error(
             get(f"/v1/models/{name}", restricted.secret),
             status=404,
             code="model_not_found",
@@ -90,7 +85,9 @@ def test_a_model_no_active_pool_serves_or_that_is_disabled_is_404(on_commit):
         model_set_status(model=disabled.model, status="disabled")
 
     for name in ("drained-model", "disabled-model", "off"):
-        assert_error(get(f"/v1/models/{name}", tenant.secret), status=404, code="model_not_found")
+        assert_stable_error(
+            get(f"/v1/models/{name}", tenant.secret), status=404, code="model_not_found"
+        )
 
 
 def test_the_same_key_checks_as_the_list():
@@ -98,13 +95,15 @@ def test_the_same_key_checks_as_the_list():
     tenant = seeding.tenant()
     api_key_revoke(key=tenant.key, actor=None, now=timezone.now())
 
-    assert_error(get(f"/v1/models/{seeding.MODEL}", None), status=401, code="invalid_api_key")
-    assert_error(
+    assert_stable_error(
+        get(f"/v1/models/{seeding.MODEL}", None), status=401, code="invalid_api_key"
+    )
+    assert_stable_error(
         get(f"/v1/models/{seeding.MODEL}", "ctr_live_" + "A" * 43),
         status=401,
         code="invalid_api_key",
     )
-    assert_error(
+    assert_stable_error(
         get(f"/v1/models/{seeding.MODEL}", tenant.secret), status=401, code="api_key_revoked"
     )
 

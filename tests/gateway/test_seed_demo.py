@@ -15,17 +15,6 @@ from accounts.signing import mint_dev_token
 from apikeys.models import ApiKey
 from pools.catalog import get_catalog
 
-# The identity-provider stand-ins of tests/accounts: Clerk and Supabase tokens over a JWKS.
-from tests.accounts.conftest import (  # noqa: F401
-    clerk,
-    ec_key,
-    idp,
-    jwks_clock,
-    jwks_server,
-    key_a,
-    supabase,
-)
-
 pytestmark = pytest.mark.django_db
 
 ROUTER = "http://127.0.0.1:9"  # never called
@@ -50,7 +39,7 @@ def orgs_seen_with(token: str) -> dict[str, str]:
     return {org["id"]: org["role"] for org in response.json()["results"]}
 
 
-def test_an_owner_identity_signs_in_with_their_provider_and_finds_the_demo_org(idp):  # noqa: F811
+def test_an_owner_identity_signs_in_with_their_provider_and_finds_the_demo_org(idp):
     subject = idp.base_claims["sub"]  # a Clerk user id / a Supabase user uuid
 
     demo = seed_json("--owner-identity", subject, "--owner-email", "owner@example.com")
@@ -63,7 +52,7 @@ def test_an_owner_identity_signs_in_with_their_provider_and_finds_the_demo_org(i
     assert client.get(f"/api/v1/orgs/{demo['org_id']}/usage").status_code == 200
 
 
-def test_reruns_keep_one_owner_and_say_which_demo_key_they_revoked(clerk):  # noqa: F811
+def test_reruns_keep_one_owner_and_say_which_demo_key_they_revoked(clerk):
     first = seed_json("--owner-identity", "user_2owner")
     second = seed_json("--owner-identity", "user_2owner")
 
@@ -110,7 +99,7 @@ def test_with_the_dev_signer_an_owner_email_is_the_user_mint_token_signs_in_as(s
     assert orgs_seen_with(token)[demo["org_id"]] == "owner"
 
 
-def test_an_owner_email_finds_a_user_who_signed_in_before(clerk):  # noqa: F811
+def test_an_owner_email_finds_a_user_who_signed_in_before(clerk):
     orgs_seen_with(clerk.token())  # the first sign-in provisions user_2clerk / clerk@example.com
 
     demo = seed_json("--owner-email", "clerk@example.com")
@@ -119,7 +108,7 @@ def test_an_owner_email_finds_a_user_who_signed_in_before(clerk):  # noqa: F811
     assert orgs_seen_with(clerk.token())[demo["org_id"]] == "owner"
 
 
-def test_an_owner_email_nobody_signed_in_with_is_refused_before_anything_is_seeded(clerk):  # noqa: F811
+def test_an_owner_email_nobody_signed_in_with_is_refused_before_anything_is_seeded(clerk):
     with pytest.raises(CommandError, match="--owner-identity"):
         seed("--owner-email", "stranger@example.com")
 

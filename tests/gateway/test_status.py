@@ -9,17 +9,11 @@ from django.utils import timezone
 
 from ops import services as ops_services
 from pools.services import model_set_status, pool_set_status, router_set_enabled
-from tests.e2e import seeding
+from tests.factories import seeding
 
 pytestmark = pytest.mark.django_db
 
 ROUTER = "http://127.0.0.1:9"  # never called: nothing here forwards a request
-
-
-@pytest.fixture
-def on_commit(django_capture_on_commit_callbacks):
-    """Run a control change's after-commit effects (fast-state flag, catalog bump) at once."""
-    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 def health() -> dict:

@@ -11,21 +11,13 @@ from django.utils import timezone
 
 from ops import services as ops_services
 from pools.services import pool_set_status
-from pools.simulator import start_in_thread
-from tests.e2e import seeding
-from tests.e2e.processes import dead_url
-from tests.portal.stable_errors import assert_error
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
+from tests.support.processes import dead_url
 
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
-
-
-@pytest.fixture
-def router():
-    url, stop = start_in_thread(quiet=True)
-    yield url
-    stop()
 
 
 def chat(secret: str, model: str = seeding.MODEL):
@@ -47,9 +39,9 @@ def anthropic_messages(secret: str):
 
 
 def test_a_global_pause_answers_503_with_retry_after_30_seconds(
-    router, django_capture_on_commit_callbacks
+    router_url, django_capture_on_commit_callbacks
 ):
-    seeding.catalog(router_urls=[router])
+    seeding.catalog(router_urls=[router_url])
     tenant = seeding.tenant()
     with django_capture_on_commit_callbacks(execute=True):
         ops_services.access_pause(
@@ -58,15 +50,17 @@ def test_a_global_pause_answers_503_with_retry_after_30_seconds(
 
     response = chat(tenant.secret)
 
-    error = assert_error(response, status=503, code="access_paused", type_="service_unavailable")
+    error = assert_stable_error(
+        response, status=503, code="access_paused", type_="service_unavailable"
+    )
     assert error["message"] == "Back at 14:00 UTC."
     assert response["retry-after"] == "30"
 
 
 def test_the_anthropic_endpoint_sends_the_same_retry_after(
-    router, django_capture_on_commit_callbacks
+    router_url, django_capture_on_commit_callbacks
 ):
-    seeding.catalog(router_urls=[router])
+    seeding.catalog(router_urls=[router_url])
     tenant = seeding.tenant()
     with django_capture_on_commit_callbacks(execute=True):
         ops_services.access_pause(message="", actor=None, reason="maintenance", now=timezone.now())
@@ -79,17 +73,17 @@ def test_the_anthropic_endpoint_sends_the_same_retry_after(
 
 
 def test_a_drained_pool_answers_no_healthy_router_with_the_breaker_cooldown(
-    router, settings, django_capture_on_commit_callbacks
+    router_url, settings, django_capture_on_commit_callbacks
 ):
     settings.BREAKER_COOLDOWN_MS = 12_500
-    catalog = seeding.catalog(router_urls=[router])
+    catalog = seeding.catalog(router_urls=[router_url])
     tenant = seeding.tenant()
     with django_capture_on_commit_callbacks(execute=True):
         pool_set_status(pool=catalog.pool, status="draining")
 
     response = chat(tenant.secret)
 
-    assert_error(response, status=503, code="no_healthy_router", type_="service_unavailable")
+    assert_stable_error(response, status=503, code="no_healthy_router", type_="service_unavailable")
     assert response["retry-after"] == "13"
 
 
@@ -100,15 +94,15 @@ def test_routers_that_do_not_answer_give_no_healthy_router_with_retry_after(sett
 
     response = chat(tenant.secret)
 
-    assert_error(response, status=503, code="no_healthy_router")
+    assert_stable_error(response, status=503, code="no_healthy_router")
     assert response["retry-after"] == "30"
 
 
-def test_a_refusal_that_waiting_does_not_fix_has_no_retry_after(router):
-    seeding.catalog(router_urls=[router])
+def test_a_refusal_that_waiting_does_not_fix_has_no_retry_after(router_url):
+    seeding.catalog(router_urls=[router_url])
     tenant = seeding.tenant()
 
     response = chat(tenant.secret, model="no-such-model")
 
-    assert_error(response, status=404, code="model_not_found")
+    assert_stable_error(response, status=404, code="model_not_found")
     assert not response.has_header("retry-after")

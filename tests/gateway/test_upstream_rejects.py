@@ -11,8 +11,8 @@ from django.test import Client
 
 from metering.models import RequestLog, UsageEvent
 from pools.simulator import start_in_thread
-from tests.e2e import seeding
-from tests.portal.stable_errors import assert_error
+from tests.factories import seeding
+from tests.support.errors import assert_stable_error
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +61,7 @@ def test_a_router_4xx_is_a_400_upstream_rejected_request_tried_once(routers, rou
     streamed = post("/v1/chat/completions", tenant.secret, {**body, "stream": True})
 
     for response in (whole, streamed):
-        error = assert_error(
+        error = assert_stable_error(
             response,
             status=400,
             code="upstream_rejected_request",
@@ -106,5 +106,5 @@ def test_a_router_5xx_still_fails_over_and_then_answers_503(routers):
         "/v1/chat/completions", tenant.secret, {"model": seeding.MODEL, "messages": MESSAGES}
     )
 
-    assert_error(response, status=503, code="no_healthy_router")
+    assert_stable_error(response, status=503, code="no_healthy_router")
     assert completions(urls) == 2  # both tried

@@ -15,7 +15,7 @@ from infra.pgpool import base as pgpool_base
 from infra.pgpool.base import DatabaseWrapper, run_pooled
 from metering.models import RequestLog, UsageEvent
 from metering.services import RequestRecord, _write_postgres
-from tests.apikeys.factories import issue_key
+from tests.factories.apikeys import issue_key
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,9 @@ from django.utils import timezone
 from metering.ledger import ledger_post_closed_hours, ledger_post_manual
 from metering.models import UsageEvent
 from metering.rollups import usage_rollup_pending
-from tests.conftest import add_member
-from tests.metering.factories import MONDAY, record
-from tests.portal.stable_errors import assert_error
+from tests.factories.accounts import add_member
+from tests.factories.metering import MONDAY, record
+from tests.support.errors import assert_stable_error
 
 LAG = timedelta(minutes=15)
 
@@ -154,7 +154,7 @@ def test_usage_defaults_to_the_last_seven_days_by_day(api, alice, alice_org):
 def test_bad_usage_parameters_are_a_400_naming_the_parameter(api, alice, alice_org, params, param):
     response = get_usage(api, alice, alice_org, **params)
 
-    assert_error(
+    assert_stable_error(
         response,
         status=400,
         code="invalid_request_error",
@@ -178,12 +178,12 @@ def test_another_orgs_metering_is_404(api, alice, bob_org, path):
 
     response = api.as_user(alice).get(f"/api/v1/orgs/{bob_org.pk}/{path}", {"group_by": "nonsense"})
 
-    assert_error(response, status=404, code="not_found", param=None)
+    assert_stable_error(response, status=404, code="not_found", param=None)
 
 
 @pytest.mark.parametrize("path", ORG_PATHS)
 def test_a_malformed_org_id_is_404(api, alice, path):
-    assert_error(
+    assert_stable_error(
         api.as_user(alice).get(f"/api/v1/orgs/not-a-uuid/{path}"), status=404, code="not_found"
     )
 
@@ -196,7 +196,7 @@ def test_a_malformed_org_id_is_404(api, alice, path):
     ],
 )
 def test_metering_endpoints_need_a_token(api, db, path):
-    assert_error(api.get(path), status=401, code="not_authenticated")
+    assert_stable_error(api.get(path), status=401, code="not_authenticated")
 
 
 # --- /requests -------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_requests_filter_by_key_model_status_and_time(api, alice, alice_org, ali
 def test_bad_request_filters_are_a_400(api, alice, alice_org, params, param):
     response = api.as_user(alice).get(f"/api/v1/orgs/{alice_org.pk}/requests", params)
 
-    assert_error(response, status=400, code="invalid_request_error", param=param)
+    assert_stable_error(response, status=400, code="invalid_request_error", param=param)
 
 
 def test_cursor_pages_neither_repeat_nor_skip_while_new_requests_arrive(api, alice, alice_org):

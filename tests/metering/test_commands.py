@@ -13,7 +13,7 @@ from metering.ledger import ledger_post_closed_hours
 from metering.models import BillingPeriod, LedgerEntry, UsageEvent, UsageRollup
 from metering.quotas import quota_key
 from metering.rollups import usage_rollup_pending
-from tests.metering.factories import (
+from tests.factories.metering import (
     MONDAY,
     event_totals,
     ledger_usage_totals,

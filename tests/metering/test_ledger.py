@@ -17,8 +17,8 @@ from metering.ledger import (
 from metering.models import BillingPeriod, LedgerEntry
 from metering.pricing import price_micro_usd
 from metering.rollups import usage_rollup_pending
-from tests.metering.conftest import postgres_only, run_concurrently
-from tests.metering.factories import MONDAY, event_totals, ledger_usage_totals, record
+from tests.factories.metering import MONDAY, event_totals, ledger_usage_totals, record
+from tests.support.concurrency import postgres_only, run_concurrently
 
 LAG = timedelta(minutes=15)
 

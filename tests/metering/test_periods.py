@@ -15,8 +15,8 @@ from metering.ledger import ledger_post_closed_hours, ledger_post_manual
 from metering.models import BillingPeriod, LedgerEntry
 from metering.periods import billing_period_for, period_bounds
 from metering.rollups import usage_rollup_pending
-from tests.metering.conftest import postgres_only, run_concurrently
-from tests.metering.factories import MONDAY, event_totals, ledger_usage_totals, record
+from tests.factories.metering import MONDAY, event_totals, ledger_usage_totals, record
+from tests.support.concurrency import postgres_only, run_concurrently
 
 LAG = timedelta(minutes=15)
 WEEK = timedelta(days=7)

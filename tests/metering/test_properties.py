@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from metering.ledger import ledger_post_closed_hours, ledger_post_range
 from metering.models import LedgerEntry, UsageEvent, UsageRollup
 from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
-from tests.metering.factories import (
+from tests.factories.metering import (
     MONDAY,
     event_totals,
     ledger_usage_totals,

@@ -17,7 +17,7 @@ from metering import tasks
 from metering.quotas import current_period, quota_key, quota_reconcile
 from pools.catalog import catalog_bump_version
 from pools.services import model_create, pool_create, route_create, router_create
-from tests.metering.factories import record
+from tests.factories.metering import record
 
 MODEL = "gemma-4-26b"
 

@@ -8,7 +8,7 @@ from apikeys.models import ApiKey
 from metering import tasks
 from metering.models import RequestLog, UsageEvent
 from metering.request_logs import keys_last_used_refresh, request_logs_prune
-from tests.metering.factories import MONDAY, record
+from tests.factories.metering import MONDAY, record
 
 LOOKBACK = timedelta(minutes=15)
 

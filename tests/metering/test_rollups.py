@@ -11,8 +11,8 @@ from django.db import transaction
 from metering import rollups, tasks
 from metering.models import NO_KEY, UsageEvent, UsageRollup
 from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
-from tests.metering.conftest import postgres_only, run_concurrently
-from tests.metering.factories import MONDAY, event_totals, record, rollup_totals
+from tests.factories.metering import MONDAY, event_totals, record, rollup_totals
+from tests.support.concurrency import postgres_only, run_concurrently
 
 NOW = MONDAY + timedelta(days=2)
 

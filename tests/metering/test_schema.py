@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.metering.factories import MONDAY, record
-from tests.portal.test_schema import documented_fields, generate_schema, resolve, response_schema
+from tests.factories.metering import MONDAY, record
+from tests.support.schema import documented_fields, resolve, response_schema
 
 PATHS = [
     "/api/v1/orgs/{org_id}/usage",
@@ -14,11 +14,6 @@ PATHS = [
     "/api/v1/orgs/{org_id}/billing-periods",
     "/portal/usage-summary",
 ]
-
-
-@pytest.fixture(scope="module")
-def schema(tmp_path_factory) -> dict:
-    return generate_schema(tmp_path_factory.mktemp("schema") / "schema.yaml")
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -11,7 +11,7 @@ from django.db import OperationalError
 from metering import services, tasks
 from metering.models import UsageEvent
 from portal.celery import app
-from tests.metering.factories import MONDAY, record
+from tests.factories.metering import MONDAY, record
 
 TASKS = {
     "metering.rollup_usage": tasks.rollup_usage,

@@ -21,7 +21,7 @@ from django.conf import settings
 from metering import tasks
 from metering.models import UsageEvent
 from portal.celery import app
-from tests.metering.factories import MONDAY, event_totals, record, rollup_totals
+from tests.factories.metering import MONDAY, event_totals, record, rollup_totals
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(settings.BASE_DIR)

@@ -16,9 +16,9 @@ from ops.models import AccessPause
 from ops.services import pause_key
 from ops.tasks import sync_access_pause
 from pools.models import Model, Router, RouterPool
-from tests.e2e import seeding
-from tests.e2e.wire import assert_stable_error
-from tests.ops import live
+from tests.factories import seeding
+from tests.support import live
+from tests.support.errors import assert_stable_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -22,8 +22,9 @@ from ops.dashboard import percentile
 from pools import services as pool_services
 from pools.health import breaker_key, inflight_key
 from pools.models import RouterHealth
-from tests.conftest import IN_CI, make_user
-from tests.deploy import chromium
+from tests.factories.accounts import make_user
+from tests.support import chromium
+from tests.support.ci import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-artifacts" / "ops-dashboard.png"
@@ -271,14 +272,14 @@ def test_dashboard_in_headless_chromium(live_server, settings, traffic, staff_us
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    from tests.ops import urls
+    from tests.support import ops_urls
 
-    settings.ROOT_URLCONF = "tests.ops.urls"
+    settings.ROOT_URLCONF = "tests.support.ops_urls"
     settings.SESSION_COOKIE_SECURE = False  # the live server speaks plain http
 
     def login_url() -> str:
         token = secrets.token_urlsafe(16)
-        urls.LOGIN_TOKENS[token] = staff_user.pk
+        ops_urls.LOGIN_TOKENS[token] = staff_user.pk
         return f"{live_server.url}/__test__/login/{token}?next=/admin/ops/dashboard/"
 
     dom = _chromium(login_url(), profile=tmp_path / "dom", extra=["--dump-dom"])

@@ -14,7 +14,7 @@ from pools import services as pool_services
 from pools.health import breaker_key, routers_live, routers_probe
 from pools.models import Router, RouterHealth
 from pools.tasks import probe_routers
-from tests.e2e.conftest import dead_url
+from tests.support.processes import dead_url
 
 pytestmark = pytest.mark.django_db
 

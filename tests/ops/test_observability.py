@@ -16,9 +16,9 @@ from infra import faststate, metrics
 from portal import probes
 from portal.logs import JsonFormatter, RequestIdFilter, current_request_id
 from portal.middleware import RequestIdMiddleware
-from tests.e2e import seeding
-from tests.e2e.conftest import dead_url
-from tests.ops import live
+from tests.factories import seeding
+from tests.support import live
+from tests.support.processes import dead_url
 
 # --- /healthz and /readyz -------------------------------------------------------------------
 

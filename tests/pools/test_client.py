@@ -14,7 +14,7 @@ import responses
 import urllib3.util.connection
 
 from pools.catalog import RouteEntry, RouterEntry
-from pools.client import RouterClient, RouterError, _make_session
+from pools.client import RouterError
 from pools.simulator import start_in_thread
 from pools.sse import SSEDecoder
 
@@ -36,13 +36,6 @@ def simulator():
     yield start
     for stop in stops:
         stop()
-
-
-@pytest.fixture
-def client():
-    session = _make_session()
-    yield RouterClient(session=session)
-    session.close()
 
 
 def router_at(base_url: str, *, api_key: str = "") -> RouterEntry:

@@ -15,31 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pools.simulator import start_in_thread
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "User: say hello\nAssistant:"  # 27 characters -> 7 prompt tokens
-
-
-@pytest.fixture
-def simulator():
-    """`simulator(**knobs) -> base_url`; every simulator started is stopped after the test."""
-    stops = []
-
-    def start(**knobs):
-        url, stop = start_in_thread(**knobs)
-        stops.append(stop)
-        return url
-
-    yield start
-    for stop in stops:
-        stop()
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 def complete(http, url, path="/api/v1/completions", **body):

@@ -10,11 +10,9 @@ import re
 
 import jsonschema
 import pytest
-import requests
 from django.core.management import call_command
 
 from pools.management.commands import simulate_router
-from pools.simulator import start_in_thread
 
 FAMILIES = ("chatml", "gemma", "llama3", "plain")
 
@@ -203,29 +201,6 @@ def parsed_calls(family, text) -> list[tuple[str, dict]]:
 def is_valid(schema, value) -> bool:
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(value)
-
-
-# --- fixtures ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def simulator():
-    stops = []
-
-    def start(**knobs):
-        url, stop = start_in_thread(**knobs)
-        stops.append(stop)
-        return url
-
-    yield start
-    for stop in stops:
-        stop()
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 def ask(http, url, prompt, *, stream=False, **body):

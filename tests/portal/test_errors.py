@@ -7,7 +7,7 @@ import json
 import pytest
 
 from apikeys.models import ApiKey
-from tests.portal.stable_errors import assert_error
+from tests.support.errors import assert_stable_error
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from tests.portal.stable_errors import assert_error
 def test_an_unknown_url_is_404_json(api, alice, path):
     response = api.as_user(alice).get(path)
 
-    error = assert_error(
+    error = assert_stable_error(
         response, status=404, code="not_found", type_="invalid_request_error", param=None
     )
     assert path in error["message"]
@@ -33,7 +33,7 @@ def test_an_unknown_url_is_404_json(api, alice, path):
 def test_an_unknown_url_is_404_before_authentication(api, db):
     response = api.post("/api/v1/nope", {"a": 1}, format="json")
 
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_a_wrong_method_is_405_json(api, alice, alice_org, method, path):
 
     response = getattr(api.as_user(alice), method)(path.format(org=alice_org.pk, key=key_id))
 
-    error = assert_error(
+    error = assert_stable_error(
         response, status=405, code="method_not_allowed", type_="invalid_request_error"
     )
     assert method.upper() in error["message"]
@@ -71,7 +71,9 @@ def test_a_body_over_the_size_limit_is_413(api, alice, alice_org, settings):
         f"/api/v1/orgs/{alice_org.pk}/keys", data=body, content_type="application/json"
     )
 
-    assert_error(response, status=413, code="request_too_large", type_="invalid_request_error")
+    assert_stable_error(
+        response, status=413, code="request_too_large", type_="invalid_request_error"
+    )
     assert not ApiKey.objects.filter(org=alice_org).exists()
 
 
@@ -114,7 +116,7 @@ def test_an_unknown_api_url_is_a_json_404_naming_method_and_path(
 
     response = getattr(api, method)(path)
 
-    error = assert_error(
+    error = assert_stable_error(
         response, status=404, code="not_found", type_="invalid_request_error", param=None
     )
     assert (
@@ -156,7 +158,7 @@ def test_a_wrong_method_is_a_json_405_with_debug_on_or_off(
 
     response = getattr(api.as_user(alice), method)(path)
 
-    error = assert_error(
+    error = assert_stable_error(
         response, status=405, code="method_not_allowed", type_="invalid_request_error"
     )
     assert method.upper() in error["message"]

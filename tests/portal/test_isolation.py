@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from apikeys.models import ApiKey
-from tests.apikeys.factories import issue_key
-from tests.portal.stable_errors import assert_error
+from tests.factories.apikeys import issue_key
+from tests.support.errors import assert_stable_error
 
 # (method, path template, JSON body): {org} and {key} are filled in per test.
 ORG_ENDPOINTS = [
@@ -53,7 +53,9 @@ def test_another_orgs_endpoints_are_404(api, alice, bob_org, bobs_key, endpoint)
 
     response = call(api.as_user(alice), method, path.format(org=bob_org.pk, key=bobs_key.pk), body)
 
-    assert_error(response, status=404, code="not_found", type_="invalid_request_error", param=None)
+    assert_stable_error(
+        response, status=404, code="not_found", type_="invalid_request_error", param=None
+    )
     assert_bobs_key_untouched(bobs_key, bob_org)
 
 
@@ -67,7 +69,7 @@ def test_another_orgs_key_under_your_own_org_is_404(
         api.as_user(alice), method, path.format(org=alice_org.pk, key=bobs_key.pk), body
     )
 
-    assert_error(response, status=404, code="not_found", param=None)
+    assert_stable_error(response, status=404, code="not_found", param=None)
     assert_bobs_key_untouched(bobs_key, bob_org)
     assert not ApiKey.objects.filter(org=alice_org).exists()
 
@@ -75,7 +77,7 @@ def test_another_orgs_key_under_your_own_org_is_404(
 def test_another_users_key_through_the_compat_route_is_404(api, alice, bob_org, bobs_key):
     response = api.as_user(alice).delete(f"/portal/api-keys/{bobs_key.pk}")
 
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")
     assert_bobs_key_untouched(bobs_key, bob_org)
 
 
@@ -99,7 +101,7 @@ def test_malformed_org_ids_are_404(api, alice, alice_org, endpoint, bad_id):
 
     response = call(api.as_user(alice), method, path.format(org=bad_id, key=issued.key.pk), body)
 
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "1", "00000000-0000-0000-0000"])
@@ -109,13 +111,13 @@ def test_malformed_key_ids_are_404(api, alice, alice_org, endpoint, bad_id):
 
     response = call(api.as_user(alice), method, path.format(org=alice_org.pk, key=bad_id), body)
 
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")
 
 
 def test_malformed_key_id_on_the_compat_route_is_404(api, alice):
     response = api.as_user(alice).delete("/portal/api-keys/not-a-uuid")
 
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")
 
 
 UNAUTHENTICATED_ENDPOINTS = [
@@ -136,7 +138,9 @@ def test_unauthenticated_requests_are_401(api, alice_org, bob_org, bobs_key, end
 
     response = call(api, method, path.format(org=bob_org.pk, key=bobs_key.pk), body)
 
-    assert_error(response, status=401, code="not_authenticated", type_="authentication_error")
+    assert_stable_error(
+        response, status=401, code="not_authenticated", type_="authentication_error"
+    )
     assert response["www-authenticate"].lower().startswith("bearer")
     assert_bobs_key_untouched(bobs_key, bob_org)
     assert not ApiKey.objects.filter(org=alice_org).exists()

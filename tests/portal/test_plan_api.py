@@ -2,61 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-from accounts.models import ModelAccessPolicy, Plan, PlanSubscription
+from accounts.models import ModelAccessPolicy
 from accounts.services import period_containing
-from metering.models import UsageEvent
 from pools.models import Model, ModelAlias
-from tests.apikeys.factories import issue_key
-from tests.conftest import add_member
-
-_request_ids = itertools.count()
-
-
-def record_usage(org, *, at: datetime, prompt: int, completion: int = 0, key=None) -> UsageEvent:
-    return UsageEvent.objects.create(
-        request_id=f"req_test{next(_request_ids):020d}",
-        org=org,
-        api_key=key,
-        model_name="gemma-4-26b",
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        estimated=False,
-        cost=0,
-        created_at=at,
-    )
-
-
-def subscription(org) -> PlanSubscription:
-    return PlanSubscription.objects.select_related("plan").get(org=org, status="active")
-
-
-def make_plan(code: str, **fields) -> Plan:
-    defaults = {
-        "name": code.title(),
-        "requests_per_minute": 60,
-        "tokens_per_minute": 100_000,
-        "concurrent_requests": 5,
-        "window_requests": 1_000,
-        "window_seconds": 300,
-        "weekly_requests": 10_000,
-        "weekly_tokens": 1_000_000,
-        "max_active_keys": 5,
-        "all_models": True,
-    }
-    return Plan.objects.create(code=code, **{**defaults, **fields})
-
-
-def subscribe(org, plan: Plan) -> PlanSubscription:
-    sub = subscription(org)
-    sub.plan = plan
-    sub.save(update_fields=["plan"])
-    return sub
+from tests.factories.accounts import add_member, make_plan, subscribe, subscription
+from tests.factories.apikeys import issue_key
+from tests.factories.metering import record_usage
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from apikeys.models import ApiKey
-from tests.apikeys.factories import issue_key
-from tests.conftest import add_member, make_user
-from tests.portal.stable_errors import assert_error
+from tests.factories.accounts import add_member, make_user
+from tests.factories.apikeys import issue_key
+from tests.support.errors import assert_stable_error
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_a_member_sees_their_role(api, team, alice_org):
 def test_a_member_cannot_manage_keys(api, team, alice_org, key, action):
     response = WRITES[action](api.as_user(team["member"]), alice_org, key)
 
-    assert_error(response, status=403, code="permission_denied", type_="permission_error")
+    assert_stable_error(response, status=403, code="permission_denied", type_="permission_error")
     row = ApiKey.objects.get(pk=key.pk)
     assert (row.status, row.name) == ("active", "shared")
     assert ApiKey.objects.filter(org=alice_org).count() == 1
@@ -97,4 +97,4 @@ def test_membership_in_alices_org_does_not_change_the_compat_routes(api, team, a
 
     assert listing["count"] == 0
     response = api.as_user(team["member"]).delete(f"/portal/api-keys/{key.pk}")
-    assert_error(response, status=404, code="not_found")
+    assert_stable_error(response, status=404, code="not_found")

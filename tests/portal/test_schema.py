@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
-from django.core.management import call_command
 from drf_spectacular.drainage import GENERATOR_STATS
 
 from pools.models import Model
-from tests.apikeys.factories import issue_key
+from tests.factories.apikeys import issue_key
+from tests.support.schema import documented_fields, generate_schema, resolve, response_schema
 
 DASHBOARD_PATHS = [
     "/api/v1/me",
@@ -24,38 +22,6 @@ DASHBOARD_PATHS = [
     "/portal/api-keys",
     "/portal/api-keys/{key_id}",
 ]
-
-
-def generate_schema(out: Path) -> dict:
-    """Run `manage.py spectacular --fail-on-warn`; any warning raises SchemaGenerationError."""
-    GENERATOR_STATS.reset()  # warnings already emitted in this process would otherwise be hidden
-    call_command("spectacular", "--fail-on-warn", "--file", str(out))
-    return yaml.safe_load(out.read_text())
-
-
-@pytest.fixture(scope="module")
-def schema(tmp_path_factory) -> dict:
-    return generate_schema(tmp_path_factory.mktemp("schema") / "schema.yaml")
-
-
-def resolve(schema: dict, node: dict) -> dict:
-    while "$ref" in node:
-        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
-    return node
-
-
-def response_schema(schema: dict, path: str, method: str, status: int) -> dict:
-    responses = schema["paths"][path][method]["responses"]
-    assert str(status) in responses, (
-        f"{method.upper()} {path} documents {sorted(responses)}, not {status}"
-    )
-    content = responses[str(status)].get("content")
-    assert content, f"{method.upper()} {path} {status} is documented with no body"
-    return resolve(schema, content["application/json"]["schema"])
-
-
-def documented_fields(schema: dict, path: str, method: str, status: int) -> set[str]:
-    return set(response_schema(schema, path, method, status)["properties"])
 
 
 def test_schema_generates_without_warnings(tmp_path):

@@ -1,4 +1,5 @@
-"""What the gateway puts on the wire: server-sent events and the stable error body."""
+"""What goes over the wire to and from a live gateway: a chat request, server-sent events,
+request ids, waiting for a durable write. (Error bodies: tests/support/errors.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ import time
 
 import requests
 
+from tests.factories.pools import MODEL
+
 REQUEST_ID = r"req_[0-9A-Za-z]{24}"
+CHAT_MESSAGES = [{"role": "user", "content": "Am I within my limits?"}]
+
+
+def chat(server, secret: str, **body) -> requests.Response:
+    """A small chat completion (`CHAT_MESSAGES`, 4 tokens at most) to the gateway `server`."""
+    return requests.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": CHAT_MESSAGES, "max_tokens": 4, **body},
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
 
 
 def sse_events(lines) -> list[tuple[str | None, str]]:
@@ -33,19 +47,6 @@ def stream_payloads(response: requests.Response) -> list:
     """The JSON data of every event of a streamed response, "[DONE]" as the string."""
     lines = response.iter_lines(decode_unicode=True)
     return [data if data == "[DONE]" else json.loads(data) for _, data in sse_events(lines)]
-
-
-def assert_stable_error(body: dict, *, code: str, param: str | None = None) -> dict:
-    """`{"error": {"message", "type", "param", "code"}}` and nothing else; returns the inner error."""
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}, error
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"], error
-    assert isinstance(error["type"], str) and error["type"], error
-    if param is not None:
-        assert error["param"] == param, error
-    return error
 
 
 def eventually(check, *, timeout: float = 5.0, interval: float = 0.05):

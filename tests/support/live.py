@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.e2e import seeding
-from tests.e2e.conftest import GatewayServer, Simulator
+from tests.factories import seeding
+from tests.support.processes import GatewayServer, Simulator
 
 MODEL = seeding.MODEL
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-import pytest
 
 ROOT_KEY = "unkey_test_root_key"
 API_ID = "api_test_portal"
@@ -421,11 +420,6 @@ def in_process_unkey(settings):
         yield fake
     finally:
         unkey.set_http_client_for_tests(None)
-
-
-@pytest.fixture
-def unkey_fake(settings):
-    yield from in_process_unkey(settings)
 
 
 def key_provider_fixture(request, settings):

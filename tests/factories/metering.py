@@ -1,4 +1,5 @@
-"""Usage for metering tests: requests written through the gateway's own service, at chosen times."""
+"""Usage for tests: requests written through the gateway's own service at chosen times, usage
+events written directly, and the totals of events, rollups and ledger entries."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from metering.services import RequestRecord, request_record
 # A Monday: allowance and billing periods start on Mondays.
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)
 _ids = itertools.count()
+_event_ids = itertools.count()
 
 
 def record(
@@ -48,6 +50,21 @@ def record(
         )
     )
     return request_id
+
+
+def record_usage(org, *, at: datetime, prompt: int, completion: int = 0, key=None) -> UsageEvent:
+    """A usage event written directly (no request log, no rollup), costing nothing."""
+    return UsageEvent.objects.create(
+        request_id=f"req_test{next(_event_ids):020d}",
+        org=org,
+        api_key=key,
+        model_name="gemma-4-26b",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        estimated=False,
+        cost=0,
+        created_at=at,
+    )
 
 
 def event_totals(org=None, **filters) -> tuple[int, int, int, int]:

@@ -1,0 +1,40 @@
+"""The router client's and the simulated router's tests: simulators on threads, a client on
+the production session settings, and one HTTP session per test to talk to a simulator."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from pools.client import RouterClient, _make_session
+from pools.simulator import start_in_thread
+
+
+@pytest.fixture
+def simulator():
+    """`simulator(**knobs) -> base_url`; every simulator started is stopped after the test."""
+    stops = []
+
+    def start(**knobs):
+        url, stop = start_in_thread(**knobs)
+        stops.append(stop)
+        return url
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture
+def client():
+    """A RouterClient on `_make_session()`'s session (pool, retries, timeouts as in production)."""
+    session = _make_session()
+    yield RouterClient(session=session)
+    session.close()
+
+
+@pytest.fixture
+def http():
+    """A `requests` session, closed after the test."""
+    with requests.Session() as session:
+        yield session
