@@ -11,7 +11,8 @@ DB_POOL_MAX_SIZE).
 
 Environment (all optional): WEB_BIND (0.0.0.0:8000), WEB_WORKERS (2),
 WEB_WORKER_CLASS (gevent; gthread also works), WEB_WORKER_CONNECTIONS (2000 per worker,
-gevent), WEB_THREADS (4, gthread only), WEB_ACCESS_LOG ("-" = stdout; empty = none),
+gevent), WEB_THREADS (4, gthread only), WEB_ACCESS_LOG ("-" = stdout; empty = none; secrets in
+query strings and headers are masked, portal/accesslog.py),
 WEB_TIMEOUT (330 s), WEB_KEEPALIVE (75 s).
 
 Slow clients: the gevent worker gives a connection WEB_KEEPALIVE seconds to deliver
@@ -46,6 +47,9 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "330"))
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
+# Access-log lines are redacted like the JSON logs: no key from a query string or header
+# reaches them (portal/accesslog.py; a name, so reading this file imports nothing).
+logger_class = "portal.accesslog.RedactingLogger"
 # Gunicorn's control socket (a per-user file) is not used; several servers on one host
 # would share it.
 control_socket_disable = True

@@ -4,7 +4,9 @@ settings.LOGGING uses `JsonFormatter` when LOG_FORMAT=json (the default unless D
 and `RequestIdFilter` always. Prompts never reach a log: the gateway logs none, and the
 formatter writes a fixed set of fields plus a short allow-list of extras, never whole
 objects such as the request Django attaches to its error records. Bearer tokens, API
-keys and `password=`-style values in messages and tracebacks are masked.
+keys, `password=`-style values and query parameters named like a secret in messages and
+tracebacks are masked; gunicorn's access log goes through the same `redact`
+(portal/accesslog.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ _REDACTIONS = (
         r"\1\2***",
     ),
     (re.compile(r"(?i)(://[^/\s:@]+:)[^@/\s]+@"), r"\1***@"),  # credentials in URLs
+    # Query-string parameters named like a secret (`?key=`, `&access_token=`, `?sig=`).
+    (
+        re.compile(
+            r"(?i)([?&;][^=&\s\"']*(?:key|token|secret|password|passwd|auth|sig|credential)"
+            r"[^=&\s\"']*=)(?!\*\*\*)[^&\s\"'#]+"
+        ),
+        r"\1***",
+    ),
 )
 
 
