@@ -240,6 +240,9 @@ class Stack:
             WEB_THREADS=str(threads),
             WEB_ACCESS_LOG=os.environ.get("BENCH_ACCESS_LOG", "-"),
             GATEWAY_ENFORCEMENT="true" if enforcement else "false",
+            # DEBUG is off: the enforcement-off baseline must be allowed explicitly
+            # (portal/settings.py refuses GATEWAY_ENFORCEMENT=false otherwise).
+            GATEWAY_ENFORCEMENT_OFF_ALLOWED="false" if enforcement else "true",
         )
         command = [GUNICORN, "-c", str(ROOT / "portal" / "gunicorn.py"), "portal.wsgi:application"]
         proc = self._spawn(name, command, env)

@@ -4,6 +4,7 @@ processes: in-flight requests and breaker state per router (fast state), router 
 (last probe: up, latency, slow), the global pause, and the usage rollup lag (Postgres).
 
 Set METRICS_BEARER_TOKEN to require `Authorization: Bearer <token>` from the scraper.
+Without a token it answers 401 with DEBUG off, unless METRICS_PUBLIC=true opens it.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class SharedStateCollector:
 def _authorized(request) -> bool:
     token = getattr(settings, "METRICS_BEARER_TOKEN", "")
     if not token:
-        return True
+        return settings.METRICS_PUBLIC  # closed with DEBUG off unless opened explicitly
     header = request.META.get("HTTP_AUTHORIZATION", "")
     return header[:7].lower() == "bearer " and hmac.compare_digest(
         header[7:].strip().encode(), token.encode()

@@ -20,3 +20,18 @@ def static_files_collected(app_configs, **kwargs):
             id="portal.W001",
         )
     ]
+
+
+@register(Tags.security)
+def clerk_authorized_parties(app_configs, **kwargs):
+    """Clerk without CLERK_AUTHORIZED_PARTIES accepts a token minted for any app of the
+    instance (`azp` unchecked). Settings refuse it with DEBUG off; under DEBUG it warns."""
+    if settings.AUTH_PROVIDER != "clerk" or settings.CLERK_AUTHORIZED_PARTIES:
+        return []
+    return [
+        Warning(
+            "AUTH_PROVIDER=clerk without CLERK_AUTHORIZED_PARTIES: the token's `azp` is not checked.",
+            hint="Set CLERK_AUTHORIZED_PARTIES to the web app's origins (required with DEBUG off).",
+            id="portal.W002",
+        )
+    ]

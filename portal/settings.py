@@ -212,8 +212,11 @@ CELERY_BEAT_SCHEDULE["pools.probe_routers"] = _every(
     ROUTER_PROBE_INTERVAL_SECONDS, "pools.probe_routers"
 )
 CELERY_BEAT_SCHEDULE["ops.sync_access_pause"] = _every(30, "ops.sync_access_pause")
-# When set, GET /metrics needs `Authorization: Bearer <token>`.
+# When set, GET /metrics needs `Authorization: Bearer <token>`. Without a token, /metrics
+# answers 401 with DEBUG off unless METRICS_PUBLIC=true opens it (it names routers, pools
+# and models); DEBUG and the test suite's own process leave it open by default.
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=DEBUG or TESTING)
 
 # --- Dashboard authentication -----------------------------------------------------
 AUTH_PROVIDER = env.str("AUTH_PROVIDER", default="dev")
@@ -230,6 +233,10 @@ if AUTH_PROVIDER == "dev" and not (DEBUG or TESTING):
 CLERK_ISSUER = env.str("CLERK_ISSUER", default="")
 CLERK_JWKS_URL = env.str("CLERK_JWKS_URL", default="")
 CLERK_AUTHORIZED_PARTIES = env.list("CLERK_AUTHORIZED_PARTIES", default=[])
+# Without it a Clerk token minted for any of the instance's apps would do (`azp` unchecked):
+# required with DEBUG off (a warning under DEBUG, portal/checks.py).
+if AUTH_PROVIDER == "clerk" and not CLERK_AUTHORIZED_PARTIES and not DEBUG:
+    _missing.append("CLERK_AUTHORIZED_PARTIES")
 
 SUPABASE_URL = env.str("SUPABASE_URL", default="").rstrip("/")
 SUPABASE_JWT_SECRET = env.str("SUPABASE_JWT_SECRET", default="")
@@ -310,6 +317,15 @@ GATEWAY_MAX_TRIES = env.int("GATEWAY_MAX_TRIES", default=3)
 # format is sent back to the model this many times with what was wrong, then refused.
 GATEWAY_OUTPUT_RETRIES = env.int("GATEWAY_OUTPUT_RETRIES", default=1)
 GATEWAY_ENFORCEMENT = env.bool("GATEWAY_ENFORCEMENT", default=True)
+# GATEWAY_ENFORCEMENT=false turns off key checks, limits and billing: with DEBUG off the
+# process refuses to start with it unless this is set too, which only the benchmark does
+# (bench/stack.py, for bench/run.py's enforcement-off baseline). Never in production.
+GATEWAY_ENFORCEMENT_OFF_ALLOWED = env.bool("GATEWAY_ENFORCEMENT_OFF_ALLOWED", default=False)
+if not GATEWAY_ENFORCEMENT and not (DEBUG or GATEWAY_ENFORCEMENT_OFF_ALLOWED):
+    raise ImproperlyConfigured(
+        "GATEWAY_ENFORCEMENT=false serves /v1 without key checks, limits or billing: "
+        "refused with DEBUG off (GATEWAY_ENFORCEMENT_OFF_ALLOWED=true is for the benchmark only)."
+    )
 AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_COOLDOWN_MS = env.int("BREAKER_COOLDOWN_MS", default=30_000)
