@@ -11,7 +11,7 @@ from datetime import datetime
 
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity
-from gateway import degraded, forward, leases, limits, openai_format
+from gateway import degraded, forward, leases, limits, openai_format, tokens
 from gateway.protocols import Answer
 from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
@@ -49,6 +49,9 @@ class Call:
     serving: bool = False  # a stream whose content has begun to go out (its bill is in fast state)
     sent_chars: int = 0  # the characters of content (text, call arguments) the client was sent
     degraded: limits.Admission | None = None  # admitted without fast state (gateway/degraded.py)
+    max_tokens: int = 0  # the max_tokens the router was sent (0: none yet)
+    router_prompt: str | list[dict] | None = None  # the prompt it was sent: text or chat messages
+    usage_capped: bool = False  # the router claimed more tokens than billing allows
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -67,12 +70,16 @@ def make_answer(
 ) -> Answer:
     """The answer as the client gets it. Cut at a stop sequence (`stop`), it ended with
     "stop", and the client pays for the text it got: the router's count, if it reported
-    one, covers text after the cut, so the estimate of what was sent counts, capped by it."""
+    one, covers text after the cut, so the estimate of what was sent counts, capped by it.
+
+    A router's usage is a claim: it is billed at most what was asked and sent (`bounded`)."""
     if stop is not None:
         finish = "stop"
         if usage is not None:
             usage = (usage[0], min(usage[1], estimate_tokens(text)))
             call.estimated = True
+    if usage is not None:
+        usage = bounded(call, usage, text)
     if usage is None:
         call.estimated = True
         usage = (call.prompt_tokens, estimate_tokens(text))
@@ -83,6 +90,43 @@ def make_answer(
         completion_tokens=usage[1],
         stop_sequence=stop,
     )
+
+
+def bounded(call: Call, usage: tuple[int, int], text: str) -> tuple[int, int]:
+    """A router's (prompt, completion) claim, billed at most: completion tokens, the
+    max_tokens it was sent and `tokens.ceiling` of the answer's text; prompt tokens,
+    `tokens.prompt_ceiling` of the prompt it was sent (gateway/tokens.py). A claim cut
+    down flags the request (`usage_capped`, on its usage event) and is counted per router."""
+    prompt, completion = usage
+    billed_completion = tokens.capped(completion, text)
+    if call.max_tokens:
+        billed_completion = min(billed_completion, call.max_tokens)
+    billed_prompt = (
+        tokens.capped(prompt, call.router_prompt) if call.router_prompt is not None else prompt
+    )
+    if (billed_prompt, billed_completion) == (prompt, completion):
+        return usage
+    call.usage_capped = True
+    router_id = call.trail.target.router.id if call.trail.target else None
+    metrics.usage_capped(router_id)
+    logger.warning(
+        "router over-reported usage: claimed %s prompt + %s completion tokens, billed %s + %s",
+        prompt,
+        completion,
+        billed_prompt,
+        billed_completion,
+        extra={"request_id": call.request_id, "router_id": router_id},
+    )
+    return billed_prompt, billed_completion
+
+
+def body_for(call: Call, req, route, *, max_tokens: int) -> dict:
+    """The body for `route`'s router (`forward.router_body`); the request keeps what it
+    asks and sends, the bounds of what the router's usage may claim (`bounded`)."""
+    body = forward.router_body(req, route, max_tokens=max_tokens)
+    call.max_tokens = max_tokens
+    call.router_prompt = body.get("prompt", body.get("messages"))
+    return body
 
 
 def hold_reservation(call: Call, adm: limits.Admission) -> None:
@@ -205,6 +249,7 @@ def _record(call: Call, served_tokens: int) -> None:
             completion_tokens=answer.completion_tokens if served_tokens else 0,
             unbilled_tokens=call.unbilled_tokens,
             estimated=call.estimated,
+            usage_capped=call.usage_capped,
             input_per_mtok=entry.input_price_per_mtok if entry else 0,
             output_per_mtok=entry.output_price_per_mtok if entry else 0,
         )

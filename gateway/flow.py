@@ -34,7 +34,7 @@ from gateway import (
     toolstream,
     upkeep,
 )
-from gateway.calls import Call, finish_call, hold_reservation, make_answer, sending
+from gateway.calls import Call, body_for, finish_call, hold_reservation, make_answer, sending
 from gateway.protocols import Shape
 from gateway.tokens import estimate_tokens
 from gateway.toolflow import close_chunks, complete, read_checked, router_failed
@@ -270,7 +270,7 @@ def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
         trail=call.trail,
         attempt=lambda target: forward.open_stream(
             target=target,
-            body=forward.router_body(req, target.route, max_tokens=max_tokens),
+            body=body_for(call, req, target.route, max_tokens=max_tokens),
             request_id=call.request_id,
         ),
     )

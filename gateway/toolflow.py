@@ -9,7 +9,7 @@ from dataclasses import replace
 from django.conf import settings
 
 from gateway import forward, openai_format, outputs, stops, toolcalls, toolstream
-from gateway.calls import Call, finish_call, make_answer, sending
+from gateway.calls import Call, body_for, bounded, finish_call, make_answer, sending
 from gateway.conversation import AUTO as AUTO_CHOICE
 from gateway.protocols import Shape
 from gateway.tokens import estimate_tokens
@@ -29,7 +29,7 @@ def complete(call: Call, req: InferenceRequest, max_tokens: int) -> dict:
         trail=call.trail,
         attempt=lambda target: forward.complete(
             target=target,
-            body=forward.router_body(req, target.route, max_tokens=max_tokens),
+            body=body_for(call, req, target.route, max_tokens=max_tokens),
             request_id=call.request_id,
         ),
     )
@@ -80,7 +80,7 @@ def read_checked(
 
 def _attempt_tokens(call: Call, router_body: dict, text: str) -> int:
     usage = openai_format.extract_usage(router_body)
-    return sum(usage) if usage else call.prompt_tokens + estimate_tokens(text)
+    return sum(bounded(call, usage, text)) if usage else call.prompt_tokens + estimate_tokens(text)
 
 
 def tool_stream_body(

@@ -57,6 +57,12 @@ TOKENS = Counter(
     ["model"],
 )
 
+USAGE_CAPPED = Counter(
+    "portal_router_usage_capped",
+    "Answers whose router claimed more tokens than billing allows (gateway/tokens.py), by router id.",
+    ["router"],
+)
+
 REJECTION_KINDS = {"rate_limit_exceeded": "rate_limit", "insufficient_quota": "quota"}
 
 
@@ -90,6 +96,14 @@ def observe_request(
             REJECTIONS.labels(kind).inc()
         if tokens:
             TOKENS.labels(model).inc(tokens)
+    except Exception:
+        logger.exception("could not record request metrics")
+
+
+def usage_capped(router_id: int | None) -> None:
+    """Count one over-reported usage claim of `router_id`. Never raises."""
+    try:
+        USAGE_CAPPED.labels(str(router_id) if router_id is not None else "-").inc()
     except Exception:
         logger.exception("could not record request metrics")
 

@@ -16,10 +16,11 @@ class UsageEventAdmin(admin.ModelAdmin):
         "prompt_tokens",
         "completion_tokens",
         "estimated",
+        "usage_capped",
         "cost",
         "created_at",
     ]
-    list_filter = ["estimated", "model_name"]
+    list_filter = ["estimated", "usage_capped", "model_name"]
     search_fields = ["request_id", "org__name", "org__slug"]
     date_hierarchy = "created_at"
     list_select_related = ["org"]
@@ -51,7 +52,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         "prompt_tokens",
         "completion_tokens",
     ]
-    list_filter = ["status_code", "endpoint", "streamed", "error_code"]
+    list_filter = ["status_code", "endpoint", "streamed", "usage_capped", "error_code"]
     search_fields = ["request_id", "org__name", "org__slug", "model_name"]
     search_help_text = (
         "A request id (req_…) finds that request exactly; other text searches orgs and models."

@@ -50,6 +50,10 @@ class UsageEvent(models.Model):
     estimated = models.BooleanField(
         default=False, help_text="Counted by the Portal; the router sent no usage."
     )
+    usage_capped = models.BooleanField(
+        default=False,
+        help_text="The router claimed more tokens than the Portal allows (gateway/tokens.py); billed at the cap.",
+    )
     cost = models.BigIntegerField(help_text="Micro-USD.")
     created_at = models.DateTimeField()
     rolled_up_at = models.DateTimeField(
@@ -118,6 +122,10 @@ class RequestLog(models.Model):
         default=0,
         help_text="Router tokens of answers the Portal discarded and asked again (a broken tool call or JSON); not billed.",
     )
+    usage_capped = models.BooleanField(
+        default=False,
+        help_text="The router claimed more tokens than the Portal allows (gateway/tokens.py); billed at the cap.",
+    )
     created_at = models.DateTimeField()
 
     class Meta:
@@ -128,6 +136,12 @@ class RequestLog(models.Model):
         indexes = [
             models.Index(fields=["org", "created_at"], name="request_logs_org_time_idx"),
             models.Index(fields=["created_at"], name="request_logs_time_idx"),
+            # Over-reporting routers on the ops dashboard: small, as such answers are rare.
+            models.Index(
+                fields=["router_id", "created_at"],
+                condition=Q(usage_capped=True),
+                name="request_logs_capped_idx",
+            ),
         ]
 
     def __str__(self) -> str:

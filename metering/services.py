@@ -67,6 +67,7 @@ class RequestRecord:
     completion_tokens: int = 0
     estimated: bool = False
     unbilled_tokens: int = 0
+    usage_capped: bool = False  # the router's usage claim was cut down (gateway/tokens.py)
     input_per_mtok: int = 0
     output_per_mtok: int = 0
 
@@ -88,6 +89,7 @@ _LOG_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "unbilled_tokens",
+    "usage_capped",
     "created_at",
 )
 # Usage-event columns copied from the request-log row just inserted, then the event's own.
@@ -98,6 +100,7 @@ _EVENT_FROM_LOG = (
     "model_name",
     "prompt_tokens",
     "completion_tokens",
+    "usage_capped",
     "created_at",
 )
 _EVENT_OWN = ("estimated", "cost")
@@ -164,6 +167,7 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
         record.prompt_tokens,
         record.completion_tokens,
         record.unbilled_tokens,
+        record.usage_capped,
         record.created_at,
     ]
     if served:
@@ -201,6 +205,7 @@ def _write_orm(record: RequestRecord, served: bool) -> None:
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,
             unbilled_tokens=record.unbilled_tokens,
+            usage_capped=record.usage_capped,
             created_at=record.created_at,
         )
         if served:
@@ -212,6 +217,7 @@ def _write_orm(record: RequestRecord, served: bool) -> None:
                 prompt_tokens=record.prompt_tokens,
                 completion_tokens=record.completion_tokens,
                 estimated=record.estimated,
+                usage_capped=record.usage_capped,
                 cost=_cost(record),
                 created_at=record.created_at,
             )

@@ -1,6 +1,7 @@
 """What the ops dashboard shows, computed from request logs, usage events, router health
 and fast state: per pool and router health, in-flight, 5xx rate and p50/p95 latency over
-the last hour; requests and tokens per minute; the top orgs by usage this period.
+the last hour; requests and tokens per minute; the top orgs by usage this period; routers
+whose usage claims were capped (over-reports, gateway/tokens.py) over OVER_REPORT_WINDOW.
 
 Percentiles are computed in Postgres (`percentile_cont`); on SQLite (the embedded
 default) in Python over the most recent SAMPLE_LIMIT requests of the window.
@@ -27,6 +28,7 @@ from pools.health import routers_live
 from pools.models import Router, RouterHealth, RouterPool
 
 WINDOW = timedelta(hours=1)
+OVER_REPORT_WINDOW = timedelta(hours=24)
 SAMPLE_LIMIT = 20_000
 TOP_ORGS = 10
 
@@ -78,6 +80,7 @@ class RouterRow:
     stats: Stats
     slow: bool = False  # the probe's one-token completion was slower than ROUTER_SLOW_SECONDS
     completion_ms: int | None = None
+    over_reports: int = 0  # answers whose usage claim was capped, over OVER_REPORT_WINDOW
 
 
 @dataclass
@@ -172,6 +175,7 @@ def _pools(now: datetime) -> list[PoolRow]:
     by_router = _stats_by(window.filter(router_id__isnull=False), "router_id")
     routers = list(Router.objects.select_related("pool").order_by("pool__name", "name"))
     health = {h.router_id: h for h in RouterHealth.objects.filter(router__in=routers)}
+    over_reports = _over_reports(now)
     live = routers_live([r.pk for r in routers], now_ms=int(now.timestamp() * 1000))
     pools = {
         p.pk: PoolRow(id=p.pk, name=p.name, status=p.status)
@@ -194,6 +198,7 @@ def _pools(now: datetime) -> list[PoolRow]:
                 stats=by_router.get(router.pk, Stats()),
                 slow=h.slow if h else False,
                 completion_ms=h.completion_ms if h else None,
+                over_reports=over_reports.get(router.pk, 0),
             )
         )
     for pool in pools.values():
@@ -201,6 +206,19 @@ def _pools(now: datetime) -> list[PoolRow]:
         if ids:
             pool.stats = _stats_by(window.filter(router_id__in=ids), None)[None]
     return list(pools.values())
+
+
+def _over_reports(now: datetime) -> dict[int, int]:
+    """Capped usage claims per router id over OVER_REPORT_WINDOW (a small partial index)."""
+    rows = (
+        RequestLog.objects.filter(
+            usage_capped=True, created_at__gte=now - OVER_REPORT_WINDOW, router_id__isnull=False
+        )
+        .values("router_id")
+        .order_by()
+        .annotate(n=Count("id"))
+    )
+    return {row["router_id"]: row["n"] for row in rows}
 
 
 def _minutes(now: datetime) -> list[Minute]:

@@ -22,6 +22,7 @@ LIVE_KNOBS = (
     "fail_status",
     "disconnect_after_tokens",
     "omit_usage",
+    "usage_multiplier",
     "require_key",
     "sessions",
     "model_name",
@@ -49,6 +50,8 @@ class SimConfig:
     fail_status: int = 500
     disconnect_after_tokens: int = 0
     omit_usage: bool = False
+    # Reported usage is the true count times this: a router over-reporting (1: honest).
+    usage_multiplier: int = 1
     require_key: str = ""
     sessions: frozenset[int] | None = None
     model_name: str = "sim-model"
@@ -182,6 +185,7 @@ _PARSERS = {
     "fail_status": _status,
     "disconnect_after_tokens": _non_negative_int,
     "omit_usage": _bool,
+    "usage_multiplier": _positive_int,
     "require_key": _key,
     "sessions": lambda name, value: parse_sessions(value),
     "model_name": _model_name,

@@ -199,7 +199,10 @@ class RouterSimulator:
         totals = (
             None
             if config.omit_usage
-            else usage(prompt_tokens=prompt_token_count(prompt), completion_tokens=count)
+            else usage(
+                prompt_tokens=prompt_token_count(prompt) * config.usage_multiplier,
+                completion_tokens=count * config.usage_multiplier,
+            )
         )
         completion_id = "cmpl-" + secrets.token_hex(12)
         if not completion.stream:

@@ -56,6 +56,12 @@ class Command(BaseCommand):
             "--omit-usage", action="store_true", help="Send no usage, streamed or not."
         )
         parser.add_argument(
+            "--usage-multiplier",
+            type=int,
+            default=1,
+            help="Report N times the true token counts: an over-reporting router (default 1).",
+        )
+        parser.add_argument(
             "--require-key", default="", help="Completions need 'Authorization: Bearer KEY'."
         )
         parser.add_argument(
@@ -109,6 +115,7 @@ class Command(BaseCommand):
                 "seed",
                 "disconnect_after_tokens",
                 "omit_usage",
+                "usage_multiplier",
                 "require_key",
                 "sessions",
                 "model_name",
