@@ -9,13 +9,13 @@ Tool definitions, tool calls and output formats become `gateway.conversation` va
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import params, toolspec
 from gateway.conversation import AUTO, OutputFormat, Tool, ToolCall, ToolChoice
+from portal import jsonbody
 from portal.errors import PortalError
 
 MAX_TOKENS_LIMIT = 1_000_000
@@ -68,25 +68,9 @@ def _invalid(message: str, param: str | None) -> PortalError:
 
 
 def parse_json_body(raw: bytes) -> Any:
-    """The decoded body; strict UTF-8 and strict JSON (no NaN or Infinity)."""
-    try:
-        text = str(raw, "utf-8")
-    except UnicodeDecodeError as exc:
-        raise PortalError("invalid_json", "The request body is not valid UTF-8.") from exc
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PortalError(
-            "invalid_json",
-            f"The request body is not valid JSON: {exc.msg}"
-            f" (line {exc.lineno}, column {exc.colno}).",
-        ) from exc
-    except (ValueError, RecursionError) as exc:  # NaN, over-long integers, deep nesting
-        raise PortalError("invalid_json", f"The request body is not valid JSON: {exc}.") from exc
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
+    """The decoded body: strict UTF-8 and strict JSON (no NaN or Infinity), at most
+    `portal.jsonbody.MAX_DEPTH` deep, no NUL or lone surrogate in any string (400 naming it)."""
+    return jsonbody.loads(raw)
 
 
 # -- field checks ------------------------------------------------------------------------

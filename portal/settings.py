@@ -374,7 +374,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["portal.jsonbody.JSONParser"],  # depth, NUL, surrogates: 400
     "DEFAULT_PAGINATION_CLASS": "infra.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "portal.errors.drf_exception_handler",
