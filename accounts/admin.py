@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts import selectors, services
-from accounts.invalidation import org_changed_on_commit, plan_changed_on_commit
+from accounts import privileges, selectors, services
+from accounts.invalidation import org_changed_on_commit
 from accounts.models import (
     AuditEvent,
     ModelAccessPolicy,
@@ -22,7 +22,21 @@ from infra.adminactions import provided, reason_action
 from portal.errors import PortalError
 
 
+class AuditReasonForm(forms.ModelForm):
+    """A change form whose save writes an audit row (a service call): an optional reason."""
+
+    reason = forms.CharField(
+        max_length=1000,
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 70}),
+        help_text="Why: recorded in the audit log with your name and the changed fields.",
+    )
+
+
 class MembershipInline(admin.TabularInline):
+    """Saved through the audited membership services (OrganizationAdmin.save_formset)."""
+
     model = OrganizationMember
     extra = 0
     autocomplete_fields = ["user"]
@@ -85,7 +99,35 @@ class UserAdmin(admin.ModelAdmin):
     list_display = ["email", "display_name", "auth_provider", "status", "created_at"]
     list_filter = ["auth_provider", "status"]
     search_fields = ["email", "display_name", "subject", "id"]
-    readonly_fields = ["id", "auth_provider", "subject", "created_at", "updated_at"]
+    # Status changes go through the audited disable / enable actions (accounts.privileges:
+    # a disabled user's keys are refused too).
+    readonly_fields = ["id", "auth_provider", "subject", "status", "created_at", "updated_at"]
+    actions = ["disable_users", "enable_users"]
+
+    def has_add_permission(self, request):
+        return False  # customers sign up through the auth provider
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disable instead: the audit log and their keys' creator stay
+
+    disable_users = reason_action(
+        name="disable_users",
+        description="Disable selected customer users",
+        done="disabled",
+        warning="Their dashboard sign-ins and every API key they created are refused "
+        "from the next request, until enabled.",
+        apply=lambda *, obj, actor, now, reason: privileges.user_disable(
+            user=obj, actor=actor, now=now, reason=reason
+        ),
+    )
+    enable_users = reason_action(
+        name="enable_users",
+        description="Enable selected customer users",
+        done="enabled",
+        apply=lambda *, obj, actor, now, reason: privileges.user_enable(
+            user=obj, actor=actor, now=now, reason=reason
+        ),
+    )
 
 
 @admin.register(Organization)
@@ -172,6 +214,17 @@ class OrganizationAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         org_changed_on_commit(obj.pk)  # status and plan take effect on the next gateway request
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not OrganizationMember:
+            return super().save_formset(request, form, formset, change)
+        # Memberships (roles are privileges) go through the audited services.
+        now, reason = timezone.now(), form.cleaned_data.get("reason", "")
+        for member in formset.save(commit=False):
+            privileges.org_member_save(member=member, actor=request.user, now=now, reason=reason)
+        for member in formset.deleted_objects:
+            privileges.org_member_remove(member=member, actor=request.user, now=now, reason=reason)
+        return None
+
     pause_orgs = reason_action(
         name="pause_orgs",
         description="Pause selected organizations",
@@ -202,16 +255,38 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(OrganizationMember)
 class OrganizationMemberAdmin(admin.ModelAdmin):
+    """Adding, changing and removing memberships is audited (accounts.privileges)."""
+
+    form = AuditReasonForm
     list_display = ["user", "org", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email", "org__name", "org__slug"]
     autocomplete_fields = ["user", "org"]
     readonly_fields = ["created_at"]  # set on save
 
+    def save_model(self, request, obj, form, change):
+        privileges.org_member_save(
+            member=obj, actor=request.user, now=timezone.now(), reason=form.cleaned_data["reason"]
+        )
+
+    def delete_model(self, request, obj):
+        privileges.org_member_remove(member=obj, actor=request.user, now=timezone.now())
+
+    def delete_queryset(self, request, queryset):
+        now = timezone.now()
+        for member in queryset.select_related("org", "user"):
+            privileges.org_member_remove(member=member, actor=request.user, now=now)
+
 
 class ModelAccessPolicyInline(admin.TabularInline):
     model = ModelAccessPolicy
     extra = 0
+
+
+class PlanForm(AuditReasonForm):
+    class Meta:
+        model = Plan
+        fields = "__all__"
 
 
 @admin.register(Plan)
@@ -231,17 +306,43 @@ class PlanAdmin(admin.ModelAdmin):
     list_filter = ["all_models", "is_default"]
     search_fields = ["code", "name"]
     inlines = [ModelAccessPolicyInline]
+    form = PlanForm
 
+    # Limits and entitlements are privileges: the save (plan and model list) writes one audit
+    # row with the changed fields, and applies them on the next request (accounts.privileges).
     def save_model(self, request, obj, form, change):
+        request.plan_before = (
+            privileges.plan_snapshot(Plan.objects.get(pk=obj.pk)) if change else None
+        )
         super().save_model(request, obj, form, change)
-        plan_changed_on_commit(obj.pk)  # limits and entitlements apply on the next request
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        privileges.plan_record_change(
+            plan=form.instance,
+            before=getattr(request, "plan_before", None),
+            actor=request.user,
+            now=timezone.now(),
+            reason=form.cleaned_data.get("reason", ""),
+        )
 
 
 @admin.register(ModelAccessPolicy)
 class ModelAccessPolicyAdmin(admin.ModelAdmin):
+    """Read-only: a plan's models are edited on the plan's page, where the change is audited."""
+
     list_display = ["plan", "model_name"]
     list_filter = ["plan"]
     search_fields = ["model_name", "plan__code"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(PlanSubscription)
@@ -254,6 +355,12 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # An org's plan changes through the audited "Change plan" action on organizations.
         return ["org", "plan", "status"] if obj is not None else []
+
+    def has_add_permission(self, request):
+        return False  # the "Change plan" action on organizations, audited
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

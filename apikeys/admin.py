@@ -44,6 +44,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Revoke instead: immediate on every process, audited with a reason, and the key's
+        # usage history keeps its name. (A key deleted any other way, e.g. with its org, is
+        # still refused on the next request: apikeys.apps.)
+        return False
+
     # Each control asks for a reason, which the service writes to the audit log.
     revoke_keys = reason_action(
         name="revoke_keys",

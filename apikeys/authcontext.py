@@ -16,7 +16,7 @@ from django.conf import settings
 
 from accounts.entitlement import PlanEntitlement
 from accounts.invalidation import read_generations
-from accounts.models import Organization, PlanSubscription
+from accounts.models import Organization, PlanSubscription, User
 from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
 from apikeys import authcache
@@ -196,7 +196,7 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
     # before it is in the rows read below. Either way no stale context survives.
     kg = authcache.read_key_generation(key.pk)
     og, pg = read_generations(org_id=key.org_id, plan_id=sub.plan_id)
-    key = ApiKey.objects.select_related("org").get(pk=key.pk)
+    key = ApiKey.objects.select_related("org", "created_by").get(pk=key.pk)
     sub = _active_subscription(key.org_id)
     if sub is None:
         return None
@@ -207,7 +207,7 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
     return AuthContext(
         key_id=str(key.pk),
         org_id=str(key.org_id),
-        key_status=key.status,
+        key_status=effective_status(key),
         key_expires_ms=_ms(key.expires_at),
         key_models=frozenset(key.allowed_models) if key.allowed_models else None,
         org_status=key.org.status,
@@ -229,6 +229,20 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
         ),
         entitlement=PlanEntitlement.of(plan),
     )
+
+
+def effective_status(key: ApiKey) -> str:
+    """The key's status as admission sees it: an active key whose creator (a customer user)
+    is disabled counts as disabled (accounts.privileges states the rule; the user's status
+    change drops the cached context, apikeys.apps)."""
+    creator = key.created_by
+    if (
+        key.status == ApiKey.Status.ACTIVE
+        and creator is not None
+        and creator.status != User.Status.ACTIVE
+    ):
+        return ApiKey.Status.DISABLED
+    return key.status
 
 
 def build_for_identity(*, identity: KeyIdentity, now: datetime) -> AuthContext | None:

@@ -287,6 +287,32 @@ def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedK
     return issued
 
 
+def api_key_deleted(*, key: ApiKey, now: datetime) -> None:
+    """A key row was deleted (with its org, or by code; the admin offers revoke instead):
+    refuse it from the next request on every process, revoke it at its provider, and audit
+    it, all once the deletion commits. Called by apikeys.apps' post_delete receiver."""
+    authcache.invalidate_on_commit(key.pk)
+    if key.external_id:
+        provider, external_id = get_provider(key.provider), key.external_id
+        transaction.on_commit(lambda: provider.revoke(external_id=external_id), robust=True)
+    audit_record(
+        actor=None,
+        action="api_key.delete",
+        target_type="api_key",
+        target_id=key.pk,
+        # The org may be going in the same transaction: named in `before`, not linked.
+        before={**_snapshot(key), "org": str(key.org_id)},
+        now=now,
+    )
+
+
+def api_keys_of_creator_changed(*, user_id: object) -> None:
+    """The creator's status changed (accounts.privileges): their keys' cached contexts are
+    dropped after commit, so the next request applies it."""
+    ids = list(ApiKey.objects.filter(created_by_id=user_id).values_list("pk", flat=True))
+    authcache.invalidate_on_commit(*ids)
+
+
 def api_keys_touch_last_used(*, seen: dict[object, datetime]) -> int:
     """Record when keys were last used (key id -> time); only ever moves `last_used_at` forward.
 

@@ -1,0 +1,167 @@
+"""Privilege changes staff make in the admin, each audited with before and after and a
+reason when staff gave one: a customer user's status, memberships and their roles, a
+plan's limits and entitlements. Each takes effect on the next gateway request.
+
+The rule for a disabled user: their dashboard tokens are refused (accounts.authentication)
+and so are the API keys they created (`ApiKey.created_by`), whatever org holds them, as
+`api_key_disabled`; keys other members created keep working (pause the org to stop it
+all). Enabling the user serves those keys again, unless a key was itself disabled or
+revoked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+
+from accounts.models import OrganizationMember, Plan, User
+from accounts.services import audit_record
+from accounts.signals import user_status_changed
+
+
+def _user_set_status(
+    *, user: User, status: str, actor: object, reason: str, action: str, now: datetime
+) -> User:
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if locked.status == status:
+        return locked  # idempotent: nothing changed, nothing to audit
+    before = {"status": locked.status}
+    locked.status = status
+    locked.updated_at = now
+    locked.save(update_fields=["status", "updated_at"])
+    # The keys this user created are refused (or served again) from the next request.
+    user_status_changed.send(sender=User, user=locked, status=status)
+    audit_record(
+        actor=actor,
+        action=action,
+        target_type="user",
+        target_id=locked.pk,
+        reason=reason,
+        before=before,
+        after={"status": status},
+        now=now,
+    )
+    return locked
+
+
+@transaction.atomic
+def user_disable(*, user: User, actor: object, reason: str, now: datetime) -> User:
+    """Refuse the user's dashboard tokens and the API keys they created, from the next request."""
+    return _user_set_status(
+        user=user,
+        status=User.Status.DISABLED,
+        actor=actor,
+        reason=reason,
+        action="user.disable",
+        now=now,
+    )
+
+
+@transaction.atomic
+def user_enable(*, user: User, actor: object, reason: str, now: datetime) -> User:
+    return _user_set_status(
+        user=user,
+        status=User.Status.ACTIVE,
+        actor=actor,
+        reason=reason,
+        action="user.enable",
+        now=now,
+    )
+
+
+def _member_snapshot(member: OrganizationMember) -> dict:
+    return {"org": str(member.org_id), "user": str(member.user), "role": member.role}
+
+
+@transaction.atomic
+def org_member_save(
+    *, member: OrganizationMember, actor: object, now: datetime, reason: str = ""
+) -> OrganizationMember:
+    """Save a membership as staff edited it (new, or a changed role), audited with before/after."""
+    before = None
+    if member.pk is not None:
+        old = OrganizationMember.objects.select_for_update().filter(pk=member.pk).first()
+        before = _member_snapshot(old) if old is not None else None
+    member.save()
+    after = _member_snapshot(member)
+    if before != after:
+        audit_record(
+            actor=actor,
+            action="org.member_add" if before is None else "org.member_role",
+            target_type="organization",
+            target_id=member.org_id,
+            org=member.org,
+            reason=reason,
+            before=before,
+            after=after,
+            now=now,
+        )
+    return member
+
+
+@transaction.atomic
+def org_member_remove(
+    *, member: OrganizationMember, actor: object, now: datetime, reason: str = ""
+) -> None:
+    before = _member_snapshot(member)
+    org = member.org
+    member.delete()
+    audit_record(
+        actor=actor,
+        action="org.member_remove",
+        target_type="organization",
+        target_id=org.pk,
+        org=org,
+        reason=reason,
+        before=before,
+        now=now,
+    )
+
+
+PLAN_FIELDS = (
+    "code",
+    "name",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "concurrent_requests",
+    "window_requests",
+    "window_seconds",
+    "weekly_requests",
+    "weekly_tokens",
+    "max_active_keys",
+    "all_models",
+    "is_default",
+)
+
+
+def plan_snapshot(plan: Plan) -> dict:
+    """A plan's limits and entitlements as the audit log records them."""
+    return {
+        **{name: getattr(plan, name) for name in PLAN_FIELDS},
+        "models": sorted(plan.model_policies.values_list("model_name", flat=True)),
+    }
+
+
+def plan_record_change(
+    *, plan: Plan, before: dict | None, actor: object, now: datetime, reason: str = ""
+) -> None:
+    """After staff saved `plan` (and its model list): audit the changed fields, before and
+    after, and apply the new limits and entitlements from the next gateway request."""
+    from accounts.invalidation import plan_changed_on_commit
+
+    after = plan_snapshot(plan)
+    changed = [name for name in after if before is None or before.get(name) != after[name]]
+    if not changed:
+        return
+    plan_changed_on_commit(plan.pk)
+    audit_record(
+        actor=actor,
+        action="plan.create" if before is None else "plan.update",
+        target_type="plan",
+        target_id=plan.pk,
+        reason=reason,
+        before=None if before is None else {name: before.get(name) for name in changed},
+        after={name: after[name] for name in changed},
+        now=now,
+    )
