@@ -3,8 +3,10 @@ run this file, so production serves what the benchmark measured (bench/run.py).
 
     gunicorn -c portal/gunicorn.py portal.wsgi:application
 
-gevent workers (gunicorn's stock `gevent` worker): each request is a greenlet, so a
-worker holds thousands of slow or streaming requests at once (router calls, Redis and
+gevent workers (gunicorn's `gevent` worker; portal/gevent_worker.py answers what its HTTP
+parser refuses, such as a duplicate or conflicting Content-Length, with 400 in the stable
+error shape): each request is a greenlet, so a worker holds thousands of slow or
+streaming requests at once (router calls, Redis and
 Postgres all yield while they wait); two workers use both cores of a small machine.
 Under gevent, Postgres connections come from a pool (portal/settings.py,
 DB_POOL_MAX_SIZE).
@@ -37,6 +39,10 @@ import resource
 bind = [os.environ.get("WEB_BIND", "0.0.0.0:8000")]
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    # gunicorn's gevent worker, answering what its HTTP parser refuses (a duplicate or
+    # conflicting Content-Length, ...) in the stable error shape: portal/gevent_worker.py.
+    worker_class = "portal.gevent_worker.GeventWorker"
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 backlog = 4096

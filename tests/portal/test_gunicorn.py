@@ -35,7 +35,7 @@ def test_reading_the_server_config_loads_neither_settings_nor_celery():
         "import sys, runpy; config = runpy.run_path('portal/gunicorn.py'); print(config['worker_class'], end=' '); "
         "print(sorted(m for m in ('portal.settings', 'celery', 'django.db', 'redis', 'psycopg') if m in sys.modules))"
     )
-    assert out == "gevent []"
+    assert out == "portal.gevent_worker.GeventWorker []"
 
 
 def test_settings_loaded_after_patching_pool_database_connections():
