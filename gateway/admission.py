@@ -18,6 +18,10 @@ from metering.selectors import org_usage_between
 from pools.catalog import Catalog, ModelEntry, current_catalog
 
 _MAX_ROUNDS = 4
+# The model of a listing (GET /v1/models): the key's checks and one request against its
+# requests/min, nothing reserved (admit.lua).
+LISTING = "*"
+KEY_CHECK = "?"  # the key's checks alone: nothing counted (count_tokens)
 # The catalog version this process last read from fast state: the first request after a
 # start asks for it; later ones pass it so current_catalog() keeps its snapshot.
 _seen_version: str | None = None
@@ -71,14 +75,14 @@ def admit(
     now_ms = int(now.timestamp() * 1000)
     catalog = current_catalog(_seen_version)
     for _ in range(_MAX_ROUNDS):
-        entry = catalog.resolve(model)
+        entry = catalog.resolve(model) if model not in (LISTING, KEY_CHECK) else None
         cands = limits.candidates(entry.routes) if entry is not None else []
         est_tokens = estimate(entry)
         adm = limits.admit(
             key_hash=identity.cache_key,
             now_ms=now_ms,
             request_id=request_id,
-            model=_model_arg(entry),
+            model=model if model in (LISTING, KEY_CHECK) else _model_arg(entry),
             est_tokens=est_tokens,
             cands=cands,
             refuse=refuse(entry) if refuse is not None else "",

@@ -9,9 +9,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
+
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity
-from gateway import degraded, forward, leases, limits, openai_format, tokens
+from gateway import degraded, forward, junk, leases, limits, openai_format, tokens
 from gateway.protocols import Answer
 from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
@@ -49,6 +51,7 @@ class Call:
     serving: bool = False  # a stream whose content has begun to go out (its bill is in fast state)
     sent_chars: int = 0  # the characters of content (text, call arguments) the client was sent
     degraded: limits.Admission | None = None  # admitted without fast state (gateway/degraded.py)
+    unlogged: bool = False  # refused as junk (gateway/junk.py): counted, sampled, no row
     max_tokens: int = 0  # the max_tokens the router was sent (0: none yet)
     router_prompt: str | list[dict] | None = None  # the prompt it was sent: text or chat messages
     usage_capped: bool = False  # the router claimed more tokens than billing allows
@@ -229,6 +232,16 @@ def _record(call: Call, served_tokens: int) -> None:
             *([trail.target.router.id] if trail.outcome == "fail" and trail.target else []),
         ],
     )
+    if call.unlogged and settings.GATEWAY_ENFORCEMENT:
+        # Not a key we serve: nothing to bill or show anyone. Counted above, sampled in the
+        # logs, never one row each (gateway/junk.py).
+        junk.sample(
+            request_id=call.request_id,
+            code=call.error_code,
+            client_ip=call.client_ip,
+            endpoint=call.endpoint,
+        )
+        return
     request_record(
         record=RequestRecord(
             request_id=call.request_id,

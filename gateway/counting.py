@@ -1,6 +1,6 @@
 """`POST /v1/messages/count_tokens` (Anthropic): the prompt estimate the gateway reserves
-with for the same Messages body, rendered through the model's route templates. Nothing is
-spent, billed or logged."""
+with for the same Messages body, rendered through the model's route templates. Nothing
+is spent (no request against the limits), billed or logged."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from gateway.tokens import estimate_tokens
 from pools.catalog import get_catalog
 
 
-def count_input_tokens(*, secret: str, body: object) -> int:
+def count_input_tokens(*, secret: str, body: object, request_id: str) -> int:
     """`input_tokens` for a Messages body (max_tokens is not part of this API and ignored);
     PortalError for a bad body or key, or a model this key may not use (404)."""
     req = messages_request.parse_messages(
         {**body, "max_tokens": 1} if isinstance(body, dict) else body
     )
-    ctx = keyaccess.key_context(secret)
+    ctx = keyaccess.key_context(secret, request_id=request_id, counted=False)
     entry = keyaccess.usable_model(ctx, get_catalog(), req.model)
     if entry is None:
         raise keyaccess.model_not_found(req.model)

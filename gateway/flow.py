@@ -27,6 +27,7 @@ from gateway import (
     budget,
     degraded,
     forward,
+    junk,
     openai_format,
     replies,
     stops,
@@ -90,7 +91,16 @@ def _prompt_text(req: InferenceRequest) -> str:
 
 
 def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: the socket's, or, behind TRUSTED_PROXY_COUNT proxies that each
+    append to X-Forwarded-For, the address the outermost trusted proxy saw (entries left of
+    it are the client's own claims and are ignored)."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = settings.TRUSTED_PROXY_COUNT
+    if trusted <= 0:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    return hops[-trusted] if len(hops) >= trusted else remote
 
 
 def serve(request, shape: Shape) -> HttpResponse:
@@ -102,12 +112,16 @@ def serve(request, shape: Shape) -> HttpResponse:
         client_ip=_client_ip(request),
     )
     try:
-        secret = api_key_from(request)
+        identity = None
+        if settings.GATEWAY_ENFORCEMENT:
+            junk.check(call.client_ip)
+            # The key's shape (and, with Unkey, the key) is checked before the body is read.
+            identity = get_provider().authenticate(api_key_from(request))
         req = shape.parse(read_body(request))
         call.model = req.model
         call.prompt_tokens = estimate_tokens(_prompt_text(req))
-        if settings.GATEWAY_ENFORCEMENT:
-            _admit(call, identity=get_provider().authenticate(secret), req=req)
+        if identity is not None:
+            _admit(call, identity=identity, req=req)
         else:
             _admit_unenforced(call, req=req)
         release_pooled()  # a cold admission read Postgres: not held through the router call
@@ -116,6 +130,10 @@ def serve(request, shape: Shape) -> HttpResponse:
         return _whole(call, shape, req)
     except PortalError as err:
         call.status, call.error_code = err.status, err.code
+        if junk.unlogged(err):
+            call.unlogged = True
+            if err.code in junk.FAILED_AUTH:
+                junk.failed(call.client_ip)
         finish_call(call)
         return replies.error_response(err, style=shape.style)
     except degraded.UNAVAILABLE:

@@ -1,29 +1,34 @@
-"""What a key may see without spending anything: its auth context, read fresh from
-Postgres, and the public model names it may use (`GET /v1/models`, `GET /v1/models/{id}`,
-`POST /v1/messages/count_tokens`). No limit, allowance or Unkey credit is spent."""
+"""What a key may see without spending an allowance: its auth context (from fast state,
+as admission reads it) and the public model names it may use (`GET /v1/models`,
+`GET /v1/models/{id}`, `POST /v1/messages/count_tokens`). A listing counts as one request
+against the key's requests per minute (count_tokens does not); no tokens, allowance or
+Unkey credit is spent."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 
-from apikeys.authcontext import AuthContext, build_for_identity
+from apikeys.authcontext import AuthContext
 from apikeys.providers import get_provider
-from gateway import refusals
+from gateway import admission, replies
 from pools.catalog import Catalog, ModelEntry
 from portal.errors import PortalError
 
 
-def key_context(secret: str) -> AuthContext:
+def key_context(secret: str, *, request_id: str, counted: bool = True) -> AuthContext:
     """The key's auth context; PortalError for whatever admission would refuse the key
-    for (AuthContext.refusal: unknown, revoked, disabled, expired, organization not active)."""
-    now = timezone.now()
-    ctx = build_for_identity(identity=get_provider().authenticate(secret, consume=False), now=now)
-    if ctx is None:
-        raise PortalError("invalid_api_key")
-    refusal = ctx.refusal(now_ms=int(now.timestamp() * 1000))
-    if refusal is not None:
-        raise PortalError(refusals.BY_STATUS[refusal].code)
-    return ctx
+    for (AuthContext.refusal: unknown, revoked, disabled, expired, organization not
+    active) and, when `counted`, 429 past its requests per minute."""
+    admitted = admission.admit(
+        identity=get_provider().authenticate(secret, consume=False),
+        request_id=request_id,
+        model=admission.LISTING if counted else admission.KEY_CHECK,
+        estimate=lambda entry: 0,
+        now=timezone.now(),
+    )
+    if admitted.adm.status != "listed":
+        raise replies.refusal(admitted.adm, model="")
+    return admitted.adm.ctx
 
 
 def usable_model(ctx: AuthContext, catalog: Catalog, name: str) -> ModelEntry | None:

@@ -66,5 +66,7 @@ ORDER: tuple[Refusal, ...] = (
 # Answers that are not refusals: load what is missing (auth context, allowance counter)
 # and ask again.
 RETRY = ("miss", "quota_miss")
+# Answers that admit: a request ("ok", a router chosen), a listing or key check ("listed").
+ADMITS = ("ok", "listed")
 
 BY_STATUS: dict[str, Refusal] = {r.status: r for r in ORDER}

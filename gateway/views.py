@@ -92,7 +92,9 @@ class CountTokensView(APIView):
         try:
             secret = flow.api_key_from(request._request)
             tokens = counting.count_input_tokens(
-                secret=secret, body=flow.read_body(request._request)
+                secret=secret,
+                body=flow.read_body(request._request),
+                request_id=request._request.request_id,
             )
         except PortalError as err:
             return replies.error_response(err, style="anthropic")
@@ -122,8 +124,8 @@ def unknown_url(request, *args, **kwargs):
 
 
 class ModelsView(APIView):
-    """`GET /v1/models`: the models this key may use (its context read fresh from Postgres)
-    that an active pool serves now."""
+    """`GET /v1/models`: the models this key may use (its context as admission reads it,
+    one request against its requests/min) that an active pool serves now."""
 
     authentication_classes = ()
     permission_classes = ()
@@ -132,7 +134,9 @@ class ModelsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         try:
-            ctx = keyaccess.key_context(flow.api_key_from(request._request))
+            ctx = keyaccess.key_context(
+                flow.api_key_from(request._request), request_id=request._request.request_id
+            )
         except PortalError as err:
             return replies.error_response(err)
         names = keyaccess.usable_names(ctx, get_catalog())
@@ -152,7 +156,9 @@ class ModelView(APIView):
     @extend_schema(exclude=True)
     def get(self, request, model_id: str):
         try:
-            ctx = keyaccess.key_context(flow.api_key_from(request._request))
+            ctx = keyaccess.key_context(
+                flow.api_key_from(request._request), request_id=request._request.request_id
+            )
             if keyaccess.usable_model(ctx, get_catalog(), model_id) is None:
                 raise keyaccess.model_not_found(model_id)
         except PortalError as err:

@@ -49,6 +49,10 @@ ORG_GENERATION = KeyPattern("orggen", "orggen:{org_id}", "an organization's gene
 PLAN_GENERATION = KeyPattern("plangen", "plangen:{plan_id}", "a plan's generation token")
 UNKEY_VERIFIED = KeyPattern("unkeyok", "unkeyok:{cache_key}", "an Unkey key verified lately")
 
+AUTH_FAILURES = KeyPattern(
+    "auth_failures", "authfail:{client_ip}:{minute}", "failed authentications from an address"
+)
+
 # Limits: sliding windows (hashes, gateway/lua/windows.lua), in-flight leases (sorted sets).
 KEY_REQUESTS = KeyPattern("key_requests", "rl:k:{key_id}:r", "a key's requests per minute window")
 KEY_TOKENS = KeyPattern("key_tokens", "rl:k:{key_id}:t", "a key's tokens per minute window")

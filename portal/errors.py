@@ -94,6 +94,9 @@ CATALOG: dict[str, ErrorKind] = {
         "api_error",
         "The model's answer did not follow the requested tool choice or output format.",
     ),
+    "request_timeout": ErrorKind(
+        408, "invalid_request_error", "The request body did not arrive in time."
+    ),
     "internal_error": ErrorKind(500, "api_error", "Internal server error."),
 }
 

@@ -77,6 +77,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",
+    # A request body arrives by its deadline or the request ends with 408 (gevent workers).
+    "portal.middleware.BodyDeadlineMiddleware",
     # Answers CORS preflights itself (no view, no database) and decorates the answers.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -326,6 +328,19 @@ if not GATEWAY_ENFORCEMENT and not (DEBUG or GATEWAY_ENFORCEMENT_OFF_ALLOWED):
         "GATEWAY_ENFORCEMENT=false serves /v1 without key checks, limits or billing: "
         "refused with DEBUG off (GATEWAY_ENFORCEMENT_OFF_ALLOWED=true is for the benchmark only)."
     )
+# Failed authentications (unknown or malformed keys) one client address may make per
+# minute; past it, its requests get 429 before any key lookup (gateway/junk.py; 0: no limit).
+GATEWAY_AUTH_FAILURES_PER_MINUTE = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE", default=60)
+# Proxies in front of the Portal that append the client's address to X-Forwarded-For (a
+# load balancer: 1). 0: the socket's address is the client's (request logs, the limit above).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
+# `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are
+# served with per-process limits and no allowance reservation; gateway/degraded.py).
+FAST_STATE_DEGRADED = env.str("FAST_STATE_DEGRADED", default="refuse")
+if FAST_STATE_DEGRADED not in ("refuse", "serve_recent_keys"):
+    raise ImproperlyConfigured("FAST_STATE_DEGRADED must be refuse or serve_recent_keys")
+FAST_STATE_DEGRADED_KEY_SECONDS = env.float("FAST_STATE_DEGRADED_KEY_SECONDS", default=300.0)
 AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_COOLDOWN_MS = env.int("BREAKER_COOLDOWN_MS", default=30_000)
@@ -348,13 +363,6 @@ if ROUTER_RECOVERY_PROBE_SECONDS > 0:
         ROUTER_RECOVERY_PROBE_SECONDS, "pools.probe_recovering_routers"
     )
 # Kept connections per router and process: under gevent one process holds up to
-# With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
-# `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are
-# served with per-process limits and no allowance reservation; gateway/degraded.py).
-FAST_STATE_DEGRADED = env.str("FAST_STATE_DEGRADED", default="refuse")
-if FAST_STATE_DEGRADED not in ("refuse", "serve_recent_keys"):
-    raise ImproperlyConfigured("FAST_STATE_DEGRADED must be refuse or serve_recent_keys")
-FAST_STATE_DEGRADED_KEY_SECONDS = env.float("FAST_STATE_DEGRADED_KEY_SECONDS", default=300.0)
 # WEB_WORKER_CONNECTIONS requests at once, and a connection beyond the pool is discarded.
 ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=1024 if _GEVENT else 256)
 ROUTER_POOL_HOSTS = env.int("ROUTER_POOL_HOSTS", default=64)
@@ -388,6 +396,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Swagger UI and ReDoc from drf-spectacular-sidecar (pinned with the package), served
+# --- Request bodies -----------------------------------------------------------------
+# A body must arrive within this many seconds plus its length at the minimum rate, or the
+# request ends with 408 request_timeout and its connection is closed (gevent workers).
+BODY_READ_TIMEOUT_SECONDS = env.float("BODY_READ_TIMEOUT_SECONDS", default=10.0)
+BODY_MIN_BYTES_PER_SECOND = env.float("BODY_MIN_BYTES_PER_SECOND", default=65536.0)
+
     # as static files: the docs work without internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

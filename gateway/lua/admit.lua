@@ -4,7 +4,7 @@
 -- the plan's short window, the weekly allowance reservation, and a router pick.
 -- Nothing is written unless every check passes.
 --
--- ARGV: prefix, key_hash, now_ms, request_id, model (canonical, "" if unknown),
+-- ARGV: prefix, key_hash, now_ms, request_id, model (canonical, "" if unknown, "*" a listing, "?" a key check),
 --       est_tokens, lease_ms, breaker_cooldown_ms, probe_ttl_ms,
 --       rand_a, rand_b, rand_c (three uniform draws in [0,1)), refuse (a refusal the
 --       caller already decided, e.g. "context_length", answered once the key may use the
@@ -34,7 +34,11 @@ local function answer(status, ctx, pause, rl, retry, router)
           retry or 0, router or 0}
 end
 
-if head[2] then return answer('paused', nil, head[2]) end
+-- model '*': a model listing (GET /v1/models): the key checks and one request against
+-- requests/min, nothing else; '?': the key checks alone (count_tokens). A pause stops
+-- inference, not these.
+local listing = model == '*' or model == '?'
+if head[2] and not listing then return answer('paused', nil, head[2]) end
 
 local raw = head[3]
 if not raw then return answer('miss') end
@@ -52,6 +56,21 @@ if ctx.ks == 'disabled' then return answer('disabled', raw) end
 if ctx.kx > 0 and now >= ctx.kx then return answer('expired', raw) end
 if ctx.os == 'paused' then return answer('org_paused', raw) end
 if ctx.os ~= 'active' then return answer('org_disabled', raw) end
+-- listing:begin (tests/gateway/test_refusals.py reads the request's refusals without it)
+if model == '?' then return answer('listed', raw) end
+if listing then
+  local kr = window_read(k_key_requests(ctx.k), now, 60, 1)
+  local orr = window_read(k_org_requests(ctx.o), now, 60, 1)
+  local used, reset = math.max(kr.total, orr.total), math.max(kr.reset, orr.reset)
+  if used + 1 > ctx.p.rpm then
+    return answer('rate_requests', raw, nil, {ctx.p.rpm, 0, reset, ctx.p.tpm, ctx.p.tpm, 0}, math.max(reset, 1000))
+  end
+  if reset <= 0 then reset = 60000 - (now % 1000) end
+  window_add(kr, 1, 120)
+  window_add(orr, 1, 120)
+  return answer('listed', raw, nil, {ctx.p.rpm, ctx.p.rpm - used - 1, reset, ctx.p.tpm, ctx.p.tpm, 0})
+end
+-- listing:end
 if model == '' then return answer('model_not_found', raw) end
 if string.sub(model, 1, 1) == '!' then return answer('model_disabled', raw) end
 

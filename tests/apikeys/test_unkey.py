@@ -214,7 +214,11 @@ def test_each_refusing_code_is_a_stable_error(unkey_fake, tenant, unkey_code, st
 
     assert refused(response) == (status, code, type_)
     assert response["x-request-id"].startswith("req_")
-    assert RequestLog.objects.get(request_id=response["x-request-id"]).error_code == code
+    logged = RequestLog.objects.filter(request_id=response["x-request-id"])
+    if code == "invalid_api_key":
+        assert not logged.exists()  # not a key we serve: metrics and sampled logs only
+    else:
+        assert logged.get().error_code == code
     if code == "insufficient_quota":
         assert response["x-should-retry"] == "false"
     assert models(tenant.secret).status_code == status
