@@ -309,6 +309,19 @@ GATEWAY_LEASE_SECONDS = env.float("GATEWAY_LEASE_SECONDS", default=15.0)
 # Renew leases, reap dead processes' requests and replay the usage spool from a background
 # loop in each web process (off in the test suite's in-process tests).
 GATEWAY_UPKEEP = env.bool("GATEWAY_UPKEEP", default=True)
+# Failed authentications (unknown or malformed keys) one client address may make per
+# minute; past it, its requests get 429 before any key lookup (gateway/junk.py; 0: no limit).
+GATEWAY_AUTH_FAILURES_PER_MINUTE = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE", default=60)
+# Proxies in front of the Portal that append the client's address to X-Forwarded-For (a
+# load balancer: 1). 0: the socket's address is the client's (request logs, the limit above).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
+# `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are
+# served with per-process limits and no allowance reservation; gateway/degraded.py).
+FAST_STATE_DEGRADED = env.str("FAST_STATE_DEGRADED", default="refuse")
+if FAST_STATE_DEGRADED not in ("refuse", "serve_recent_keys"):
+    raise ImproperlyConfigured("FAST_STATE_DEGRADED must be refuse or serve_recent_keys")
+FAST_STATE_DEGRADED_KEY_SECONDS = env.float("FAST_STATE_DEGRADED_KEY_SECONDS", default=300.0)
 # Requests dead web processes left (their leases ran out) are settled and billed by every
 # web process's loop, and by this task when no web process is left to do it.
 CELERY_BEAT_SCHEDULE["gateway.reap_requests"] = _every(
@@ -328,19 +341,6 @@ if not GATEWAY_ENFORCEMENT and not (DEBUG or GATEWAY_ENFORCEMENT_OFF_ALLOWED):
         "GATEWAY_ENFORCEMENT=false serves /v1 without key checks, limits or billing: "
         "refused with DEBUG off (GATEWAY_ENFORCEMENT_OFF_ALLOWED=true is for the benchmark only)."
     )
-# Failed authentications (unknown or malformed keys) one client address may make per
-# minute; past it, its requests get 429 before any key lookup (gateway/junk.py; 0: no limit).
-GATEWAY_AUTH_FAILURES_PER_MINUTE = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE", default=60)
-# Proxies in front of the Portal that append the client's address to X-Forwarded-For (a
-# load balancer: 1). 0: the socket's address is the client's (request logs, the limit above).
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
-# With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
-# `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are
-# served with per-process limits and no allowance reservation; gateway/degraded.py).
-FAST_STATE_DEGRADED = env.str("FAST_STATE_DEGRADED", default="refuse")
-if FAST_STATE_DEGRADED not in ("refuse", "serve_recent_keys"):
-    raise ImproperlyConfigured("FAST_STATE_DEGRADED must be refuse or serve_recent_keys")
-FAST_STATE_DEGRADED_KEY_SECONDS = env.float("FAST_STATE_DEGRADED_KEY_SECONDS", default=300.0)
 AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_COOLDOWN_MS = env.int("BREAKER_COOLDOWN_MS", default=30_000)
@@ -377,6 +377,12 @@ if _missing:
         "DEBUG=true uses development defaults."
     )
 
+# --- Request bodies -----------------------------------------------------------------
+# A body must arrive within this many seconds plus its length at the minimum rate, or the
+# request ends with 408 request_timeout and its connection is closed (gevent workers).
+BODY_READ_TIMEOUT_SECONDS = env.float("BODY_READ_TIMEOUT_SECONDS", default=10.0)
+BODY_MIN_BYTES_PER_SECOND = env.float("BODY_MIN_BYTES_PER_SECOND", default=65536.0)
+
 # --- DRF and the API schema ------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerJWTAuthentication"],
@@ -396,12 +402,6 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Swagger UI and ReDoc from drf-spectacular-sidecar (pinned with the package), served
-# --- Request bodies -----------------------------------------------------------------
-# A body must arrive within this many seconds plus its length at the minimum rate, or the
-# request ends with 408 request_timeout and its connection is closed (gevent workers).
-BODY_READ_TIMEOUT_SECONDS = env.float("BODY_READ_TIMEOUT_SECONDS", default=10.0)
-BODY_MIN_BYTES_PER_SECOND = env.float("BODY_MIN_BYTES_PER_SECOND", default=65536.0)
-
     # as static files: the docs work without internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
