@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +15,7 @@ from accounts.selectors import active_subscription
 from accounts.services import audit_record
 from apikeys import authcache
 from apikeys.models import ApiKey
-from apikeys.providers import get_provider
+from apikeys.providers import IssuedSecret, get_provider
 from portal.errors import PortalError
 
 
@@ -45,16 +46,19 @@ def active_key_count(*, org: Organization, now: datetime) -> int:
     )
 
 
-def _issue(
-    *,
-    org: Organization,
-    created_by: User | None,
-    name: str,
-    allowed_models: list[str] | None,
-    expires_at: datetime | None,
-    plan_code: str,
-    now: datetime,
-) -> IssuedKey:
+def _check_cap(*, org: Organization, plan, now: datetime) -> None:
+    if active_key_count(org=org, now=now) >= plan.max_active_keys:
+        raise PortalError(
+            "key_limit_reached",
+            f"The {plan.name} plan allows {plan.max_active_keys} active keys; revoke one first.",
+        )
+
+
+def _issue_secret(
+    *, org: Organization, name: str, expires_at: datetime | None, plan_code: str
+) -> tuple[uuid.UUID, object, IssuedSecret]:
+    """A new key id and its secret from the provider: for Unkey a remote call, so it is made
+    before any row is locked, and undone by `_revoked_unless_committed` if no row follows."""
     key_id = uuid.uuid4()
     provider = get_provider()
     issued = provider.issue(
@@ -64,7 +68,35 @@ def _issue(
         name=name,
         expires_at=expires_at,
     )
-    key = ApiKey.objects.create(
+    return key_id, provider, issued
+
+
+@contextmanager
+def _revoked_unless_committed(provider, issued: IssuedSecret):
+    """Compensation: when the transaction storing the provider's key fails, the provider's key
+    is revoked, so none is left valid at the provider without a Portal row. (Called inside an
+    outer transaction that later rolls back, the key is disabled by `sync_unkey_keys`.)"""
+    try:
+        yield
+    except BaseException:
+        if issued.external_id:
+            provider.revoke(external_id=issued.external_id)  # logs, never raises
+        raise
+
+
+def _insert(
+    *,
+    key_id: uuid.UUID,
+    provider,
+    issued: IssuedSecret,
+    org: Organization,
+    created_by: User | None,
+    name: str,
+    allowed_models: list[str] | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> ApiKey:
+    return ApiKey.objects.create(
         id=key_id,
         org=org,
         created_by=created_by,
@@ -79,10 +111,8 @@ def _issue(
         created_at=now,
         updated_at=now,
     )
-    return IssuedKey(key=key, plaintext=issued.plaintext)
 
 
-@transaction.atomic
 def api_key_create(
     *,
     org: Organization,
@@ -92,38 +122,45 @@ def api_key_create(
     allowed_models: list[str] | None = None,
     expires_at: datetime | None = None,
 ) -> IssuedKey:
-    """Issue a key for `org`, within the plan's active-key cap. The plaintext is returned once."""
-    # Lock the org row so concurrent creates cannot both slip under the cap.
-    Organization.objects.select_for_update().filter(pk=org.pk).first()
+    """Issue a key for `org`, within the plan's active-key cap. The plaintext is returned once.
+
+    The provider is asked first, holding no lock (Unkey answers over HTTP); then one
+    transaction locks the org, checks the cap again and stores the row. If that fails, the
+    provider's key is revoked: no orphan keys."""
     if expires_at is not None and expires_at <= now:
         raise PortalError(
             "invalid_request_error", "expires_at must be in the future.", param="expires_at"
         )
     plan = active_subscription(org=org).plan
-    if active_key_count(org=org, now=now) >= plan.max_active_keys:
-        raise PortalError(
-            "key_limit_reached",
-            f"The {plan.name} plan allows {plan.max_active_keys} active keys; revoke one first.",
+    _check_cap(org=org, plan=plan, now=now)  # refuse early, without a call to the provider
+    key_id, provider, issued = _issue_secret(
+        org=org, name=name, expires_at=expires_at, plan_code=plan.code
+    )
+    with _revoked_unless_committed(provider, issued), transaction.atomic():
+        # Lock the org row so concurrent creates cannot both slip under the cap.
+        Organization.objects.select_for_update().filter(pk=org.pk).first()
+        _check_cap(org=org, plan=active_subscription(org=org).plan, now=now)
+        key = _insert(
+            key_id=key_id,
+            provider=provider,
+            issued=issued,
+            org=org,
+            created_by=created_by,
+            name=name,
+            allowed_models=allowed_models,
+            expires_at=expires_at,
+            now=now,
         )
-    issued = _issue(
-        org=org,
-        created_by=created_by,
-        name=name,
-        allowed_models=allowed_models,
-        expires_at=expires_at,
-        plan_code=plan.code,
-        now=now,
-    )
-    audit_record(
-        actor=created_by,
-        action="api_key.create",
-        target_type="api_key",
-        target_id=issued.key.pk,
-        org=org,
-        after=_snapshot(issued.key),
-        now=now,
-    )
-    return issued
+        audit_record(
+            actor=created_by,
+            action="api_key.create",
+            target_type="api_key",
+            target_id=key.pk,
+            org=org,
+            after=_snapshot(key),
+            now=now,
+        )
+    return IssuedKey(key=key, plaintext=issued.plaintext)
 
 
 @transaction.atomic
@@ -242,49 +279,63 @@ def api_key_enable(*, key: ApiKey, actor: object, now: datetime, reason: str = "
     )
 
 
-@transaction.atomic
-def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedKey:
-    """A new secret with the same settings; the old key is revoked in the same transaction."""
-    locked = ApiKey.objects.select_for_update().select_related("org").get(pk=key.pk)
-    if locked.status != ApiKey.Status.ACTIVE:
+def _check_rotatable(key: ApiKey, now: datetime) -> None:
+    if key.status != ApiKey.Status.ACTIVE:
         raise PortalError(
             "invalid_request_error", "Only an active key can be rotated.", param="key_id"
         )
-    if locked.expires_at is not None and locked.expires_at <= now:
+    if key.expires_at is not None and key.expires_at <= now:
         # The new key keeps this expiry: it would be born expired.
         raise PortalError(
             "invalid_request_error", "An expired key cannot be rotated.", param="key_id"
         )
-    plan = active_subscription(org=locked.org).plan
-    issued = _issue(
-        org=locked.org,
-        created_by=actor,
-        name=locked.name,
-        allowed_models=locked.allowed_models,
-        expires_at=locked.expires_at,
-        plan_code=plan.code,
-        now=now,
+
+
+def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedKey:
+    """A new secret with the same settings; the old key is revoked in the same transaction.
+
+    As for create: the provider is asked before the old key's row is locked, and its new
+    key is revoked if the transaction fails."""
+    current = ApiKey.objects.select_related("org").get(pk=key.pk)
+    _check_rotatable(current, now)
+    plan = active_subscription(org=current.org).plan
+    key_id, provider, issued = _issue_secret(
+        org=current.org, name=current.name, expires_at=current.expires_at, plan_code=plan.code
     )
-    _set_status(
-        key=locked,
-        status=ApiKey.Status.REVOKED,
-        actor=actor,
-        reason="rotated",
-        action="api_key.revoke",
-        now=now,
-    )
-    ApiKey.objects.filter(pk=locked.pk).update(replaced_by=issued.key)
-    audit_record(
-        actor=actor,
-        action="api_key.create",
-        target_type="api_key",
-        target_id=issued.key.pk,
-        org=locked.org,
-        reason=f"rotation of {locked.pk}",
-        after=_snapshot(issued.key),
-        now=now,
-    )
-    return issued
+    with _revoked_unless_committed(provider, issued), transaction.atomic():
+        locked = ApiKey.objects.select_for_update().select_related("org").get(pk=key.pk)
+        _check_rotatable(locked, now)
+        new = _insert(
+            key_id=key_id,
+            provider=provider,
+            issued=issued,
+            org=locked.org,
+            created_by=actor,
+            name=locked.name,
+            allowed_models=locked.allowed_models,
+            expires_at=locked.expires_at,
+            now=now,
+        )
+        _set_status(
+            key=locked,
+            status=ApiKey.Status.REVOKED,
+            actor=actor,
+            reason="rotated",
+            action="api_key.revoke",
+            now=now,
+        )
+        ApiKey.objects.filter(pk=locked.pk).update(replaced_by=new)
+        audit_record(
+            actor=actor,
+            action="api_key.create",
+            target_type="api_key",
+            target_id=new.pk,
+            org=locked.org,
+            reason=f"rotation of {locked.pk}",
+            after=_snapshot(new),
+            now=now,
+        )
+    return IssuedKey(key=new, plaintext=issued.plaintext)
 
 
 def api_key_deleted(*, key: ApiKey, now: datetime) -> None:
