@@ -11,7 +11,6 @@ import time
 import pytest
 from django.test import Client
 
-from apikeys.authcache import auth_context_key
 from apikeys.authcontext import AuthContext
 from gateway import leases, limits, upkeep
 from infra import fastkeys
@@ -19,44 +18,15 @@ from metering.models import RequestLog, UsageEvent
 from metering.quotas import quota_key
 from pools.simulator import start_in_thread
 from tests.factories import seeding
+from tests.support.authcontexts import HASH, T0, cache_context
 
-T0 = 1_800_000_000_000  # ms
-HASH = "l" * 64
 MESSAGES = [{"role": "user", "content": "Stream me something long."}]
 
 
 @pytest.fixture
 def context(fast_state):
     """A hand-made auth context: one concurrent request allowed."""
-    ctx = {
-        "k": "key1",
-        "o": "org1",
-        "ks": "active",
-        "kx": 0,
-        "am": None,
-        "os": "active",
-        "kg": "",
-        "og": "",
-        "pg": "",
-        "ps": T0 - 86_400_000,
-        "pe": T0 + 7 * 86_400_000,
-        "p": {
-            "id": 1,
-            "code": "t",
-            "rpm": 1000,
-            "tpm": 10**9,
-            "cc": 1,
-            "wr": 10**6,
-            "ws": 300,
-            "qr": 10**9,
-            "qt": 10**12,
-            "all": True,
-            "m": [],
-        },
-    }
-    fast_state.set(auth_context_key(HASH), json.dumps(ctx))
-    fast_state.hset(quota_key(org_id="org1", period_start_ms=ctx["ps"]), mapping={"r": 0, "t": 0})
-    return AuthContext.from_json(json.dumps(ctx))
+    return cache_context(fast_state, cc=1)
 
 
 def admit(at_ms: int, request_id: str, est: int = 50) -> limits.Admission:

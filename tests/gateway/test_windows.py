@@ -2,57 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 
-from apikeys.authcache import auth_context_key
-from apikeys.authcontext import AuthContext
 from gateway import limits
 from metering.quotas import quota_key
-
-T0 = 1_800_000_000_000  # ms, on a second boundary
-HASH = "h" * 64
+from tests.support.authcontexts import HASH, T0, cache_context
 
 
 @pytest.fixture
 def context(fast_state):
-    def make(**plan):
-        ctx = {
-            "k": "key1",
-            "o": "org1",
-            "ks": "active",
-            "kx": 0,
-            "am": None,
-            "os": "active",
-            "kg": "",
-            "og": "",
-            "pg": "",
-            "ps": T0 - 86_400_000,
-            "pe": T0 + 7 * 86_400_000,
-            "p": {
-                "id": 1,
-                "code": "t",
-                "rpm": 1000,
-                "tpm": 10**9,
-                "cc": 1000,
-                "wr": 10**6,
-                "ws": 300,
-                "qr": 10**9,
-                "qt": 10**12,
-                "all": True,
-                "m": [],
-                **plan,
-            },
-        }
-        fast_state.set(auth_context_key(HASH), json.dumps(ctx))
-        fast_state.hset(
-            quota_key(org_id="org1", period_start_ms=ctx["ps"]), mapping={"r": 0, "t": 0}
-        )
-        return AuthContext.from_json(json.dumps(ctx))
-
-    return make
+    return lambda **plan: cache_context(fast_state, **plan)
 
 
 def admit(at_ms: int, est: int = 1, request_id: str | None = None) -> limits.Admission:
