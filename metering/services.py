@@ -3,7 +3,9 @@
 The rules live in modules named for their concern; this module is where other code
 finds them:
 
-- `request_record` — the gateway writes a request log and its usage event (here)
+- `request_record` — the gateway writes a request log and its usage event (here); when
+  Postgres cannot take it in time, the usage spool keeps it (`metering.spool`)
+- `usage_spool_replay`, `usage_spool_pending` — the spool written into Postgres, and its size
 - `usage_rollup_pending`, `usage_rollup_rebuild` — hour and day rollups (`metering.rollups`)
 - `ledger_post_closed_hours`, `ledger_post_range`, `ledger_post_manual` — the billing ledger (`metering.ledger`)
 - `billing_periods_close_due`, `billing_period_close` — billing periods (`metering.closing`)
@@ -13,15 +15,26 @@ finds them:
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from time import monotonic
 
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connections, router, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
 
 from infra.pgpool.base import run_pooled
+from metering import spool
 from metering.closing import billing_period_close, billing_periods_close_due
 from metering.ledger import ledger_post_closed_hours, ledger_post_manual, ledger_post_range
 from metering.models import RequestLog, UsageEvent
@@ -29,6 +42,10 @@ from metering.pricing import price_micro_usd
 from metering.quotas import quota_reconcile, quota_seed
 from metering.request_logs import keys_last_used_refresh, request_logs_prune
 from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
+from metering.spool import pending as usage_spool_pending
+from metering.spool import replay as usage_spool_replay
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RequestRecord",
@@ -42,8 +59,11 @@ __all__ = [
     "quota_seed",
     "request_logs_prune",
     "request_record",
+    "request_records_write",
     "usage_rollup_pending",
     "usage_rollup_rebuild",
+    "usage_spool_pending",
+    "usage_spool_replay",
 ]
 
 
@@ -131,16 +151,95 @@ def _statements(quote) -> tuple[str, str]:
     return insert_log, with_event
 
 
+# Until then (monotonic seconds), records go straight to the spool: Postgres just failed.
+_held_until = 0.0
+
+# Errors saying Postgres cannot take a write now, not that the write is wrong: down,
+# unreachable, restarting, out of connections, disk or memory, a pool or deadline timeout
+# (Django's wrapped errors, and psycopg's own, as psycopg_pool raises them).
+_UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# read_only_sql_transaction: a failover onto a replica, or Supabase when its disk fills up.
+_READ_ONLY = "25006"
+
+
 def request_record(*, record: RequestRecord) -> None:
     """Write the request log and, when tokens were served, its usage event, in one transaction.
 
     Idempotent on the request id: writing the same request twice changes nothing.
+
+    The end of every gateway request, after the client got its answer: it waits at most
+    USAGE_WRITE_TIMEOUT_SECONDS for Postgres (pool wait and statement), and never raises
+    because Postgres cannot take the write. The record then goes to the usage spool
+    (`metering.spool`), which writes it later, once; for USAGE_WRITE_BACKOFF_SECONDS after
+    such a failure the next records go straight there. Any other error (a record or a
+    statement Postgres refuses: a bug) is raised.
     """
-    served = record.prompt_tokens + record.completion_tokens > 0 and record.org_id is not None
+    global _held_until
+    if _held_until and monotonic() < _held_until:
+        _spool(record)
+        return
+    try:
+        _write(record, timeout=settings.USAGE_WRITE_TIMEOUT_SECONDS)
+    except Exception as error:
+        if not write_unavailable(error):
+            raise
+        writes_hold(error)
+        _spool(record)
+        return
+    if _held_until:
+        _held_until = 0.0
+        logger.warning("usage writes reach Postgres again")
+    if spool.writing():
+        spool.seal()  # Postgres is back: any process may replay this process's file now
+
+
+def write_unavailable(error: BaseException) -> bool:
+    """True when `error` says Postgres cannot take the write now (it would succeed later)."""
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    return getattr(error.__cause__, "sqlstate", None) == _READ_ONLY
+
+
+def writes_hold(error: BaseException) -> None:
+    """Send records straight to the spool for USAGE_WRITE_BACKOFF_SECONDS: Postgres failed."""
+    global _held_until
+    if not _held_until:  # once an outage, not once a record
+        logger.warning(
+            "Postgres cannot take usage writes (%s: %s): spooling them in %s",
+            type(error).__name__,
+            error,
+            spool.directory(),
+        )
+    _held_until = monotonic() + settings.USAGE_WRITE_BACKOFF_SECONDS
+
+
+def writes_held() -> bool:
+    return bool(_held_until) and monotonic() < _held_until
+
+
+def _spool(record: RequestRecord) -> None:
+    try:
+        spool.append(record)
+    except Exception:
+        # Postgres and the local disk both failed: the log line is the last copy.
+        logger.critical(
+            "usage record lost: Postgres unavailable and the spool failed: %s",
+            spool.encode(record).decode().strip(),
+            exc_info=True,
+        )
+        raise
+
+
+def _served(record: RequestRecord) -> bool:
+    return record.prompt_tokens + record.completion_tokens > 0 and record.org_id is not None
+
+
+def _write(record: RequestRecord, *, timeout: float | None) -> None:
+    served = _served(record)
     connection = connections[router.db_for_write(RequestLog)]
     try:
         if connection.vendor == "postgresql":
-            _write_postgres(connection, record, served)
+            _write_postgres(connection, record, served, timeout=timeout)
         else:
             _write_orm(record, served)
     except IntegrityError:
@@ -148,8 +247,7 @@ def request_record(*, record: RequestRecord) -> None:
             raise
 
 
-def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
-    insert_log, with_event = _statements(connection.ops.quote_name)
+def _params(record: RequestRecord, served: bool) -> list:
     params = [
         record.request_id,
         record.org_id,
@@ -172,10 +270,18 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
     ]
     if served:
         params += [record.estimated, _cost(record)]
+    return params
+
+
+def _write_postgres(connection, record: RequestRecord, served: bool, *, timeout=None) -> None:
+    insert_log, with_event = _statements(connection.ops.quote_name)
+    params = _params(record, served)
     sql = with_event if served else insert_log
     # On the pooled (gevent) server the statement runs on a pooled connection of its own,
-    # prepared once per connection (infra/pgpool); it commits by itself.
-    if run_pooled(connection, sql, params, prepare=settings.DB_PREPARED_STATEMENTS):
+    # prepared once per connection (infra/pgpool), within `timeout`; it commits by itself.
+    if run_pooled(
+        connection, sql, params, prepare=settings.DB_PREPARED_STATEMENTS, timeout=timeout
+    ):
         return
     # Outside a transaction the one statement is its own; inside one (a caller's atomic
     # block), a savepoint keeps a conflict from breaking the caller's transaction.
@@ -184,6 +290,27 @@ def _write_postgres(connection, record: RequestRecord, served: bool) -> None:
         connection.cursor() as cursor,
     ):
         cursor.execute(sql, params)
+
+
+def request_records_write(*, records: list[RequestRecord], timeout: float | None = None) -> None:
+    """Write many records as `request_record` writes one (the spool's replay), idempotently:
+    records already in Postgres change nothing. Raises what Postgres raises, unavailability
+    included; on Postgres, a batch is one pipeline of statements within `timeout`."""
+    connection = connections[router.db_for_write(RequestLog)]
+    if connection.vendor != "postgresql":
+        for record in records:
+            _write(record, timeout=timeout)
+        return
+    insert_log, with_event = _statements(connection.ops.quote_name)
+    batches: dict[str, list[list]] = {with_event: [], insert_log: []}
+    for record in records:
+        served = _served(record)
+        batches[with_event if served else insert_log].append(_params(record, served))
+    for sql, rows in batches.items():
+        if not rows or run_pooled(connection, sql, rows, many=True, timeout=timeout):
+            continue
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
 
 
 def _write_orm(record: RequestRecord, served: bool) -> None:

@@ -78,3 +78,9 @@ def prune_request_logs(self, *, retention_days: int | None = None, **kwargs) -> 
 def reconcile_quotas(self, *, org_ids: list[str] | None = None, **kwargs) -> dict:
     summary = services.quota_reconcile(now=timezone.now(), org_ids=org_ids)
     return {"orgs": summary.orgs, "changed": summary.changed}
+
+
+@shared_task(name="metering.replay_usage_spool", **RETRY)
+def replay_usage_spool(self, *, limit: int | None = None, **kwargs) -> dict:
+    """Usage records this host's processes spooled while Postgres was unavailable, written now."""
+    return {"replayed": services.usage_spool_replay(limit=limit)}

@@ -206,6 +206,25 @@ if METERING_RECONCILE_QUOTAS_SECONDS > 0:
         METERING_RECONCILE_QUOTAS_SECONDS, "metering.reconcile_quotas"
     )
 
+# The request path's usage write (request log + usage event) waits at most this long for
+# Postgres (a pooled connection, then the statement's answer); past it, or with Postgres
+# down, the record goes to the usage spool and the answer is not held (metering/spool.py).
+USAGE_WRITE_TIMEOUT_SECONDS = env.float("USAGE_WRITE_TIMEOUT_SECONDS", default=2.5)
+# After a failed usage write, records go straight to the spool this long before Postgres is
+# tried again (and spool replays wait as long after a failed one).
+USAGE_WRITE_BACKOFF_SECONDS = env.float("USAGE_WRITE_BACKOFF_SECONDS", default=1.0)
+# One append-only file per process: on local disk, and on a persistent volume where the
+# machine or container may be replaced. fsync makes a spooled record survive a power loss.
+USAGE_SPOOL_DIR = env.str("USAGE_SPOOL_DIR", default=str(VAR_DIR / "usage-spool"))
+USAGE_SPOOL_FSYNC = env.bool("USAGE_SPOOL_FSYNC", default=False)
+# Web processes replay the spool from their background loop; this task does it where a
+# Celery worker shares the host (its files, and those of web processes that died).
+USAGE_SPOOL_REPLAY_SECONDS = env.int("USAGE_SPOOL_REPLAY_SECONDS", default=30)
+if USAGE_SPOOL_REPLAY_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["metering.replay_usage_spool"] = _every(
+        USAGE_SPOOL_REPLAY_SECONDS, "metering.replay_usage_spool"
+    )
+
 # --- Ops -------------------------------------------------------------------------
 # Router probes record health and feed the circuit breakers; the global pause flag is
 # rebuilt in fast state from Postgres (fast state may lose it).

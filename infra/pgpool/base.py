@@ -11,6 +11,9 @@ back (the pool replaces it) and the next one is tried.
 
 from __future__ import annotations
 
+from functools import partial
+from time import monotonic
+
 import psycopg
 from django.db import OperationalError as DjangoOperationalError
 from django.db import connections
@@ -18,11 +21,20 @@ from django.db.backends.postgresql import base
 from psycopg import pq
 
 try:  # under gevent, the real select: a zero-timeout look must not switch greenlets
-    from gevent.monkey import get_original
+    from gevent import get_hub
+    from gevent.monkey import get_original, is_module_patched
+    from greenlet import getcurrent
 
     _select = get_original("select", "select")
 except ImportError:  # gevent is not installed
     from select import select as _select
+
+    def is_module_patched(name: str) -> bool:
+        return False
+
+
+class DeadlineExceeded(psycopg.OperationalError):
+    """A statement had no answer within its caller's deadline (`run_pooled`'s `timeout`)."""
 
 
 def usable(connection) -> bool:
@@ -63,16 +75,29 @@ def _first_usable(pool, take):
 _ONLY_WHEN_ASKED = 2**31 - 1
 
 
-def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
+def run_pooled(
+    wrapper,
+    sql: str,
+    params,
+    *,
+    prepare: bool = True,
+    many: bool = False,
+    timeout: float | None = None,
+) -> bool:
     """Run one statement on its own pooled connection, in autocommit, bypassing Django's
     per-request connection set-up (a checkout, time zone and role checks, signals).
     Errors are Django's (IntegrityError, OperationalError, ...), as from a cursor.
 
     For the request path's one write (metering/services.py). `prepare`: a server-side
-    prepared statement, parsed and planned once per connection. Returns False, having done
-    nothing, when `wrapper` has no pool, is inside a transaction or already holds a
-    connection: the caller then goes through Django's cursor. The statement must be idempotent: when the server
-    drops the connection under it, it is sent once more on another.
+    prepared statement, parsed and planned once per connection. `many`: `params` is a list
+    of parameter sets, sent in one pipeline (each its own autocommitted statement).
+    `timeout` (seconds): a deadline for the whole call, the wait for a pooled connection
+    and, under gevent, the statement's answer; past it, OperationalError (a statement cut
+    off has its connection closed: it may still commit on the server). Returns False,
+    having done nothing, when `wrapper` has no pool, is inside a transaction or already
+    holds a connection: the caller then goes through Django's cursor. The statement must
+    be idempotent: when the server drops the connection under it, it is sent once more on
+    another.
     """
     pool = wrapper.pool if isinstance(wrapper, DatabaseWrapper) else None
     if pool is None or wrapper.in_atomic_block or wrapper.connection is not None:
@@ -82,8 +107,11 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
         return False
     if pool.closed:
         pool.open()
+    deadline = None if timeout is None else monotonic() + timeout
+    take = pool.getconn if deadline is None else partial(_getconn_before, pool, deadline)
     for attempt in (1, 2):
-        connection = _first_usable(pool, pool.getconn)
+        with wrapper.wrap_database_errors:  # a pool timeout is an OperationalError like others
+            connection = _first_usable(pool, take)
         try:
             if not connection.autocommit:
                 connection.autocommit = True  # the statement commits by itself
@@ -95,9 +123,20 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
             # A plain (server-binding) cursor: Django's connections default to client-side
             # binding, which cannot prepare.
             with wrapper.wrap_database_errors, psycopg.Cursor(connection) as cursor:
-                cursor.execute(sql, params, prepare=prepare or None)
+                watched = _watched(deadline)  # under gevent: no answer by then, interrupted
+                try:
+                    if many:
+                        cursor.executemany(sql, params)
+                    else:
+                        cursor.execute(sql, params, prepare=prepare or None)
+                finally:
+                    if watched is not None:
+                        _running.pop(watched, None)
             return True
-        except DjangoOperationalError:
+        except DjangoOperationalError as error:
+            if isinstance(error.__cause__, DeadlineExceeded):
+                connection.close()  # cut off mid-statement: the pool replaces it
+                raise
             # The server dropped this connection between the check and the statement (a
             # restart, a terminated backend). Callers' statements are idempotent: once more
             # on another connection.
@@ -106,6 +145,47 @@ def run_pooled(wrapper, sql: str, params, *, prepare: bool = True) -> bool:
         finally:
             pool.putconn(connection)  # a broken connection is discarded and replaced
     return True
+
+
+def _getconn_before(pool, deadline: float):
+    # psycopg_pool refuses at once, even with a connection idle, when given no time at all
+    return pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+
+
+# Statements running under a deadline on the gevent server: greenlet -> (deadline, hub). One
+# timer per hub looks at them a few times a second and interrupts the overdue ones, so a
+# statement pays two dict operations for its deadline, not a timer of its own.
+_running: dict = {}
+_watching: dict = {}  # hub -> its timer
+_WATCH_INTERVAL = 0.1
+
+
+def _watched(deadline: float | None):
+    """The current greenlet, registered to be interrupted past `deadline`; None when there
+    is no deadline or no gevent (then nothing interrupts the statement)."""
+    if deadline is None or not is_module_patched("socket"):
+        return None
+    hub = get_hub()
+    if hub not in _watching:  # this process's (this thread's) first statement with a deadline
+        timer = hub.loop.timer(_WATCH_INTERVAL, _WATCH_INTERVAL, ref=False)
+        timer.start(_interrupt_overdue, hub)
+        _watching[hub] = timer
+    current = getcurrent()
+    _running[current] = (deadline, hub)
+    return current
+
+
+def _interrupt_overdue(hub) -> None:
+    """In `hub`: raise DeadlineExceeded in each of its greenlets whose statement is past its
+    deadline. A registered greenlet is suspended inside its statement's wait (it leaves the
+    registry before its next switch), so that is where the error lands; run_pooled then
+    closes the connection."""
+    if not _running:
+        return
+    now = monotonic()
+    for waiting, (deadline, home) in list(_running.items()):
+        if deadline <= now and home is hub and _running.pop(waiting, None) is not None:
+            waiting.throw(DeadlineExceeded("no answer within the deadline"))
 
 
 def release_pooled(alias: str = "default") -> None:

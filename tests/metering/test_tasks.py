@@ -20,6 +20,7 @@ TASKS = {
     "metering.touch_keys_last_used": tasks.touch_keys_last_used,
     "metering.prune_request_logs": tasks.prune_request_logs,
     "metering.reconcile_quotas": tasks.reconcile_quotas,
+    "metering.replay_usage_spool": tasks.replay_usage_spool,
 }
 
 
