@@ -24,6 +24,7 @@ from django.conf import settings
 
 from gateway import calls, degraded, leases
 from infra import lifecycle
+from infra.pgpool.base import release_pooled
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -51,10 +52,13 @@ def period() -> float:
 def run_once(*, now_ms: int | None = None) -> None:
     """One round: renew this process's leases, reap dead ones', replay the spool."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    leases.renew(now_ms=now_ms)
-    leases.reap(now_ms=now_ms)
-    degraded.reconcile_served_orgs(_reconcile)
-    _replay_spool()
+    try:
+        leases.renew(now_ms=now_ms)
+        leases.reap(now_ms=now_ms)
+        degraded.reconcile_served_orgs(_reconcile)
+        _replay_spool()
+    finally:
+        release_pooled()  # the next round's writes take a pooled connection, with its deadline
 
 
 def _reconcile(org_ids: list[str]) -> None:
@@ -66,10 +70,8 @@ def _reconcile(org_ids: list[str]) -> None:
 
 
 def _replay_spool() -> None:
-    try:
-        from metering import spool
-    except ImportError:  # no spool in this build
-        return
+    from metering import spool
+
     spool.replay()
 
 

@@ -209,8 +209,8 @@ def test_a_killed_worker_leaves_every_served_stream_billed_once_and_its_slots_fr
         sim.configure(completion_tokens=300, tokens_per_second=TOKENS_PER_SECOND)
     catalog = seeding.catalog(router_urls=[sim.url for sim in sims])
     tenant = seeding.tenant()
-    url, master = production_server(WEB_WORKERS="2")
-    eventually(lambda: len(workers_of(master.proc.pid)) == 2, timeout=30)
+    url, master = production_server(WEB_WORKERS="1")  # every stream on the worker killed
+    eventually(lambda: len(workers_of(master.proc.pid)) == 1, timeout=30)
 
     streams, threads = start_streams(url, tenant.secret)
     for stream in streams:
