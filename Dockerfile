@@ -21,7 +21,7 @@ RUN pip install .
 # collectstatic only imports settings; the development defaults are enough for it
 # and never reach the running container.
 RUN DEBUG=true python manage.py collectstatic --noinput \
-    && mkdir -p /app/var \
+    && mkdir -p /app/var/usage-spool \
     && chown -R portal:portal /app/var
 
 USER portal
