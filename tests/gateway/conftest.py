@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from pools.simulator import start_in_thread
 from tests.support.unkey_fake import key_provider_fixture
 
 
@@ -14,6 +15,22 @@ from tests.support.unkey_fake import key_provider_fixture
 def key_provider(request, settings):
     """None for local keys; the FakeUnkey for Unkey keys."""
     yield from key_provider_fixture(request, settings)
+
+
+@pytest.fixture
+def simulator():
+    """`simulator(**knobs) -> base_url` of a quiet router simulator on a thread; every one
+    started is stopped after the test (`router_url` is one with default knobs)."""
+    stops = []
+
+    def start(**knobs) -> str:
+        url, stop = start_in_thread(quiet=True, **knobs)
+        stops.append(stop)
+        return url
+
+    yield start
+    for stop in stops:
+        stop()
 
 
 @pytest.fixture

@@ -17,28 +17,12 @@ from gateway.templates import render_prompt
 from gateway.tokens import estimate_tokens
 from metering.models import RequestLog, UsageEvent
 from pools.services import pool_set_status
-from pools.simulator import start_in_thread
 from tests.factories import seeding
 from tests.support.wire import eventually
 
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "What is the flow?"}]
-
-
-@pytest.fixture
-def simulator():
-    """`simulator(**knobs) -> base_url` of a router simulator on a thread, stopped after the test."""
-    stops = []
-
-    def start(**knobs) -> str:
-        url, stop = start_in_thread(quiet=True, **knobs)
-        stops.append(stop)
-        return url
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def post(path: str, secret: str, body: dict):

@@ -17,27 +17,12 @@ from gateway.calls import Call, make_answer
 from infra import metrics
 from metering.models import RequestLog, UsageEvent
 from pools import services as pool_services
-from pools.simulator import start_in_thread
 from tests.factories import seeding
 
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "What is the flow?"}]
 ABSURD = 5_000_000  # the simulator's true counts times this: tens of millions of tokens
-
-
-@pytest.fixture
-def simulator():
-    stops = []
-
-    def start(**knobs) -> str:
-        url, stop = start_in_thread(quiet=True, **knobs)
-        stops.append(stop)
-        return url
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def chat(secret: str, **body):

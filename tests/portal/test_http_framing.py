@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from tests.support.errors import assert_stable_error
 from tests.support.processes import Process, base_env, free_port
 
 FRAMINGS = {
@@ -82,12 +83,8 @@ def test_ambiguous_framing_is_400_in_the_stable_shape_and_closes(server, framing
     assert headers["connection"] == "close"
     assert headers["x-request-id"].startswith("req_") and len(headers["x-request-id"]) == 28
     assert int(headers["content-length"]) == len(content)
-    error = json.loads(content)["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert (error["type"], error["code"], error["param"]) == (
-        "invalid_request_error",
-        "invalid_request_error",
-        None,
+    error = assert_stable_error(
+        json.loads(content), code="invalid_request_error", type_="invalid_request_error", param=None
     )
     assert "CONTENT-LENGTH" in error["message"]
 
