@@ -32,10 +32,14 @@ def complete(server, secret: str, *, prompt: str, max_tokens: int) -> requests.R
 
 
 def warm(servers, secret: str) -> None:
-    """Each process has loaded the key's context and the catalog."""
+    """Each process has loaded the key's context and the catalog, with a call that counts
+    against no limit (count_tokens; a /v1/models listing counts against requests/min)."""
     for server in servers:
-        assert requests.get(
-            f"{server.url}/v1/models", headers={"Authorization": f"Bearer {secret}"}
+        assert requests.post(
+            f"{server.url}/v1/messages/count_tokens",
+            json={"model": seeding.MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
         ).ok
 
 
