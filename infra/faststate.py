@@ -148,7 +148,7 @@ def _scripts() -> _Scripts:
 def choose_transport(client: redis.Redis, *, gevent_patched: bool) -> Transport:
     """MUX or POOLED for a redis:// or rediss:// Redis, as the process runs; REDIS_PY for
     the stand-in, a unix socket, or an option only redis-py honours."""
-    from infra.respclient import REDIS_PY_ONLY_OPTIONS
+    from infra.redisendpoint import REDIS_PY_ONLY_OPTIONS
 
     pool = client.connection_pool
     if pool.connection_class not in (redis.Connection, redis.SSLConnection):
@@ -163,7 +163,8 @@ def choose_transport(client: redis.Redis, *, gevent_patched: bool) -> Transport:
 def _make_lean_client(chosen: Transport, client: redis.Redis) -> MuxClient | ScriptClient | None:
     if chosen is Transport.REDIS_PY:
         return None
-    from infra.respclient import Endpoint, ScriptClient
+    from infra.redisendpoint import Endpoint
+    from infra.respclient import ScriptClient
 
     pool = client.connection_pool
     endpoint = Endpoint.from_options(pool.connection_kwargs, pool.connection_class)

@@ -33,7 +33,7 @@ from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from infra.respclient import Endpoint
+from infra.redisendpoint import Endpoint
 
 
 class _Link:

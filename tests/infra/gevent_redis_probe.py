@@ -24,7 +24,8 @@ import gevent
 from gevent import monkey
 from gevent.fileobject import FileObjectPosix
 
-from infra.respclient import Endpoint, Script, ScriptClient
+from infra.redisendpoint import Endpoint
+from infra.respclient import Script, ScriptClient
 from infra.respmux import MuxClient
 
 clients: dict[str, ScriptClient | MuxClient] = {}

@@ -15,7 +15,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from infra.respclient import Endpoint, Script, ScriptClient, _Connection, tls_context
+from infra.redisendpoint import Endpoint, tls_context
+from infra.respclient import Script, ScriptClient, _Connection
 from tests.infra.redis_servers import SERVER_NAME
 
 
