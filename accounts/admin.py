@@ -1,11 +1,12 @@
 import contextlib
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts import privileges, selectors, services
 from accounts.invalidation import org_changed_on_commit
@@ -110,16 +111,44 @@ class UserAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # disable instead: the audit log and their keys' creator stay
 
-    disable_users = reason_action(
+    _disable_users = reason_action(
         name="disable_users",
         description="Disable selected customer users",
         done="disabled",
         warning="Their dashboard sign-ins and every API key they created are refused "
-        "from the next request, until enabled.",
+        "from the next request, until enabled. Keys other members created keep working, "
+        "also in organizations these users were the only owner of (listed after).",
         apply=lambda *, obj, actor, now, reason: privileges.user_disable(
             user=obj, actor=actor, now=now, reason=reason
         ),
     )
+
+    @admin.action(description="Disable selected customer users", permissions=["change"])
+    def disable_users(self, request, queryset):
+        response = self._disable_users(request, queryset)
+        if response is None:  # confirmed and applied: say what the rule leaves behind
+            for user in queryset.filter(status=User.Status.DISABLED):
+                self._warn_ownerless(request, user)
+        return response
+
+    def _warn_ownerless(self, request, user: User) -> None:
+        orgs = privileges.orgs_without_active_owner(user)
+        if not orgs:
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse("admin:accounts_organization_change", args=[o.pk]), o.name) for o in orgs),
+        )
+        message = format_html(
+            "{} was the only active owner of: {}. The keys this user created there are "
+            "refused; keys other members created keep working. Add an owner, or disable "
+            "the organization to stop its keys.",
+            user,
+            links,
+        )
+        self.message_user(request, message, messages.WARNING)
+
     enable_users = reason_action(
         name="enable_users",
         description="Enable selected customer users",
@@ -147,13 +176,13 @@ class OrganizationAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
     autocomplete_fields = ["personal_for"]
     inlines = [MembershipInline, SubscriptionInline]
-    actions = ["pause_orgs", "resume_orgs", "change_plan"]
+    actions = ["pause_orgs", "resume_orgs", "disable_orgs", "enable_orgs", "change_plan"]
 
     add_form = OrganizationAddForm
     add_fieldsets = [(None, {"fields": ["name", "slug", "plan", "reason"]})]
 
     def get_readonly_fields(self, request, obj=None):
-        # Status changes go through the audited pause / resume actions.
+        # Status changes go through the audited pause / resume / disable / enable actions.
         return [*self.readonly_fields, "status"] if obj is not None else self.readonly_fields
 
     def get_fieldsets(self, request, obj=None):
@@ -242,6 +271,24 @@ class OrganizationAdmin(admin.ModelAdmin):
             org=obj, actor=actor, now=now, reason=reason
         ),
     )
+    disable_orgs = reason_action(
+        name="disable_orgs",
+        description="Disable selected organizations",
+        done="disabled",
+        warning="Every API key of these organizations gets 403 account_disabled from the next "
+        "request, until enabled; their members can still read the dashboard.",
+        apply=lambda *, obj, actor, now, reason: services.org_disable(
+            org=obj, actor=actor, now=now, reason=reason
+        ),
+    )
+    enable_orgs = reason_action(
+        name="enable_orgs",
+        description="Enable selected disabled organizations",
+        done="enabled",
+        apply=lambda *, obj, actor, now, reason: services.org_enable(
+            org=obj, actor=actor, now=now, reason=reason
+        ),
+    )
     change_plan = reason_action(
         name="change_plan",
         description="Change the plan of selected organizations",
@@ -315,6 +362,15 @@ class PlanAdmin(admin.ModelAdmin):
             privileges.plan_snapshot(Plan.objects.get(pk=obj.pk)) if change else None
         )
         super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        privileges.plan_delete(plan=obj, actor=request.user, now=timezone.now())
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset):  # "Delete selected plans"
+        now = timezone.now()
+        for plan in queryset:
+            privileges.plan_delete(plan=plan, actor=request.user, now=now)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

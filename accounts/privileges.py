@@ -4,9 +4,16 @@ plan's limits and entitlements. Each takes effect on the next gateway request.
 
 The rule for a disabled user: their dashboard tokens are refused (accounts.authentication)
 and so are the API keys they created (`ApiKey.created_by`), whatever org holds them, as
-`api_key_disabled`; keys other members created keep working (pause the org to stop it
-all). Enabling the user serves those keys again, unless a key was itself disabled or
-revoked.
+`api_key_disabled`; keys other members created keep working (pause or disable the org to
+stop it all). Enabling the user serves those keys again, unless a key was itself disabled
+or revoked.
+
+When the disabled user was an organization's only active owner, the organization itself
+is left as it is: its keys other members (or staff) created keep working, members keep
+their roles, and no one can take the owner's part until staff add an owner or disable the
+organization. Nothing goes dark by itself: one person leaving must not stop a team's
+production keys. The admin lists those organizations when staff disable such a user
+(`orgs_without_active_owner`), so the choice is made on purpose.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
-from accounts.models import OrganizationMember, Plan, User
+from accounts.models import Organization, OrganizationMember, Plan, User
 from accounts.services import audit_record
 from accounts.signals import user_status_changed
 
@@ -67,6 +75,21 @@ def user_enable(*, user: User, actor: object, reason: str, now: datetime) -> Use
         reason=reason,
         action="user.enable",
         now=now,
+    )
+
+
+def orgs_without_active_owner(user: User) -> list[Organization]:
+    """The organizations `user` owns with no other owner whose user is active: what disabling
+    `user` leaves ownerless (or has left so, once disabled). By name."""
+    other_owner = OrganizationMember.objects.filter(
+        org=OuterRef("pk"), role=OrganizationMember.Role.OWNER, user__status=User.Status.ACTIVE
+    ).exclude(user=user)
+    return list(
+        Organization.objects.filter(
+            memberships__user=user, memberships__role=OrganizationMember.Role.OWNER
+        )
+        .filter(~Exists(other_owner))
+        .order_by("name")
     )
 
 
@@ -163,5 +186,26 @@ def plan_record_change(
         reason=reason,
         before=None if before is None else {name: before.get(name) for name in changed},
         after={name: after[name] for name in changed},
+        now=now,
+    )
+
+
+@transaction.atomic
+def plan_delete(*, plan: Plan, actor: object, now: datetime, reason: str = "") -> None:
+    """Delete a plan no organization is on (subscriptions protect the rest) and its model
+    list, audited with what it was; processes holding it drop it on their next request."""
+    from accounts.invalidation import plan_changed_on_commit
+
+    before = plan_snapshot(plan)
+    plan_id = plan.pk
+    plan.delete()
+    plan_changed_on_commit(plan_id)
+    audit_record(
+        actor=actor,
+        action="plan.delete",
+        target_type="plan",
+        target_id=plan_id,
+        reason=reason,
+        before=before,
         now=now,
     )

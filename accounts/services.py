@@ -275,19 +275,42 @@ def org_change_plan(
     return sub
 
 
-def _org_set_status(
-    *, org: Organization, status: str, actor: object, reason: str, action: str, now: datetime
-) -> Organization:
+# Account states. A paused org is held for a while (an unpaid invoice), a disabled one is
+# shut (abuse, a closed account); the gateway refuses both (`account_paused`,
+# `account_disabled`) while the org's dashboard stays readable. Each control moves from
+# the states listed, so a pause never softens a disable and a disable is lifted only by
+# "enable", never by a resume meant for a pause.
+_ORG_CONTROLS = {
+    "org.pause": (Organization.Status.PAUSED, {Organization.Status.ACTIVE}),
+    "org.resume": (Organization.Status.ACTIVE, {Organization.Status.PAUSED}),
+    "org.disable": (
+        Organization.Status.DISABLED,
+        {Organization.Status.ACTIVE, Organization.Status.PAUSED},
+    ),
+    "org.enable": (Organization.Status.ACTIVE, {Organization.Status.DISABLED}),
+}
+
+
+@transaction.atomic
+def _org_set_status(*, org: Organization, action: str, actor: object, reason: str, now: datetime):
     from accounts.invalidation import org_changed_on_commit
 
+    status, sources = _ORG_CONTROLS[action]
     locked = Organization.objects.select_for_update().get(pk=org.pk)
     if locked.status == status:
         return locked  # idempotent: nothing changed, nothing to audit
+    if locked.status not in sources:
+        raise PortalError(
+            "invalid_request_error",
+            f"{locked.name} is {locked.status}: {action.split('.')[1]} applies to "
+            f"{' or '.join(sorted(sources))} organizations only.",
+            status=409,
+        )
     before = {"status": locked.status}
     locked.status = status
     locked.updated_at = now
     locked.save(update_fields=["status", "updated_at"])
-    org_changed_on_commit(locked.pk)
+    org_changed_on_commit(locked.pk)  # every gateway process reloads on its next request
     audit_record(
         actor=actor,
         action=action,
@@ -302,30 +325,25 @@ def _org_set_status(
     return locked
 
 
-@transaction.atomic
 def org_pause(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
     """Refuse the org's gateway requests (`account_paused`) from the next request on."""
-    return _org_set_status(
-        org=org,
-        status=Organization.Status.PAUSED,
-        actor=actor,
-        reason=reason,
-        action="org.pause",
-        now=now,
-    )
+    return _org_set_status(org=org, action="org.pause", actor=actor, reason=reason, now=now)
 
 
-@transaction.atomic
 def org_resume(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
-    """Serve a paused (or disabled) org again from the next request on."""
-    return _org_set_status(
-        org=org,
-        status=Organization.Status.ACTIVE,
-        actor=actor,
-        reason=reason,
-        action="org.resume",
-        now=now,
-    )
+    """Serve a paused org again from the next request on (a disabled one needs `org_enable`)."""
+    return _org_set_status(org=org, action="org.resume", actor=actor, reason=reason, now=now)
+
+
+def org_disable(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
+    """Refuse every key of the org (`account_disabled`) from the next request in every gateway
+    process, until `org_enable`; members still read the org's dashboard (keys, usage)."""
+    return _org_set_status(org=org, action="org.disable", actor=actor, reason=reason, now=now)
+
+
+def org_enable(*, org: Organization, actor: object, reason: str, now: datetime) -> Organization:
+    """Serve a disabled org again from the next request on."""
+    return _org_set_status(org=org, action="org.enable", actor=actor, reason=reason, now=now)
 
 
 @transaction.atomic

@@ -1,35 +1,86 @@
 """Admin for the catalog. The control fields are read-only once an object exists: staff
 change them with the controls (disable a model, drain a pool, disable a router, ...),
-whose audited services ops provides (infra.adminactions.provided_control)."""
+whose audited services ops provides (infra.adminactions.provided_control). Every other
+edit, inline rows and deletes included, is audited (pools.catalogedits) and bumps the
+catalog version."""
 
 import time
 
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.utils import timezone
 
 from infra.adminactions import provided_control
-from pools import services
+from pools import catalogedits, services
 from pools.catalog import bump_on_commit
 from pools.health import routers_live
 from pools.models import Model, ModelAlias, Route, Router, RouterHealth, RouterPool
 from portal.errors import PortalError
 
 
+class CatalogForm(forms.ModelForm):
+    reason = forms.CharField(
+        max_length=1000,
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 70}),
+        help_text="Why: recorded in the audit log with your name and the changed fields.",
+    )
+
+
 class CatalogAdmin(admin.ModelAdmin):
-    """An admin whose saves and deletes reach every gateway process on the next request:
-    the catalog version is bumped when the transaction commits."""
+    """An admin whose saves and deletes (inline rows and "Delete selected" included) reach
+    every gateway process on the next request, the catalog version bumped when the
+    transaction commits, and write an audit row with the fields changed before and after."""
+
+    form = CatalogForm
+
+    def audit_extra(self, form) -> dict:
+        """What else a save changed that the object's fields do not show (a router's key)."""
+        return {}
+
+    def _record(self, request, obj, before, after, reason: str = "") -> None:
+        catalogedits.record(
+            obj=obj,
+            before=before,
+            after=after,
+            actor=request.user,
+            now=timezone.now(),
+            reason=reason,
+        )
 
     def save_model(self, request, obj, form, change):
+        before = catalogedits.stored_snapshots([obj]).get(id(obj)) if change else None
         super().save_model(request, obj, form, change)
+        after = {**catalogedits.snapshot(obj), **self.audit_extra(form)}
+        self._record(request, obj, before, after, form.cleaned_data.get("reason", ""))
+        bump_on_commit()
+
+    def save_formset(self, request, form, formset, change):
+        before = catalogedits.stored_snapshots(f.instance for f in formset.initial_forms)
+        super().save_formset(request, form, formset, change)
+        reason = form.cleaned_data.get("reason", "")
+        for obj in formset.new_objects:
+            self._record(request, obj, None, catalogedits.snapshot(obj), reason)
+        for obj, _ in formset.changed_objects:
+            self._record(request, obj, before.get(id(obj)), catalogedits.snapshot(obj), reason)
+        for obj in formset.deleted_objects:
+            self._record(request, obj, before[id(obj)], None, reason)
         bump_on_commit()
 
     def delete_model(self, request, obj):
+        before = catalogedits.snapshot(obj)
         super().delete_model(request, obj)
+        self._record(request, obj, before, None)
         bump_on_commit()
 
+    @transaction.atomic
     def delete_queryset(self, request, queryset):
+        deleted = [(obj, catalogedits.snapshot(obj)) for obj in queryset]
         super().delete_queryset(request, queryset)
+        for obj, before in deleted:
+            self._record(request, obj, before, None)
         bump_on_commit()
 
 
@@ -85,7 +136,7 @@ class ModelAliasAdmin(CatalogAdmin):
     list_select_related = ["model"]
 
 
-class RouterForm(forms.ModelForm):
+class RouterForm(CatalogForm):
     """The router key is write-only: staff can set a new one, never read the old."""
 
     base_url = forms.CharField(max_length=300, help_text="http(s)://host[:port][/path]")
@@ -218,6 +269,9 @@ class RouterAdmin(CatalogAdmin):
     @admin.display(boolean=True, description="key set")
     def has_key(self, obj: Router) -> bool:
         return bool(obj.api_key_sealed)
+
+    def audit_extra(self, form) -> dict:
+        return {"api_key": "replaced"} if form.cleaned_data.get("new_api_key") else {}
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
