@@ -1,12 +1,14 @@
 """Dashboard endpoints for plans, usage, request logs, the ledger and billing periods.
 
 Every org endpoint goes through `get_membership_or_404`: another org's id is 404.
-Members read all of them.
+Members read all of them, CSV exports included.
 """
 
+from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,7 +16,7 @@ from rest_framework.views import APIView
 from accounts.selectors import active_subscription, get_membership_or_404, personal_membership
 from accounts.serializers import PlanSerializer
 from infra.pagination import Pagination, paginate
-from metering import selectors
+from metering import exports, selectors
 from metering.allowance import org_allowance, usage_summary
 from metering.serializers import (
     BillingPeriodSerializer,
@@ -22,6 +24,7 @@ from metering.serializers import (
     LedgerQuerySerializer,
     RequestLogQuerySerializer,
     RequestLogSerializer,
+    UsageExportQuerySerializer,
     UsageQuerySerializer,
     UsageReportSerializer,
     UsageSummarySerializer,
@@ -91,6 +94,81 @@ class RequestLogListView(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(logs, request, view=self)
         return paginator.get_paginated_response(RequestLogSerializer(page, many=True).data)
+
+
+# --- CSV exports ------------------------------------------------------------------------------------
+
+
+class JsonErrorsNegotiation(BaseContentNegotiation):
+    """A CSV view answers CSV, or an error in the stable JSON shape, whatever `Accept` says."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+
+def _csv_response(lines, *, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _stamp(at) -> str:
+    return at.strftime("%Y%m%dT%H%MZ")
+
+
+CSV_RESPONSE = {
+    (200, "text/csv"): OpenApiResponse(
+        OpenApiTypes.STR, description="CSV with a header row, streamed; amounts in micro-USD."
+    )
+}
+
+
+class UsageExportView(APIView):
+    content_negotiation_class = JsonErrorsNegotiation
+
+    @extend_schema(
+        parameters=[UsageExportQuerySerializer],
+        responses=CSV_RESPONSE,
+        operation_id="orgs_usage_csv",
+        description=(
+            "The usage of `/usage` as CSV, one row per (bucket, model, key): "
+            + ", ".join(exports.USAGE_COLUMNS)
+            + ". Same range rules; its rows sum to `/usage`'s totals."
+        ),
+    )
+    def get(self, request, org_id):
+        membership = get_membership_or_404(user=request.user, org_id=org_id)
+        query = _query(UsageExportQuerySerializer, request, now=timezone.now())
+        org = membership.org
+        rows = exports.usage_rows(org=org, **query)
+        name = f"usage-{org.slug}-{_stamp(query['start'])}-{_stamp(query['end'])}.csv"
+        return _csv_response(exports.csv_lines(exports.USAGE_COLUMNS, rows), filename=name)
+
+
+class RequestLogExportView(APIView):
+    content_negotiation_class = JsonErrorsNegotiation
+
+    @extend_schema(
+        parameters=[RequestLogQuerySerializer],
+        responses=CSV_RESPONSE,
+        operation_id="orgs_requests_csv",
+        description=(
+            "Every request log matching `/requests`' filters as CSV, newest first (no pages): "
+            + ", ".join(exports.REQUEST_COLUMNS)
+            + "."
+        ),
+    )
+    def get(self, request, org_id):
+        membership = get_membership_or_404(user=request.user, org_id=org_id)
+        org = membership.org
+        logs = selectors.org_request_logs(org=org, **_query(RequestLogQuerySerializer, request))
+        rows = exports.request_rows(logs)
+        name = f"requests-{org.slug}-{_stamp(timezone.now())}.csv"
+        return _csv_response(exports.csv_lines(exports.REQUEST_COLUMNS, rows), filename=name)
 
 
 class LedgerListView(APIView):

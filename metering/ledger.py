@@ -369,10 +369,13 @@ def ledger_post_manual(
     memo: str,
     actor: object,
     now: datetime,
+    source: str = "manual",
+    audit_extra: dict | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """A credit (negative) or a manual adjustment, booked in the period holding `now`; audited.
 
     Returns (entry, created): the same idempotency key again returns the first entry.
+    Staff and commands post through `metering.adjustments`, which checks their input.
     """
     require_int(amount, "amount")
     if kind not in (LedgerEntry.Kind.CREDIT, LedgerEntry.Kind.ADJUSTMENT):
@@ -391,7 +394,7 @@ def ledger_post_manual(
                 kind=kind,
                 amount=amount,
                 idempotency_key=idempotency_key,
-                source="manual",
+                source=source,
                 memo=memo,
                 created_at=now,
             )
@@ -402,7 +405,14 @@ def ledger_post_manual(
                 target_id=entry.pk,
                 org=org,
                 reason=memo,
-                after={"amount": amount, "idempotency_key": idempotency_key},
+                after={
+                    "kind": kind,
+                    "amount": amount,
+                    "billing_period": entry.billing_period_id,
+                    "idempotency_key": idempotency_key,
+                    "source": source,
+                    **(audit_extra or {}),
+                },
                 now=now,
             )
             return entry, True

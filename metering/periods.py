@@ -69,8 +69,14 @@ def billing_period_for(*, org_id: UUID, at: datetime, now: datetime) -> BillingP
 
 
 def period_totals(*, period_ids: list[int]) -> dict[int, dict]:
-    """Ledger totals per period: requests, tokens, usage cost and the balance of every entry."""
+    """Ledger totals per period: requests, tokens, usage cost and the balance of every entry.
+
+    balance = cost + credits + adjustments: what the org owes for the period. `credits`
+    (negative) and `adjustments` (signed) are the entries staff posted
+    (`metering.adjustments`); adjustments for late usage carry a usage hour and are cost.
+    """
     usage = Q(usage_hour__isnull=False)
+    manual = Q(usage_hour__isnull=True)
     rows = (
         LedgerEntry.objects.filter(billing_period_id__in=period_ids)
         .values("billing_period_id")
@@ -81,10 +87,25 @@ def period_totals(*, period_ids: list[int]) -> dict[int, dict]:
             completion_tokens=Coalesce(Sum("completion_tokens"), 0),
             cost=Coalesce(Sum("amount", filter=usage), 0),
             balance=Coalesce(Sum("amount"), 0),
+            credits=Coalesce(Sum("amount", filter=manual & Q(kind=LedgerEntry.Kind.CREDIT)), 0),
+            adjustments=Coalesce(
+                Sum("amount", filter=manual & Q(kind=LedgerEntry.Kind.ADJUSTMENT)), 0
+            ),
         )
         .order_by()
     )
-    empty = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0, "balance": 0}
+    empty = dict.fromkeys(
+        (
+            "requests",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "balance",
+            "credits",
+            "adjustments",
+        ),
+        0,
+    )
     totals = {pid: dict(empty) for pid in period_ids}
     for row in rows:
         totals[row["billing_period_id"]] = {k: row[k] for k in empty}

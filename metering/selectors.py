@@ -58,6 +58,29 @@ def _row(*, bucket=None, model=None, key_id=None, key_name=None, counts: dict) -
     return {"bucket": bucket, "model": model, "key_id": key_id, "key_name": key_name, **counts}
 
 
+def usage_rollups(
+    *, org: Organization, start: datetime, end: datetime, group_by: str
+) -> tuple[str, QuerySet[UsageRollup]]:
+    """The rollups a usage read of [start, end) sums, and their granularity.
+
+    Whole-day ranges read the day buckets; any other range (or group_by=hour) reads hour
+    buckets, so every grouping (and the CSV export) of the same range has the same totals.
+    """
+    use_days = group_by != "hour" and is_midnight(start) and is_midnight(end)
+    granularity = UsageRollup.Granularity.DAY if use_days else UsageRollup.Granularity.HOUR
+    rollups = UsageRollup.objects.filter(
+        org=org, granularity=granularity, bucket_start__gte=start, bucket_start__lt=end
+    ).order_by()
+    return granularity, rollups
+
+
+def bucket_of(*, granularity: str, group_by: str):
+    """The time bucket of a rollup row: its own start, or its day when days are summed from hours."""
+    if group_by == "day" and granularity == UsageRollup.Granularity.HOUR:
+        return TruncDay("bucket_start", tzinfo=UTC)
+    return F("bucket_start")
+
+
 def org_usage_report(
     *, org: Organization, start: datetime, end: datetime, group_by: str
 ) -> UsageReport:
@@ -67,19 +90,12 @@ def org_usage_report(
     every grouping of the same range has the same totals. Time groupings list empty
     buckets too.
     """
-    use_days = group_by != "hour" and is_midnight(start) and is_midnight(end)
-    granularity = UsageRollup.Granularity.DAY if use_days else UsageRollup.Granularity.HOUR
-    rollups = UsageRollup.objects.filter(
-        org=org, granularity=granularity, bucket_start__gte=start, bucket_start__lt=end
-    ).order_by()
+    granularity, rollups = usage_rollups(org=org, start=start, end=end, group_by=group_by)
     sums = {name: Sum(name) for name in _COUNTS}
     totals = _counts(rollups.aggregate(**sums))
     if group_by in ("day", "hour"):
         step = DAY if group_by == "day" else HOUR
-        if group_by == "day" and not use_days:
-            grouped = rollups.annotate(group=TruncDay("bucket_start", tzinfo=UTC))
-        else:
-            grouped = rollups.annotate(group=F("bucket_start"))
+        grouped = rollups.annotate(group=bucket_of(granularity=granularity, group_by=group_by))
         found = {r["group"]: r for r in grouped.values("group").annotate(**sums)}
         first = floor_day(start) if group_by == "day" else start
         results = [_row(bucket=at, counts=_counts(found.get(at))) for at in steps(first, end, step)]
@@ -132,10 +148,14 @@ def org_request_logs(
     return logs.order_by("-created_at", "-id")
 
 
-def org_ledger_entries(*, org: Organization, period_id: int | None = None) -> QuerySet[LedgerEntry]:
+def org_ledger_entries(
+    *, org: Organization, period_id: int | None = None, kind: str | None = None
+) -> QuerySet[LedgerEntry]:
     entries = LedgerEntry.objects.filter(org=org)
     if period_id is not None:
         entries = entries.filter(billing_period_id=period_id)
+    if kind:
+        entries = entries.filter(kind=kind)
     return entries.order_by("-created_at", "-id")
 
 
@@ -143,12 +163,18 @@ def org_billing_periods(*, org: Organization) -> QuerySet[BillingPeriod]:
     return BillingPeriod.objects.filter(org=org).select_related("plan").order_by("-start", "-id")
 
 
+MANUAL_TOTALS = ("credits", "adjustments")
+
+
 def with_running_totals(periods: list[BillingPeriod]) -> list[BillingPeriod]:
-    """Open periods show their totals so far (closed ones keep the totals frozen at close)."""
-    open_ids = [p.pk for p in periods if p.status == BillingPeriod.Status.OPEN]
-    if open_ids:
-        totals = period_totals(period_ids=open_ids)
-        for period in periods:
-            for name, value in totals.get(period.pk, {}).items():
+    """Open periods show their totals so far (closed ones keep the totals frozen at close);
+    every period gets its `credits` and `adjustments` (nothing is booked into a closed period,
+    so for those they are what they were at close)."""
+    totals = period_totals(period_ids=[p.pk for p in periods]) if periods else {}
+    for period in periods:
+        found = totals.get(period.pk, {})
+        is_open = period.status == BillingPeriod.Status.OPEN
+        for name, value in found.items():
+            if is_open or name in MANUAL_TOTALS:
                 setattr(period, name, value)
     return periods

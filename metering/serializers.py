@@ -49,6 +49,14 @@ class UsageQuerySerializer(serializers.Serializer):
         return {"start": start, "end": end, "group_by": attrs["group_by"]}
 
 
+class UsageExportQuerySerializer(UsageQuerySerializer):
+    group_by = serializers.ChoiceField(
+        choices=["day", "hour"],
+        default="day",
+        help_text="The bucket of each row (rows are always per bucket, model and key).",
+    )
+
+
 class UsageCountsSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     prompt_tokens = serializers.IntegerField()
@@ -127,6 +135,11 @@ class RequestLogSerializer(serializers.ModelSerializer):
 
 class LedgerQuerySerializer(serializers.Serializer):
     period_id = serializers.IntegerField(required=False, min_value=1)
+    kind = serializers.ChoiceField(
+        choices=LedgerEntry.Kind.choices,
+        required=False,
+        help_text="Only entries of this kind: usage, credit (staff-posted, negative) or adjustment.",
+    )
 
 
 class LedgerEntrySerializer(serializers.ModelSerializer):
@@ -158,6 +171,17 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
 class BillingPeriodSerializer(serializers.ModelSerializer):
     plan = serializers.CharField(source="plan.code", allow_null=True, default=None)
     cost_usd = serializers.SerializerMethodField()
+    credits = serializers.IntegerField(
+        help_text="Credits staff posted in the period, micro-USD (zero or negative)."
+    )
+    credits_usd = serializers.SerializerMethodField()
+    adjustments = serializers.IntegerField(
+        help_text="Manual adjustments staff posted, signed micro-USD (late-usage adjustments are in cost)."
+    )
+    adjustments_usd = serializers.SerializerMethodField()
+    balance = serializers.IntegerField(
+        help_text="What the org owes for the period, micro-USD: cost + credits + adjustments."
+    )
     balance_usd = serializers.SerializerMethodField()
 
     class Meta:
@@ -173,6 +197,10 @@ class BillingPeriodSerializer(serializers.ModelSerializer):
             "completion_tokens",
             "cost",
             "cost_usd",
+            "credits",
+            "credits_usd",
+            "adjustments",
+            "adjustments_usd",
             "balance",
             "balance_usd",
             "opened_at",
@@ -181,6 +209,12 @@ class BillingPeriodSerializer(serializers.ModelSerializer):
 
     def get_cost_usd(self, period: BillingPeriod) -> str:
         return usd(period.cost)
+
+    def get_credits_usd(self, period: BillingPeriod) -> str:
+        return usd(period.credits)
+
+    def get_adjustments_usd(self, period: BillingPeriod) -> str:
+        return usd(period.adjustments)
 
     def get_balance_usd(self, period: BillingPeriod) -> str:
         return usd(period.balance)
