@@ -363,6 +363,13 @@ class PlanAdmin(admin.ModelAdmin):
         )
         super().save_model(request, obj, form, change)
 
+    def get_deleted_objects(self, objs, request):
+        # A plan's model list goes with it (recorded in the plan's audit row), although
+        # model access policies cannot be deleted on their own.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(ModelAccessPolicy._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
+
     def delete_model(self, request, obj):
         privileges.plan_delete(plan=obj, actor=request.user, now=timezone.now())
 
