@@ -43,9 +43,14 @@ _REDACTIONS = (
         r"\1***",
     ),
 )
+# Every pattern above needs one of these: text without any (most log lines, most request
+# lines) is returned after one search instead of five substitutions.
+_MAYBE_SECRET = re.compile(r"(?i)ctr_live_|bearer|api|passw|secret|token|authorization|://|[?&;]")
 
 
 def redact(text: str) -> str:
+    if not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +46,62 @@ def test_the_access_log_has_no_secret_from_a_query_string(gateway, tmp_path):
     assert '"https://x.test/?key=***"' in log
     assert secret not in log and secret[9:] not in log
     assert token not in log
+
+
+def test_a_custom_format_keeps_its_header_and_environ_atoms_redacted(capsys):
+    """Only the atoms the format names are built (portal/accesslog.py), and those keep their
+    values and their redaction: a credential header is replaced whole, a secret in any other
+    header, the request line or an environ entry is masked."""
+    import datetime
+
+    from gunicorn.config import Config
+
+    from portal.accesslog import RedactingLogger
+
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    cfg.set(
+        "access_log_format",
+        '"%(r)s" %(s)s %(b)s %({X-Api-Key}i)s %({user-agent}i)s %({raw_uri}e)s '
+        "%({content-type}o)s %({missing}i)s %({wsgi.url_scheme}e)s",
+    )
+    logger = RedactingLogger(cfg)
+    secret = "ctr_live_" + secrets.token_hex(8)
+
+    class Response:
+        status = "200 OK"
+        sent = 12
+        headers = [("Content-Type", "application/json")]
+
+    class Request:
+        headers = [("X-API-KEY", secret), ("USER-AGENT", "agent token=abc")]
+
+    environ = {
+        "REMOTE_ADDR": "10.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/v1/models?api_key={secret}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": "/v1/models",
+        "QUERY_STRING": f"api_key={secret}",
+        "wsgi.url_scheme": "http",
+    }
+    logger.access(Response(), Request(), environ, datetime.timedelta(microseconds=1500))
+
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == (
+        '"GET /v1/models?api_key=*** HTTP/1.1" 200 12 *** agent token=*** '
+        "/v1/models?api_key=*** application/json - http"
+    )
+
+
+@given(st.text(alphabet="abcdeiklnoprstuvwyABKPT_=:/?&;@ \"'0123456789", max_size=60))
+def test_the_quick_check_of_redact_never_skips_a_secret(text):
+    """`redact` returns text without any of its patterns' literals at once: that shortcut
+    must give what running every pattern gives."""
+    from portal import logs
+
+    full = text
+    for pattern, replacement in logs._REDACTIONS:
+        full = pattern.sub(replacement, full)
+    assert logs.redact(text) == full
+    assert logs.redact("Bearer ctr_live_abcd1234 and ?key=x") == "Bearer *** and ?key=***"
