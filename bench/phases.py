@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -18,7 +20,8 @@ def say(text: str) -> None:
 
 
 def phase_saturated(b: Bench) -> None:
-    """Requests/s and p50/p99 at saturation, direct vs gateway, per upstream and mode."""
+    """Requests/s and p50/p99 at saturation, direct vs gateway (and LiteLLM on the canned
+    upstream, with --peers, each LiteLLM run right after a gateway run), per upstream and mode."""
     out = b.results.setdefault("saturated", {})
     for upstream, model in (("canned", "bench-canned"), ("sim", "bench-sim")):
         for stream in (False, True):
@@ -26,19 +29,26 @@ def phase_saturated(b: Bench) -> None:
             say(f"saturated {name}: direct")
             direct, _ = b.saturate(b.direct_target(upstream, stream=stream), b.plan.direct_seconds)
             # The headline run (canned, non-stream) is repeated in a full run; the one that
-            # ran with the least other load on the machine is reported.
+            # ran with the least other load on the machine is reported (for LiteLLM too).
             repeats = 3 if (upstream, stream) == ("canned", False) and not b.plan.quick else 1
-            runs = []
+            runs, peer_runs = [], []
             for index in range(repeats):
-                say(
-                    f"saturated {name}: gateway"
-                    + (f" ({index + 1} of {repeats})" if repeats > 1 else "")
-                )
+                of = f" ({index + 1} of {repeats})" if repeats > 1 else ""
+                say(f"saturated {name}: gateway{of}")
                 since = int(time.time() * 1000)
                 gateway, cpu = b.saturate(
                     b.gateway_target(model, stream=stream), b.plan.sat_seconds
                 )
                 runs.append((cpu.get("other", 0), gateway, cpu, stack.request_log_summary(since)))
+                if b.peer and upstream == "canned":
+                    say(f"saturated {name}: LiteLLM{of}")
+                    run, cpu = b.saturate(
+                        b.peer_target(model, stream=stream),
+                        b.plan.sat_seconds,
+                        gateway=b.peer,
+                        label="litellm",
+                    )
+                    peer_runs.append((cpu.get("other", 0), run, cpu))
             _, gateway, cpu, logged = min(runs, key=lambda run: run[0])
             out[name] = {
                 "direct": direct.__dict__,
@@ -47,6 +57,13 @@ def phase_saturated(b: Bench) -> None:
                 "logged": logged,
                 "all_runs": [(round(run[1].rps), round(run[0], 2)) for run in runs],
             }
+            if peer_runs:
+                _, run, cpu = min(peer_runs, key=lambda run: run[0])
+                out[name].update(
+                    litellm=run.__dict__,
+                    litellm_cpu=cpu,
+                    litellm_all_runs=[(round(r[1].rps), round(r[0], 2)) for r in peer_runs],
+                )
 
 
 def phase_single(b: Bench, blocks: int = 5) -> None:
@@ -68,6 +85,9 @@ def phase_single(b: Bench, blocks: int = 5) -> None:
             "direct_stream": (b.direct_target(upstream, stream=True), n // 2),
             "gateway_stream": (b.gateway_target(model, stream=True), n // 2),
         }
+        if b.peer and upstream == "canned":
+            kinds["litellm"] = (b.peer_target(model, stream=False), n)
+            kinds["litellm_stream"] = (b.peer_target(model, stream=True), n // 2)
         runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
         for _ in range(blocks):
             for kind, (target, count) in kinds.items():
@@ -122,13 +142,35 @@ def phase_slow_upstream(b: Bench, connections: int = 500) -> None:
         "cpu": cpu,
         "logged": stack.request_log_summary(since),
     }
+    if b.peer:
+        say(f"{connections} concurrent against the 2 s upstream: LiteLLM")
+        peer, peer_cpu = b.saturate(
+            b.peer_target("bench-slow", stream=False),
+            b.plan.slow_seconds,
+            connections,
+            timeout_s=15,
+            gateway=b.peer,
+            label="litellm",
+        )
+        b.results["slow"].update(litellm=peer.__dict__, litellm_cpu=peer_cpu)
 
 
 def phase_held_streams(b: Bench, count: int = 1000) -> None:
-    """1,000 streams open at once through the gateway; the peak memory of each worker."""
+    """1,000 streams open at once through the gateway (and LiteLLM, with --peers); the
+    peak memory of each worker."""
     say(f"{count} concurrent streams, {b.plan.stream_tokens} tokens at 2 tokens/s each")
+    since = int(time.time() * 1000)
+    b.results["streams"] = _held(b, b.gateway_target("bench-stream", stream=True), count)
+    b.results["streams"]["logged"] = stack.request_log_summary(since)
+    if b.peer:
+        say(f"{count} concurrent streams: LiteLLM")
+        target = b.peer_target("bench-stream", stream=True)
+        b.results["streams_litellm"] = _held(b, target, count, b.peer.pids()[1:])
+
+
+def _held(b: Bench, target: load.Target, count: int, workers: list[int] | None = None) -> dict:
     b.quiet()
-    workers = b.worker_pids()
+    workers = b.worker_pids() if workers is None else workers
     idle = {pid: stack.rss_mb(pid)[0] for pid in workers}
     peak = dict(idle)
     samples: list[int] = []
@@ -149,16 +191,13 @@ def phase_held_streams(b: Bench, count: int = 1000) -> None:
 
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
-    since = int(time.time() * 1000)
     started = time.perf_counter()
-    results, most = asyncio.run(
-        load.held_streams(b.gateway_target("bench-stream", stream=True), count, on_tick)
-    )
+    results, most = asyncio.run(load.held_streams(target, count, on_tick))
     elapsed = time.perf_counter() - started
     stop.set()
     thread.join()
     errors = [r.error for r in results if not r.ok]
-    b.results["streams"] = {
+    return {
         "count": count,
         "ok": len(results) - len(errors),
         "errors": len(errors),
@@ -168,7 +207,6 @@ def phase_held_streams(b: Bench, count: int = 1000) -> None:
         "rss_idle_mb": idle,
         "rss_peak_mb": peak,
         "hwm_mb": {pid: stack.rss_mb(pid)[1] for pid in workers},
-        "logged": stack.request_log_summary(since),
     }
 
 
@@ -309,3 +347,29 @@ def phase_tools(b: Bench, blocks: int = 5) -> None:
         for kind, target in kinds.items():
             runs[kind].append(b.single(target, max(1, n // blocks)))
     b.results["tools"] = {kind: _combine(block_runs) for kind, block_runs in runs.items()}
+
+
+def phase_rollups(b: Bench) -> None:
+    """Usage rollups over synthetic events: bench/rollup.py, in its own database."""
+    events = b.plan.rollup_events
+    say(f"rollups over {events:,} usage events (bench/rollup.py, 1 worker)")
+    b.quiet()
+    done = subprocess.run(
+        [
+            stack.PY,
+            str(stack.ROOT / "bench" / "rollup.py"),
+            "--events",
+            str(events),
+            "--records",
+            "200",
+        ],
+        cwd=stack.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"bench/rollup.py failed:\n{(done.stderr or done.stdout)[-3000:]}")
+    figures = json.loads(lines[-1])
+    b.results["rollups"] = {**figures["rollup"], "ok": figures["check"]["ok"]}

@@ -6,6 +6,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from bench import compare
+
 if TYPE_CHECKING:
     from bench.run import Bench
 
@@ -34,6 +36,11 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
         + (f" x {plan.threads} threads" if plan.server == "gthread" else "")
         + f"; machine: {os.cpu_count()} cores; load generator: {r.get('tool', '?')}; "
         "enforcement on, durable writes (Postgres, synchronous commit)"
+    )
+    m = r.get("machine", {})
+    p(
+        f"machine: {m.get('nproc', '?')} cores, {m.get('cpu', '?')}; commit {m.get('commit', '?')}; "
+        f"{m.get('date', '?')}"
     )
     p("")
     p(
@@ -73,6 +80,20 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
                 f"   => with both cores free for it, this setup would saturate near {2000 / total:.0f} req/s "
                 f"(2 cores x 1000 ms / {total:.2f} ms)"
             )
+    for name, row in r.get("saturated", {}).items():
+        if row.get("litellm"):
+            lite = row["litellm"]
+            p(
+                f"   {name}, LiteLLM: {_f(lite['rps'], 0)} req/s, p50 {_f(lite['p50_ms'], 2)} ms, "
+                f"p99 {_f(lite['p99_ms'], 2)} ms, errors {lite['errors']}; CPU: {_cpu(row['litellm_cpu'])}"
+            )
+            if len(row.get("litellm_all_runs", [])) > 1:
+                p(
+                    f"   {name}, LiteLLM runs (req/s @ other load): "
+                    + ", ".join(f"{rps} @ {other:.2f}" for rps, other in row["litellm_all_runs"])
+                    + "; the quietest is shown"
+                )
+    lines.extend(compare.bottleneck_lines(r.get("saturated", {})))
     p(
         "   (other: cores used by processes outside the benchmark during the gateway run; logged: request-log rows"
         " written durably during it)"
@@ -174,6 +195,14 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
             f"most in flight at once {streams['most_in_flight']}, {streams['seconds']:.1f} s"
         )
         p(f"   RSS per gateway worker, idle -> peak: {per}")
+        lite = r.get("streams_litellm")
+        if lite:
+            p(
+                f"   LiteLLM: completed {lite['ok']}/{lite['count']}, errors {lite['errors']} "
+                f"{lite['error_kinds'] or ''}, most in flight {lite['most_in_flight']}, {lite['seconds']:.1f} s; "
+                "RSS per worker at peak: "
+                + ", ".join(f"{v:.0f} MiB" for v in lite["rss_peak_mb"].values())
+            )
     enf = r.get("enforcement")
     if enf:
         on, off = enf["on"], enf["off"]
@@ -203,6 +232,15 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
                 f"(CPU: {_cpu(cmp_['cpu'])}); one client gateway p50 {_f(cmp_['single']['p50_ms'], 2)} ms; "
                 f"500 concurrent on the 2 s upstream {_f(cmp_['slow']['rps'])} req/s, errors {cmp_['slow']['errors']}"
             )
+    rollups = r.get("rollups")
+    if rollups:
+        p("")
+        p(
+            f"9. Rollups: {rollups['events']:,} usage events in {rollups['seconds']:.1f} s = "
+            f"{rollups['events_per_s']:,.0f} events/s (1 worker; rollups == events: {rollups['ok']})"
+        )
+    if r.get("litellm") or r.get("saturated"):
+        lines.extend(compare.report_lines(r))
     for note in b.notes:
         p(f"   note: {note}")
 
@@ -212,6 +250,10 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     for name, measured, goal, met in targets:
         mark = "n/a" if met is None else ("MET" if met else "NOT MET")
         p(f"   {mark:<8}{name:<58}{measured:<26}(target {goal})")
+    if r.get("litellm"):
+        p("")
+        p("README table (this run):")
+        lines.extend(compare.markdown(compare.side_by_side(r), r.get("machine", {})))
     print("\n".join(lines), flush=True)
     return targets
 
@@ -284,4 +326,4 @@ def evaluate(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     if enf and enf["off"]["rps"]:
         share = enf["ratio"]
         out.append(("throughput enforcement on vs off", f"{share:.1f}%", ">= 80%", share >= 80))
-    return out
+    return out + compare.peer_targets(r)

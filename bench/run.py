@@ -1,19 +1,15 @@
 """The gateway benchmark: one command, everything on this machine, torn down at the end.
 
-    .venv/bin/python bench/run.py            # full run, about 5 minutes (up to ~8 on a busy machine)
-    .venv/bin/python bench/run.py --quick    # shorter runs, about 2.5 minutes
+    .venv/bin/python bench/run.py [--quick] [--peers]   # bench/README.md: what each phase measures
 
 It creates (or reuses and empties) the Postgres database `portal_bench`, uses Redis
-database 2 under the prefix `bench:`, starts a canned near-zero-cost upstream
-(bench/upstream.py) and router simulators, seeds them with `manage.py seed_demo` plus
-a benchmark plan whose limits every request is checked against but none reaches,
-starts the gateway under the production server settings (portal/gunicorn.py), and
-compares each gateway figure with the same load sent straight to the upstream's
-`/api/v1/completions`. All traffic goes to 127.0.0.1.
-
-Everything runs on the same 2 cores (load generator, upstream, gateway, Postgres,
-Redis), so the CPU split of the saturated run is printed with the figures; the
-machine's other load is measured during each run and shown as `other`.
+database 2 under the prefix `bench:`, starts canned near-zero-cost upstreams
+(bench/upstream.py: instant, 2 s, paced streams) and a router simulator, seeds them,
+starts the gateway under the production server settings (portal/gunicorn.py) and, with
+--peers, the LiteLLM proxy (bench/peers.py) on the same upstreams, and compares each
+figure with the same load sent straight to the upstream. All traffic goes to 127.0.0.1;
+everything shares the machine's cores, so each run's CPU split and the machine's other
+load (`other`) are printed with the figures.
 """
 
 from __future__ import annotations
@@ -32,18 +28,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import load, stack, wrk
+from bench import compare, load, peers, stack, wrk
 from bench.phases import (
     phase_compare,
     phase_enforcement,
     phase_fixed_rate,
     phase_held_streams,
+    phase_rollups,
     phase_saturated,
     phase_single,
     phase_slow_upstream,
     phase_tools,
     say,
 )
+from bench.plan import Plan
 from bench.report import report
 
 PHASES = {
@@ -55,52 +53,12 @@ PHASES = {
     "enforcement": phase_enforcement,
     "tools": phase_tools,
     "compare": phase_compare,
+    "rollups": phase_rollups,
 }
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 MAX_TOKENS = 16
 PROMPT = "<|im_start|>user\nSay hello in one short sentence.<|im_end|>\n<|im_start|>assistant\n"
-
-
-@dataclass
-class Plan:
-    quick: bool
-    server: str
-    workers: int
-    threads: int
-    compare: bool
-
-    @property
-    def sat_seconds(self) -> float:
-        return 5 if self.quick else 10
-
-    @property
-    def direct_seconds(self) -> float:
-        return 3 if self.quick else 5
-
-    @property
-    def sat_connections(self) -> int:
-        return 32
-
-    @property
-    def single_requests(self) -> int:
-        return 300 if self.quick else 1000
-
-    @property
-    def rate_seconds(self) -> float:
-        return 5 if self.quick else 10
-
-    @property
-    def slow_seconds(self) -> float:
-        return 8 if self.quick else 16
-
-    @property
-    def stream_tokens(self) -> int:
-        return 10 if self.quick else 20  # at 2 tokens/s: each held stream lasts 5 or 10 s
-
-    @property
-    def quiet_timeout(self) -> float:
-        return 3 if self.quick else 10
 
 
 @dataclass
@@ -110,6 +68,7 @@ class Bench:
     api_key: str = ""
     upstreams: dict[str, stack.Proc] = field(default_factory=dict)
     gateway: stack.Proc | None = None
+    peer: stack.Proc | None = None  # the LiteLLM proxy, with --peers
     wrk_bin: str | None = None
     results: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -143,6 +102,21 @@ class Bench:
             stream,
         )
 
+    def peer_target(self, model: str, *, stream: bool) -> load.Target:
+        """The same chat request to the LiteLLM proxy, with its master key."""
+        host, port = self.peer.url.split("//")[1].rsplit(":", 1)
+        body = {"model": model, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+        if stream:
+            body["stream"] = True
+        return load.Target(
+            host,
+            int(port),
+            "/v1/chat/completions",
+            _json(body),
+            {"Authorization": f"Bearer {peers.MASTER_KEY}"},
+            stream,
+        )
+
     def direct_target(self, upstream: str, *, stream: bool, prompt: str = PROMPT) -> load.Target:
         """What the gateway sends the router for the same request (a rendered chat prompt)."""
         host, port = self.upstreams[upstream].url.split("//")[1].rsplit(":", 1)
@@ -165,12 +139,12 @@ class Bench:
     def quiet(self) -> float:
         return stack.wait_for_quiet(self.own_pids, timeout=self.plan.quiet_timeout)
 
-    def meter(self, gateway: stack.Proc | None = None) -> stack.CpuMeter:
+    def meter(self, gateway: stack.Proc | None = None, label: str = "gateway") -> stack.CpuMeter:
         gateway = gateway or self.gateway
         upstreams = list(self.upstreams.values())
         return stack.CpuMeter(
             {
-                "gateway": lambda: gateway.pids() if gateway else [],
+                label: lambda: gateway.pids() if gateway else [],
                 "upstream": lambda: [p for u in upstreams for p in u.pids()],
                 "postgres": stack.postgres_pids,
                 "redis": lambda: stack.pids_named("redis-server"),
@@ -185,10 +159,12 @@ class Bench:
         connections: int | None = None,
         timeout_s: float = 10,
         gateway: stack.Proc | None = None,
+        label: str = "gateway",
     ):
-        """wrk (or the asyncio fallback) plus the CPU split and the machine's other load."""
+        """wrk (or the asyncio fallback) plus the CPU split and the machine's other load;
+        `label` names the proxy's processes in the split (LiteLLM's: "litellm")."""
         self.quiet()
-        meter = self.meter(gateway)
+        meter = self.meter(gateway, label)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         meter.start()
         run = wrk.saturate(
@@ -305,6 +281,12 @@ def main() -> int:
         help="Also measure gunicorn's gevent_pywsgi and gthread workers, for the server choice "
         "(default: on in a full run).",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="Also measure the LiteLLM proxy on the same upstreams, side by side with the "
+        "ratios (installs it once into bench/.peers/litellm).",
+    )
     parser.add_argument("--json", metavar="FILE", help="Also write every figure as JSON.")
     parser.add_argument(
         "--keep-logs", action="store_true", help="Keep the process logs (printed path)."
@@ -326,6 +308,7 @@ def main() -> int:
         workers=args.workers,
         threads=args.threads,
         compare=(not args.quick) if args.compare is None else args.compare,
+        peers=args.peers,
     )
 
     # 1,000 held streams need more descriptors than the usual soft limit of 1,024, here and in
@@ -338,6 +321,7 @@ def main() -> int:
     logdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
     st = stack.Stack(logdir=logdir)
     b = Bench(plan=plan, st=st)
+    b.results["machine"] = compare.machine_info()
     started = time.monotonic()
     ok = False
     try:
@@ -356,9 +340,11 @@ def main() -> int:
         say("starting upstreams")
         b.upstreams["canned"] = st.canned()
         b.upstreams["sim"] = st.simulator("sim")
-        b.upstreams["slow"] = st.simulator("sim-slow", latency_ms=2000)
-        b.upstreams["stream"] = st.simulator(
-            "sim-stream", completion_tokens=plan.stream_tokens, tokens_per_second=2
+        # The 2 s and held-stream upstreams are bench/upstream.py too: it also speaks the
+        # OpenAI chat API, so direct calls, the Portal and LiteLLM share each upstream.
+        b.upstreams["slow"] = st.canned("canned-slow", latency_ms=2000)
+        b.upstreams["stream"] = st.canned(
+            "canned-stream", tokens=plan.stream_tokens, tokens_per_second=2
         )
         say("seeding (seed_demo --router-url ... --json, then the bench plan and models)")
         demo = stack.seed(
@@ -377,6 +363,8 @@ def main() -> int:
         b.start_gateway(
             server=plan.server, workers=plan.workers, threads=plan.threads, enforcement=True
         )
+        if plan.peers:
+            peers.start_peer(b, say)
 
         for name, phase in PHASES.items():
             if name in only or (not only and (name != "compare" or plan.compare)):

@@ -221,10 +221,12 @@ class Stack:
         proc.url = line.rsplit(" ", 1)[1].strip()
         return proc
 
-    def canned(self, name: str = "canned", tokens: int = 16) -> Proc:
-        proc = self._spawn(
-            name, [PY, str(ROOT / "bench" / "upstream.py"), "--tokens", str(tokens)], bench_env()
-        )
+    def canned(self, name: str = "canned", tokens: int = 16, **knobs: float) -> Proc:
+        """bench/upstream.py; `knobs` are its options (latency_ms, tokens_per_second)."""
+        command = [PY, str(ROOT / "bench" / "upstream.py"), "--tokens", str(tokens)]
+        for knob, value in knobs.items():
+            command += [f"--{knob.replace('_', '-')}", str(value)]
+        proc = self._spawn(name, command, bench_env())
         line = self._wait_line(proc, "listening on")
         proc.url = line.rsplit(" ", 1)[1].strip()
         return proc
