@@ -62,6 +62,18 @@ class Organization(models.Model):
         related_name="personal_org",
         help_text="Set on the org created for a user at sign-up.",
     )
+    # Staff overrides of the plan's limits for this organization (empty: the plan's);
+    # accounts.limits.org_limits applies them, accounts.limits.org_set_limit_override sets them.
+    requests_per_minute_override = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute_override = models.PositiveIntegerField(null=True, blank=True)
+    weekly_requests_override = models.PositiveIntegerField(null=True, blank=True)
+    weekly_tokens_override = models.PositiveBigIntegerField(null=True, blank=True)
+    allowance_reset_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A one-off allowance reset: usage before it does not count against the "
+        "allowance of the period it falls in.",
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 

@@ -10,6 +10,7 @@ from accounts.selectors import get_membership_or_404, personal_membership
 from apikeys import selectors, services
 from apikeys.serializers import (
     ApiKeyCreateSerializer,
+    ApiKeyDetailSerializer,
     ApiKeySerializer,
     ApiKeyUpdateSerializer,
     IssuedKeySerializer,
@@ -76,14 +77,14 @@ class KeyListView(APIView):
 
 
 class KeyDetailView(APIView):
-    @extend_schema(responses=ApiKeySerializer, operation_id="keys_retrieve")
+    @extend_schema(responses=ApiKeyDetailSerializer, operation_id="keys_retrieve")
     def get(self, request, org_id, key_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
         key = selectors.get_org_key_or_404(org=membership.org, key_id=key_id)
-        return Response(ApiKeySerializer(key).data)
+        return Response(ApiKeyDetailSerializer(key, context={"now": timezone.now()}).data)
 
     @extend_schema(
-        request=ApiKeyUpdateSerializer, responses=ApiKeySerializer, operation_id="keys_update"
+        request=ApiKeyUpdateSerializer, responses=ApiKeyDetailSerializer, operation_id="keys_update"
     )
     def patch(self, request, org_id, key_id):
         membership = get_membership_or_404(user=request.user, org_id=org_id)
@@ -99,8 +100,13 @@ class KeyDetailView(APIView):
             name=changes.get("name"),
             allowed_models=changes.get("allowed_models"),
             clear_allowed_models="allowed_models" in changes and changes["allowed_models"] is None,
+            controls={
+                name: changes[name]
+                for name in ("limits", "budget", "allowed_ips")
+                if name in changes
+            },
         )
-        return Response(ApiKeySerializer(key).data)
+        return Response(ApiKeyDetailSerializer(key, context={"now": timezone.now()}).data)
 
     @extend_schema(responses={200: ApiKeySerializer}, operation_id="keys_revoke")
     def delete(self, request, org_id, key_id):

@@ -16,10 +16,12 @@ from django.conf import settings
 
 from accounts.entitlement import PlanEntitlement
 from accounts.invalidation import read_generations
+from accounts.limits import PlanLimits, allowance_period, org_limits
 from accounts.models import Organization, PlanSubscription, User
 from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
-from apikeys import authcache
+from apikeys import authcache, networks
+from apikeys.budgets import KeyBudget, key_budget
 from apikeys.models import ApiKey
 from apikeys.providers import KeyIdentity
 from infra import faststate
@@ -28,21 +30,13 @@ NEGATIVE_TTL_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
-class PlanLimits:
-    """The plan's limits, enforced per key and per org by admission."""
+class KeyLimits:
+    """The key's own limits, each at most its organization's (the organization's when the
+    key sets none): admission counts the key against these and the org against its own."""
 
     requests_per_minute: int
     tokens_per_minute: int
     concurrent_requests: int
-    window_requests: int
-    window_seconds: int
-    weekly_requests: int
-    weekly_tokens: int
-
-    @property
-    def window_bucket_seconds(self) -> int:
-        """The short window's bucket (a sixtieth of it, at least a second): admit.lua's `wb`."""
-        return max(1, self.window_seconds // 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +54,11 @@ class AuthContext:
     period_end_ms: int
     plan_id: int
     plan_code: str
-    limits: PlanLimits
+    limits: PlanLimits  # the organization's: its plan's, with staff overrides
     entitlement: PlanEntitlement
+    key_limits: KeyLimits | None = None  # None: the organization's
+    budget: KeyBudget | None = None
+    allowed_ips: tuple[str, ...] | None = None  # CIDR networks; None: from anywhere
 
     # --- the rules ------------------------------------------------------------------
 
@@ -80,10 +77,23 @@ class AuthContext:
             return False
         return self.key_models is None or model_name in self.key_models
 
+    def ip_allowed(self, address: str | None) -> bool:
+        """Whether the key may be used from `address` (admit.lua matches the same way)."""
+        return self.allowed_ips is None or networks.address_allowed(address, list(self.allowed_ips))
+
+    @property
+    def effective_key_limits(self) -> KeyLimits:
+        lim = self.limits
+        return self.key_limits or KeyLimits(
+            lim.requests_per_minute, lim.tokens_per_minute, lim.concurrent_requests
+        )
+
     # --- the wire format (compact JSON; admit.lua reads the same keys) -----------------
 
     def to_json(self) -> str:
         lim = self.limits
+        kl = self.key_limits
+        budget = self.budget
         return json.dumps(
             {
                 "k": self.key_id,
@@ -110,6 +120,27 @@ class AuthContext:
                     "all": self.entitlement.all_models,
                     "m": sorted(self.entitlement.models),
                 },
+                "kl": (
+                    [kl.requests_per_minute, kl.tokens_per_minute, kl.concurrent_requests]
+                    if kl is not None
+                    else None
+                ),
+                "b": (
+                    {
+                        "a": budget.amount,
+                        "pd": budget.period,
+                        "s": budget.start_ms,
+                        "e": budget.end_ms,
+                    }
+                    if budget is not None
+                    else None
+                ),
+                "ip": list(self.allowed_ips) if self.allowed_ips is not None else None,
+                "ipw": (
+                    networks.wire_networks(list(self.allowed_ips))
+                    if self.allowed_ips is not None
+                    else None
+                ),
             },
             separators=(",", ":"),
         )
@@ -142,6 +173,13 @@ class AuthContext:
                 weekly_tokens=p["qt"],
             ),
             entitlement=PlanEntitlement(all_models=p["all"], models=frozenset(p["m"])),
+            key_limits=KeyLimits(*d["kl"]) if d.get("kl") else None,
+            budget=(
+                KeyBudget(amount=b["a"], period=b["pd"], start_ms=b["s"], end_ms=b["e"])
+                if (b := d.get("b"))
+                else None
+            ),
+            allowed_ips=tuple(d["ip"]) if d.get("ip") is not None else None,
         )
 
 
@@ -204,6 +242,8 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
     start, end = sub.current_period_start, sub.current_period_end
     if not start <= now < end:
         start, end = period_containing(now=now)
+    org_lim = org_limits(plan=plan, org=key.org)
+    allowance_start, allowance_end = allowance_period(org=key.org, start=start, end=end)
     return AuthContext(
         key_id=str(key.pk),
         org_id=str(key.org_id),
@@ -214,20 +254,34 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
         key_generation=kg,
         org_generation=og,
         plan_generation=pg,
-        period_start_ms=_ms(start),
-        period_end_ms=_ms(end),
+        period_start_ms=_ms(allowance_start),
+        period_end_ms=_ms(allowance_end),
         plan_id=plan.pk,
         plan_code=plan.code,
-        limits=PlanLimits(
-            requests_per_minute=plan.requests_per_minute,
-            tokens_per_minute=plan.tokens_per_minute,
-            concurrent_requests=plan.concurrent_requests,
-            window_requests=plan.window_requests,
-            window_seconds=plan.window_seconds,
-            weekly_requests=plan.weekly_requests,
-            weekly_tokens=plan.weekly_tokens,
-        ),
+        limits=org_lim,
         entitlement=PlanEntitlement.of(plan),
+        key_limits=key_limits(key, org_lim),
+        budget=key_budget(
+            amount=key.budget_amount,
+            period=key.budget_period,
+            now=now,
+            billing_start=start,
+            billing_end=end,
+        ),
+        allowed_ips=tuple(key.allowed_ips) if key.allowed_ips else None,
+    )
+
+
+def key_limits(key: ApiKey, org: PlanLimits) -> KeyLimits:
+    """The key's limits in force: its own, none above its organization's."""
+
+    def own(value: int | None, cap: int) -> int:
+        return cap if value is None else min(value, cap)
+
+    return KeyLimits(
+        requests_per_minute=own(key.requests_per_minute, org.requests_per_minute),
+        tokens_per_minute=own(key.tokens_per_minute, org.tokens_per_minute),
+        concurrent_requests=own(key.concurrent_requests, org.concurrent_requests),
     )
 
 

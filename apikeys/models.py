@@ -7,6 +7,12 @@ from django.db import models
 from accounts.models import Organization, User
 
 
+class BudgetPeriod(models.TextChoices):
+    BILLING_PERIOD = "billing_period"
+    DAY = "day"
+    MONTH = "month"
+
+
 class ApiKey(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -43,6 +49,21 @@ class ApiKey(models.Model):
         help_text="Model names this key may use; empty means every entitled model.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The key's own limits, each at most the organization's (empty: the organization's).
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
+    budget_amount = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The key's spend cap per budget period, in micro-USD."
+    )
+    budget_period = models.CharField(
+        max_length=20, choices=BudgetPeriod.choices, blank=True, default=""
+    )
+    allowed_ips = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Networks (CIDR) the key may be used from; empty means anywhere.",
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()

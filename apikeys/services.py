@@ -14,6 +14,8 @@ from accounts.models import Organization, User
 from accounts.selectors import active_subscription
 from accounts.services import audit_record
 from apikeys import authcache
+from apikeys.controls import FIELDS as CONTROL_FIELDS
+from apikeys.controls import control_values, controls_snapshot
 from apikeys.models import ApiKey
 from apikeys.providers import IssuedSecret, get_provider
 from portal.errors import PortalError
@@ -35,6 +37,7 @@ def _snapshot(key: ApiKey) -> dict:
         "last_four": key.last_four,
         "allowed_models": key.allowed_models,
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        **controls_snapshot(key),
     }
 
 
@@ -95,8 +98,10 @@ def _insert(
     allowed_models: list[str] | None,
     expires_at: datetime | None,
     now: datetime,
+    controls: dict,
 ) -> ApiKey:
     return ApiKey.objects.create(
+        **controls,
         id=key_id,
         org=org,
         created_by=created_by,
@@ -121,6 +126,9 @@ def api_key_create(
     now: datetime,
     allowed_models: list[str] | None = None,
     expires_at: datetime | None = None,
+    limits: dict | None = None,
+    budget: dict | None = None,
+    allowed_ips: list[str] | None = None,
 ) -> IssuedKey:
     """Issue a key for `org`, within the plan's active-key cap. The plaintext is returned once.
 
@@ -133,6 +141,9 @@ def api_key_create(
         )
     plan = active_subscription(org=org).plan
     _check_cap(org=org, plan=plan, now=now)  # refuse early, without a call to the provider
+    controls = control_values(
+        org=org, given={"limits": limits, "budget": budget, "allowed_ips": allowed_ips}
+    )
     key_id, provider, issued = _issue_secret(
         org=org, name=name, expires_at=expires_at, plan_code=plan.code
     )
@@ -150,6 +161,7 @@ def api_key_create(
             allowed_models=allowed_models,
             expires_at=expires_at,
             now=now,
+            controls=controls,
         )
         audit_record(
             actor=created_by,
@@ -172,8 +184,12 @@ def api_key_update(
     name: str | None = None,
     allowed_models: list[str] | None = None,
     clear_allowed_models: bool = False,
+    controls: dict | None = None,
 ) -> ApiKey:
-    """Rename a key or change its model restriction."""
+    """Rename a key, or change its model restriction or its controls (`controls`: any of
+    `limits`, `budget`, `allowed_ips`, as apikeys.controls.control_values reads them).
+    A change admission reads takes effect on the key's next request in every process."""
+    values = control_values(org=key.org, given=controls or {})
     before = _snapshot(key)
     if name is not None:
         key.name = name
@@ -181,9 +197,14 @@ def api_key_update(
         key.allowed_models = None
     elif allowed_models is not None:
         key.allowed_models = allowed_models or None
+    for field, value in values.items():
+        setattr(key, field, value)
     key.updated_at = now
-    key.save(update_fields=["name", "allowed_models", "updated_at"])
-    if before["allowed_models"] != key.allowed_models:
+    key.save(update_fields=["name", "allowed_models", *values, "updated_at"])
+    after = _snapshot(key)
+    if {k: v for k, v in before.items() if k != "name"} != {
+        k: v for k, v in after.items() if k != "name"
+    }:
         authcache.invalidate_on_commit(key.pk)
     audit_record(
         actor=actor,
@@ -192,7 +213,7 @@ def api_key_update(
         target_id=key.pk,
         org=key.org,
         before=before,
-        after=_snapshot(key),
+        after=after,
         now=now,
     )
     return key
@@ -315,6 +336,7 @@ def api_key_rotate(*, key: ApiKey, actor: User | None, now: datetime) -> IssuedK
             allowed_models=locked.allowed_models,
             expires_at=locked.expires_at,
             now=now,
+            controls={field: getattr(locked, field) for field in CONTROL_FIELDS},
         )
         _set_status(
             key=locked,

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apikeys.authcontext import AuthContext, refresh_auth_context
+from apikeys.networks import wire_address
 from apikeys.providers import KeyIdentity
 from gateway import limits
+from metering.budgets import budget_seed, key_spend_between
 from metering.quotas import quota_seed
 from metering.selectors import org_usage_between
 from pools.catalog import Catalog, ModelEntry, current_catalog
 
-_MAX_ROUNDS = 4
+_MAX_ROUNDS = 6
 # The model of a listing (GET /v1/models): the key's checks and one request against its
 # requests/min, nothing reserved (admit.lua).
 LISTING = "*"
@@ -25,6 +27,10 @@ KEY_CHECK = "?"  # the key's checks alone: nothing counted (count_tokens)
 # The catalog version this process last read from fast state: the first request after a
 # start asks for it; later ones pass it so current_catalog() keeps its snapshot.
 _seen_version: str | None = None
+# Keys this process last saw with a budget (by cache key): only their requests price their
+# worst case before asking; another key's request sends no cost, and admission answers
+# "cost_miss" if its key has a budget after all.
+_budgeted: dict[str, bool] = {}
 
 
 @dataclass(slots=True)
@@ -56,6 +62,19 @@ def _seed_quota(ctx: AuthContext, now: datetime, now_ms: int) -> None:
     )
 
 
+def _seed_budget(ctx: AuthContext, now: datetime, now_ms: int) -> None:
+    budget = ctx.budget
+    start = datetime.fromtimestamp(budget.start_ms / 1000, tz=now.tzinfo)
+    end = datetime.fromtimestamp(budget.end_ms / 1000, tz=now.tzinfo)
+    budget_seed(
+        key_id=ctx.key_id,
+        period_start_ms=budget.start_ms,
+        period_end_ms=budget.end_ms,
+        spent=key_spend_between(org_id=ctx.org_id, key_id=ctx.key_id, start=start, end=end),
+        now_ms=now_ms,
+    )
+
+
 def admit(
     *,
     identity: KeyIdentity,
@@ -64,16 +83,22 @@ def admit(
     estimate: Callable[[ModelEntry | None], int],
     now: datetime,
     refuse: Callable[[ModelEntry | None], str] | None = None,
+    cost: Callable[[ModelEntry | None], int] | None = None,
+    client_ip: str | None = None,
 ) -> Admitted:
     """Admit one request for `model` (a public name); the answer says yes, or why not.
 
     `estimate(entry)` gives the request's worst-case tokens for the resolved model;
     `refuse(entry)`, called after it, a refusal the caller decided for that model ("" for
-    none), which admission answers once the key checks pass and before anything is counted.
+    none), which admission answers once the key checks pass and before anything is counted;
+    `cost(entry)`, the request's worst-case cost in micro-USD (a key's budget reserves it).
+    `client_ip` is matched against the key's IP allowlist.
     """
     global _seen_version
     now_ms = int(now.timestamp() * 1000)
     catalog = current_catalog(_seen_version)
+    client = wire_address(client_ip)
+    priced = _budgeted.get(identity.cache_key, False)
     for _ in range(_MAX_ROUNDS):
         entry = catalog.resolve(model) if model not in (LISTING, KEY_CHECK) else None
         cands = limits.candidates(entry.routes) if entry is not None else []
@@ -86,12 +111,20 @@ def admit(
             est_tokens=est_tokens,
             cands=cands,
             refuse=refuse(entry) if refuse is not None else "",
+            client=client,
+            est_cost=cost(entry) if priced and cost is not None else -1,
         )
         if adm.status == "miss":
             refresh_auth_context(identity=identity, now=now)
             continue
         if adm.status == "quota_miss":
             _seed_quota(adm.ctx, now, now_ms)
+            continue
+        if adm.status == "budget_miss":
+            _seed_budget(adm.ctx, now, now_ms)
+            continue
+        if adm.status == "cost_miss":
+            priced = True
             continue
         if adm.catalog_version != catalog.version:
             # The catalog changed since this process loaded it: release what was taken and
@@ -101,8 +134,17 @@ def admit(
             _seen_version = adm.catalog_version
             catalog = current_catalog(adm.catalog_version)
             continue
+        _remember_budgeted(identity.cache_key, adm.ctx)
         return Admitted(adm=adm, catalog=catalog, entry=entry, now_ms=now_ms)
     raise RuntimeError("admission did not settle; is the fast state flapping?")
+
+
+def _remember_budgeted(cache_key: str, ctx: AuthContext | None) -> None:
+    budgeted = ctx is not None and ctx.budget is not None
+    if _budgeted.get(cache_key, False) != budgeted:
+        if len(_budgeted) > 10_000:
+            _budgeted.clear()
+        _budgeted[cache_key] = budgeted
 
 
 def release(*, adm: limits.Admission, request_id: str, est_tokens: int, now_ms: int) -> None:

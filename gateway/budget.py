@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway import forward
-from gateway.tokens import estimate_tokens
+from gateway.tokens import estimate_tokens, prompt_ceiling
 from gateway.validation import InferenceRequest
+from metering.pricing import price_micro_usd
 from pools.catalog import ModelEntry
 from portal.errors import PortalError
 
@@ -53,6 +54,28 @@ def prompt_tokens(req: InferenceRequest, entry: ModelEntry, *, raw_estimate: int
         if route.api_style != "openai"
     ]
     return max([raw_estimate, *rendered])
+
+
+def prompt_bound(req: InferenceRequest, entry: ModelEntry, *, estimate: int) -> int:
+    """The most prompt tokens any serving route's router may bill for this request
+    (`tokens.prompt_ceiling` of the prompt as each route is sent it, and at least the
+    estimate billed when a router reports no usage): a key's budget reserves with it, so
+    settling never costs more than was reserved."""
+    bounds = [estimate]
+    for route in entry.serving_routes():
+        body = forward.router_body(req, route, max_tokens=1)
+        bounds.append(prompt_ceiling(body.get("prompt", body.get("messages"))))
+    return max(bounds)
+
+
+def worst_cost(entry: ModelEntry, *, prompt_bound: int, completion: int) -> int:
+    """The request's worst-case cost in micro-USD (metering.pricing's rule)."""
+    return price_micro_usd(
+        prompt_tokens=prompt_bound,
+        completion_tokens=completion,
+        input_per_mtok=entry.input_price_per_mtok,
+        output_per_mtok=entry.output_price_per_mtok,
+    )
 
 
 def plan(req: InferenceRequest, entry: ModelEntry, *, prompt_tokens: int) -> Budget:

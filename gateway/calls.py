@@ -17,6 +17,7 @@ from gateway import degraded, forward, junk, leases, limits, openai_format, toke
 from gateway.protocols import Answer
 from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
+from metering.pricing import price_micro_usd
 from metering.services import RequestRecord, request_record
 from pools.catalog import ModelEntry
 
@@ -38,6 +39,7 @@ class Call:
     identity: KeyIdentity | None = None  # who the key provider says the key is
     entry: ModelEntry | None = None
     est_tokens: int = 0
+    est_cost: int = 0  # the worst-case cost a key's budget reserved (micro-USD; 0: none)
     prompt_tokens: int = 0
     trail: forward.Trail = field(default_factory=forward.Trail)
     status: int = 0
@@ -85,7 +87,7 @@ def make_answer(
         usage = bounded(call, usage, text)
     if usage is None:
         call.estimated = True
-        usage = (call.prompt_tokens, estimate_tokens(text))
+        usage = (call.prompt_tokens, sent_tokens(call, estimate_tokens(text)))
     return Answer(
         text=text,
         finish=openai_format.normalize_finish(finish) if finish else None,
@@ -93,6 +95,12 @@ def make_answer(
         completion_tokens=usage[1],
         stop_sequence=stop,
     )
+
+
+def sent_tokens(call: Call, estimate: int) -> int:
+    """An estimate of completion tokens sent, billed at most the max_tokens the router was
+    asked for (a router that ignores it is not paid for the excess)."""
+    return min(estimate, call.max_tokens) if call.max_tokens else estimate
 
 
 def bounded(call: Call, usage: tuple[int, int], text: str) -> tuple[int, int]:
@@ -156,7 +164,7 @@ def abandon(call: Call, code: str) -> None:
     call.error_code = call.error_code or code
     if call.answer is None:
         call.estimated = True
-        sent = tokens_for_chars(call.sent_chars)
+        sent = sent_tokens(call, tokens_for_chars(call.sent_chars))
         call.answer = Answer(
             text="",
             finish=None,
@@ -197,6 +205,8 @@ def finish_call(call: Call) -> None:
                 actual_tokens=served_tokens,
                 served=served_tokens > 0,
                 now_ms=call.now_ms(),
+                reserved_cost=call.est_cost,
+                actual_cost=_cost(call) if served_tokens else 0,
             )
     except Exception:
         logger.exception("settlement failed", extra={"request_id": call.request_id})
@@ -212,6 +222,19 @@ def finish_call(call: Call) -> None:
                     )
             except Exception:
                 logger.exception("settlement failed", extra={"request_id": call.request_id})
+
+
+def _cost(call: Call) -> int:
+    """What the request is billed (the usage event's cost, metering.pricing's rule)."""
+    entry, answer = call.entry, call.answer
+    if entry is None or answer is None:
+        return 0
+    return price_micro_usd(
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        input_per_mtok=entry.input_price_per_mtok,
+        output_per_mtok=entry.output_price_per_mtok,
+    )
 
 
 def _record(call: Call, served_tokens: int) -> None:

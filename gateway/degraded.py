@@ -64,10 +64,17 @@ def unavailable() -> PortalError:
 
 
 def admit(
-    *, cache_key: str, model: str, catalog: Catalog | None, now_ms: int, refuse: str = ""
+    *,
+    cache_key: str,
+    model: str,
+    catalog: Catalog | None,
+    now_ms: int,
+    refuse: str = "",
+    client_ip: str | None = None,
 ) -> limits.Admission:
     """Admission without fast state, in admit.lua's order (gateway/refusals.py) where it
-    still applies; raises `unavailable()` for a key this process has not seen lately."""
+    still applies; raises `unavailable()` for a key this process has not seen lately, and
+    for a key with a budget (its spend lives in fast state: it cannot be checked)."""
     if not enabled() or catalog is None:
         raise unavailable()
     with _lock:
@@ -78,6 +85,10 @@ def admit(
     refusal = ctx.refusal(now_ms=now_ms)
     if refusal is not None:
         return _answer(refusal, ctx)
+    if not ctx.ip_allowed(client_ip):
+        return _answer("ip_not_allowed", ctx)
+    if ctx.budget is not None:
+        raise unavailable()
     entry = catalog.resolve(model)
     if entry is None:
         return _answer("model_not_found", ctx)
@@ -95,15 +106,16 @@ def admit(
         starts = _starts.setdefault(ctx.key_id, deque())
         while starts and now - starts[0] >= 60:
             starts.popleft()
-        if len(starts) >= ctx.limits.requests_per_minute:
+        own = ctx.effective_key_limits
+        if len(starts) >= own.requests_per_minute:
             wait = int((60 - (now - starts[0])) * 1000)
             return _answer("rate_requests", ctx, retry_after_ms=max(wait, 1000))
-        if _running.get(ctx.key_id, 0) >= ctx.limits.concurrent_requests:
+        if _running.get(ctx.key_id, 0) >= own.concurrent_requests:
             return _answer("concurrency", ctx, retry_after_ms=1000)
         starts.append(now)
         _running[ctx.key_id] = _running.get(ctx.key_id, 0) + 1
         _served_orgs.add(ctx.org_id)
-        left = ctx.limits.requests_per_minute - len(starts)
+        left = own.requests_per_minute - len(starts)
     return _answer("ok", ctx, router_id=random.choice(routers).id, rpm_left=left)
 
 
@@ -115,7 +127,7 @@ def _answer(
         ctx=ctx,
         catalog_version=None,
         pause_message="",
-        rpm_limit=ctx.limits.requests_per_minute,
+        rpm_limit=ctx.effective_key_limits.requests_per_minute,
         rpm_remaining=rpm_left,
         rpm_reset_ms=60_000,
         tpm_limit=ctx.limits.tokens_per_minute,

@@ -90,7 +90,7 @@ def _prompt_text(req: InferenceRequest) -> str:
     return req.system + "".join(m["content"] for m in req.messages)
 
 
-def _client_ip(request) -> str | None:
+def client_ip(request) -> str | None:
     """The client's address: the socket's, or, behind TRUSTED_PROXY_COUNT proxies that each
     append to X-Forwarded-For, the address the outermost trusted proxy saw (entries left of
     it are the client's own claims and are ignored)."""
@@ -109,7 +109,7 @@ def serve(request, shape: Shape) -> HttpResponse:
         endpoint=shape.endpoint,
         started=time.perf_counter(),
         now=timezone.now(),
-        client_ip=_client_ip(request),
+        client_ip=client_ip(request),
     )
     try:
         identity = None
@@ -180,6 +180,16 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
     def refuse(entry: ModelEntry | None) -> str:
         return budget.CONTEXT_LENGTH if planned[0] is not None and not planned[0].fits else ""
 
+    def cost(entry: ModelEntry | None) -> int:
+        """Asked only for a key with a budget: the request's worst-case cost."""
+        if entry is None or planned[0] is None:
+            return 0
+        bound = budget.prompt_bound(req, entry, estimate=call.prompt_tokens)
+        call.est_cost = budget.worst_cost(
+            entry, prompt_bound=bound, completion=planned[0].completion
+        )
+        return call.est_cost
+
     try:
         admitted = admission.admit(
             identity=identity,
@@ -187,6 +197,8 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
             model=req.model,
             estimate=estimate,
             refuse=refuse,
+            cost=cost,
+            client_ip=call.client_ip,
             now=call.now,
         )
     except degraded.UNAVAILABLE:
@@ -201,6 +213,7 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
             catalog=catalog,
             now_ms=int(call.now.timestamp() * 1000),
             refuse=refuse(entry),
+            client_ip=call.client_ip,
         )
         call.ctx, call.entry = adm.ctx, entry
         if adm.status != "ok":

@@ -88,7 +88,9 @@ def renew(*, now_ms: int) -> int:
         if adm is None or call.finished:
             continue
         target = call.trail.target
-        sent = tokens_for_chars(call.sent_chars) if call.serving else -1
+        sent = (
+            min(tokens_for_chars(call.sent_chars), call.max_tokens or 2**62) if call.serving else -1
+        )
         leases.append(
             (
                 call.request_id,

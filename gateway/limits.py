@@ -54,6 +54,7 @@ class Admission:
     tpm_reset_ms: int
     retry_after_ms: int
     router_id: int
+    scope: str = ""  # whose limit refused it: "key" or "org" ("" for other answers)
 
 
 def lease_ms() -> int:
@@ -84,9 +85,13 @@ def admit(
     est_tokens: int,
     cands: list,
     refuse: str = "",
+    client: str = "",
+    est_cost: int = 0,
 ) -> Admission:
     """`refuse`: a status the caller already decided (e.g. "context_length"); the script
-    answers it once the key may use the model, before counting anything."""
+    answers it once the key may use the model, before counting anything. `client`: the
+    client's address as apikeys.networks.wire_address writes it (a key's IP allowlist);
+    `est_cost`: the request's worst-case cost in micro-USD (a key's budget)."""
     r = _script("admit")(
         args=[
             settings.FAST_STATE_PREFIX,
@@ -102,6 +107,8 @@ def admit(
             random.random(),
             random.random(),
             refuse,
+            client,
+            est_cost,
             len(cands) // 3,
             *cands,
         ]
@@ -119,6 +126,7 @@ def admit(
         tpm_reset_ms=r[9],
         retry_after_ms=r[10],
         router_id=int(r[11]),
+        scope=r[12].decode(),
     )
 
 
@@ -161,10 +169,13 @@ def settle_begin(
     served: bool,
     now_ms: int,
     unadmit: bool = False,
+    reserved_cost: int = 0,
+    actual_cost: int = 0,
 ):
     """Send a request's settlement; `.wait()` on the answer reads Redis's reply (1, or 0
     when the reaper had settled it already), so the caller can write to Postgres meanwhile.
-    `unadmit` also takes back its requests/min count (it never ran)."""
+    `unadmit` also takes back its requests/min count (it never ran). For a key with a
+    budget, `reserved_cost` (what admission reserved) is replaced by `actual_cost`."""
     return _script("settle").begin(
         args=[
             settings.FAST_STATE_PREFIX,
@@ -182,6 +193,9 @@ def settle_begin(
             now_ms,
             ctx.limits.window_bucket_seconds,
             1 if unadmit else 0,
+            ctx.budget.start_ms if ctx.budget is not None else "",
+            reserved_cost,
+            actual_cost,
         ]
     )
 

@@ -5,11 +5,13 @@ This list is the order; gateway/lua/admit.lua runs it in one round trip, and a t
 equal to it. Why this order:
 
 - the global pause, then the key and its organization (AuthContext.refusal, shared with
-  `/v1/models`), so nothing is said about models to a key that may not ask;
+  `/v1/models`), then the key's IP allowlist, so nothing is said about models to a key
+  that may not ask;
 - the model: unknown, disabled, not entitled (plan and key list, AuthContext.allows);
 - the caller's own refusal for that model (the prompt does not fit its context window),
   once the key may know the model exists and before anything is counted;
-- limits, the short window, the period's allowance, then a router. Entitlement comes
+- limits (the key's own and its organization's), the short window, the period's
+  allowance, the key's budget, then a router. Entitlement comes
   before limits because a refused request must not spend them; nothing is written
   until every check has passed.
 """
@@ -42,6 +44,7 @@ ORDER: tuple[Refusal, ...] = (
     Refusal("paused", "access_paused"),
     Refusal("invalid", "invalid_api_key"),
     *(Refusal(status, _KEY_CODES[status]) for status in KEY_REFUSALS),
+    Refusal("ip_not_allowed", "ip_not_allowed"),
     Refusal("model_not_found", "model_not_found"),
     Refusal("model_disabled", "model_disabled"),
     Refusal("model_not_allowed", "model_not_allowed"),
@@ -60,12 +63,13 @@ ORDER: tuple[Refusal, ...] = (
         "insufficient_quota",
         "This request's worst-case tokens exceed the remaining allowance; lower max_tokens or wait for the reset.",
     ),
+    Refusal("budget", "budget_exceeded"),
     Refusal("no_router", "no_healthy_router"),
 )
 
 # Answers that are not refusals: load what is missing (auth context, allowance counter)
 # and ask again.
-RETRY = ("miss", "quota_miss")
+RETRY = ("miss", "quota_miss", "cost_miss", "budget_miss")
 # Answers that admit: a request ("ok", a router chosen), a listing or key check ("listed").
 ADMITS = ("ok", "listed")
 

@@ -156,12 +156,23 @@ def refusal(
         }[code]
     if adm.status == "rate_tokens" and budget is not None and budget.total > adm.tpm_limit:
         return _larger_than_tokens_per_minute(adm, budget)
+    if adm.scope and message:
+        message = f"{message[:-1]} ({_SCOPES[adm.scope]})."
     headers = {}
     if CATALOG[code].status == 429:
         headers = {**rate_limit_headers(adm), **retry_headers(adm.retry_after_ms)}
+        if adm.scope:
+            headers["x-ratelimit-scope"] = adm.scope
+    if code == "budget_exceeded":
+        # Spent until its period ends: the SDKs must not wait and send it again.
+        headers["x-should-retry"] = "false"
     return PortalError(
         code, message, param="model" if code.startswith("model") else None, headers=headers
     )
+
+
+# Whose limit refused a request (admit.lua's scope), as the refusal's message says it.
+_SCOPES = {"key": "this API key's limit", "org": "the organization's limit"}
 
 
 def _larger_than_tokens_per_minute(adm: Admission, budget: budgets.Budget) -> PortalError:
@@ -170,6 +181,7 @@ def _larger_than_tokens_per_minute(adm: Admission, budget: budgets.Budget) -> Po
     return PortalError(
         "rate_limit_exceeded",
         f"This request needs {budget.total} tokens (prompt {budget.prompt} + max_tokens {budget.completion}),"
-        f" more than this plan's limit of {adm.tpm_limit} tokens per minute; lower max_tokens or shorten the prompt.",
+        f" more than {'this API key' if adm.scope == 'key' else 'this plan'}'s limit of"
+        f" {adm.tpm_limit} tokens per minute; lower max_tokens or shorten the prompt.",
         headers={**rate_limit_headers(adm), "x-should-retry": "false"},
     )

@@ -66,6 +66,11 @@ ORG_WINDOW = KeyPattern(
 QUOTA = KeyPattern(
     "quota", "quota:{org_id}:{period_start_ms}", "an org's allowance used this period (r, t)"
 )
+KEY_BUDGET = KeyPattern(
+    "key_budget",
+    "budget:{key_id}:{period_start_ms}",
+    "a key's spend (settled and reserved micro-USD) in its budget period",
+)
 
 # Control: the global pause and the catalog version.
 PAUSE = KeyPattern("pause", "pause:global", "the global access pause (its customer message)")

@@ -56,6 +56,9 @@ CATALOG: dict[str, ErrorKind] = {
     "api_key_disabled": ErrorKind(403, "permission_error", "This API key has been disabled."),
     "account_paused": ErrorKind(403, "permission_error", "This account is paused."),
     "account_disabled": ErrorKind(403, "permission_error", "This account is disabled."),
+    "ip_not_allowed": ErrorKind(
+        403, "permission_error", "This API key may not be used from this IP address."
+    ),
     "user_disabled": ErrorKind(403, "permission_error", "This user is disabled."),
     "permission_denied": ErrorKind(
         403, "permission_error", "You do not have permission to do this."
@@ -70,6 +73,12 @@ CATALOG: dict[str, ErrorKind] = {
     "rate_limit_exceeded": ErrorKind(429, "rate_limit_error", "Rate limit reached."),
     "insufficient_quota": ErrorKind(
         429, "insufficient_quota", "You exceeded your plan's allowance."
+    ),
+    "budget_exceeded": ErrorKind(
+        429,
+        "insufficient_quota",
+        "This API key's budget for the period is spent, or this request's worst-case cost"
+        " exceeds what is left of it; lower max_tokens, or raise the key's budget.",
     ),
     # upstream
     "access_paused": ErrorKind(503, "service_unavailable", "Access is paused."),

@@ -28,15 +28,22 @@ end
 for _, rid in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', fmt(now), 'LIMIT', 0, limit)) do
   redis.call('ZREM', idx, rid)
   local live = k_live(rid)
-  local h = redis.call('HMGET', live, 'k', 'o', 'ps', 'est', 'as', 'wb', 'r', 'bill', 'pt', 'ct')
+  local h = redis.call('HMGET', live, 'k', 'o', 'ps', 'est', 'as', 'wb', 'r', 'bill', 'pt', 'ct',
+                      'bs', 'bc')
   if h[1] then
-    local served, actual = 0, 0
+    local served, actual, cost = 0, 0, 0
     if h[8] then
       served = 1
-      actual = (tonumber(h[9]) or 0) + (tonumber(h[10]) or 0)
+      local pt, ct = tonumber(h[9]) or 0, tonumber(h[10]) or 0
+      actual = pt + ct
+      if h[11] then
+        -- The cost billed (metering.pricing's rule: rounded up to the whole micro-USD).
+        local bill = cjson.decode(h[8])
+        cost = math.ceil((pt * bill['in'] + ct * bill['out']) / 1000000)
+      end
     end
     release_request(rid, h[1], h[2], h[3], h[7] or '', '', h[5], tonumber(h[4]), actual, served,
-                    threshold, now, tonumber(h[6]), false)
+                    threshold, now, tonumber(h[6]), false, h[11] or '', tonumber(h[12]) or 0, cost)
     if served == 1 then
       redis.call('HSET', live, 'tokens', fmt(actual))
       redis.call('ZADD', reaped, fmt(now), rid)

@@ -3,9 +3,12 @@
 -- release_request: end one admitted request in fast state: free its concurrency and
 -- router slots, tell the router's breaker how it went, and replace the worst-case token
 -- reservation with the tokens served (a request that served nothing gives its allowance
--- back). `unadmit` also takes back its requests/min count (it never ran).
+-- back). `unadmit` also takes back its requests/min count (it never ran). A key with a
+-- budget (`bstart` its budget period's start, "" for none) has its reserved cost
+-- `breserved` replaced by the cost billed, `bactual` (micro-USD).
 local function release_request(rid, key_id, org_id, period, router, outcome, admitted_s,
-                               est, actual, served, threshold, now, wbucket, unadmit)
+                               est, actual, served, threshold, now, wbucket, unadmit,
+                               bstart, breserved, bactual)
   redis.call('ZREM', k_key_concurrency(key_id), rid)
   redis.call('ZREM', k_org_concurrency(org_id), rid)
 
@@ -36,6 +39,12 @@ local function release_request(rid, key_id, org_id, period, router, outcome, adm
       redis.call('HINCRBY', qkey, 'r', -1)
       window_adjust(k_org_window(org_id), fmt(math.floor(tonumber(admitted_s) / wbucket)), -1)
     end
+  end
+
+  if bstart and bstart ~= '' then
+    local bkey = k_key_budget(key_id, bstart)
+    local bdelta = (bactual or 0) - (breserved or 0)
+    if bdelta ~= 0 and redis.call('EXISTS', bkey) == 1 then redis.call('INCRBY', bkey, fmt(bdelta)) end
   end
 end
 

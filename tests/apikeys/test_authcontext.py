@@ -6,7 +6,8 @@ import dataclasses
 import json
 
 from accounts.entitlement import PlanEntitlement
-from apikeys.authcontext import KEY_REFUSALS, AuthContext, PlanLimits
+from apikeys.authcontext import KEY_REFUSALS, AuthContext, KeyLimits, PlanLimits
+from apikeys.budgets import KeyBudget
 
 NOW = 1_800_000_000_000
 
@@ -44,9 +45,29 @@ def test_the_wire_format_is_the_compact_json_admit_lua_reads():
         "kg": "kg", "og": "og", "pg": "pg", "ps": NOW - 1000, "pe": NOW + 1000,
         "p": {"id": 7, "code": "pro", "rpm": 60, "tpm": 1000, "cc": 2, "wr": 100, "ws": 300,
               "qr": 1000, "qt": 10**6, "all": False, "m": ["a", "b"]},
+        "kl": None, "b": None, "ip": None, "ipw": None,
     }  # fmt: skip
     assert " " not in CTX.to_json()
     assert AuthContext.from_json(CTX.to_json()) == CTX
+
+
+def test_a_keys_controls_go_on_the_wire():
+    ctx = dataclasses.replace(
+        CTX,
+        key_limits=KeyLimits(2, 500, 1),
+        budget=KeyBudget(amount=5000, period="day", start_ms=NOW - 10, end_ms=NOW + 10),
+        allowed_ips=("203.0.113.0/24", "2001:db8::/32"),
+    )
+    wire = json.loads(ctx.to_json())
+    assert wire["kl"] == [2, 500, 1]
+    assert wire["b"] == {"a": 5000, "pd": "day", "s": NOW - 10, "e": NOW + 10}
+    assert wire["ip"] == ["203.0.113.0/24", "2001:db8::/32"]
+    # IPv4 as IPv4-mapped IPv6 (prefix + 96), IPv6 as is: 32 hex digits each.
+    assert wire["ipw"] == [["00000000000000000000ffffcb007100", 120], ["20010db8" + "0" * 24, 32]]
+    assert AuthContext.from_json(ctx.to_json()) == ctx
+    assert ctx.ip_allowed("203.0.113.7") and ctx.ip_allowed("2001:db8::1")
+    assert not ctx.ip_allowed("203.0.114.1") and not ctx.ip_allowed(None)
+    assert CTX.ip_allowed(None)  # no allowlist: from anywhere
 
 
 def test_a_usable_key_has_no_refusal():
