@@ -1,38 +1,25 @@
-import contextlib
+"""The accounts admin: customer users, organizations (their states, members and plan),
+subscriptions and the audit log. Every status, role and plan change goes through an audited
+service; plans are in accounts/adminplans.py, the forms in accounts/adminforms.py."""
 
-from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import privileges, selectors, services
+from accounts.adminforms import AuditReasonForm, ChangePlanForm, OrganizationAddForm
+from accounts.adminplans import ModelAccessPolicyAdmin, PlanAdmin  # noqa: F401 (registers them)
 from accounts.invalidation import org_changed_on_commit
 from accounts.models import (
     AuditEvent,
-    ModelAccessPolicy,
     Organization,
     OrganizationMember,
-    Plan,
     PlanSubscription,
     User,
 )
 from infra.adminactions import provided, reason_action
-from portal.errors import PortalError
-
-
-class AuditReasonForm(forms.ModelForm):
-    """A change form whose save writes an audit row (a service call): an optional reason."""
-
-    reason = forms.CharField(
-        max_length=1000,
-        required=False,
-        strip=True,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 70}),
-        help_text="Why: recorded in the audit log with your name and the changed fields.",
-    )
 
 
 class MembershipInline(admin.TabularInline):
@@ -55,44 +42,6 @@ class SubscriptionInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
-
-
-class ChangePlanForm(forms.Form):
-    plan = forms.ModelChoiceField(
-        queryset=Plan.objects.order_by("code"), help_text="Limits apply on the next request."
-    )
-    reason = forms.CharField(
-        max_length=1000,
-        strip=True,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
-        help_text="Why: recorded in the audit log with your name.",
-    )
-
-
-class OrganizationAddForm(forms.ModelForm):
-    """Name, optional slug, starting plan and reason: `services.org_create` sets everything else."""
-
-    plan = forms.ModelChoiceField(
-        queryset=Plan.objects.order_by("code"), help_text="The plan the organization starts on."
-    )
-    reason = forms.CharField(
-        max_length=1000,
-        required=False,
-        strip=True,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
-        help_text="Why: recorded in the audit log with your name.",
-    )
-
-    class Meta:
-        model = Organization
-        fields = ["name", "slug"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["slug"].required = False
-        self.fields["slug"].help_text = "Leave blank to make one from the name."
-        with contextlib.suppress(PortalError):  # no default plan configured: staff pick one
-            self.fields["plan"].initial = services.default_plan()
 
 
 @admin.register(User)
@@ -180,6 +129,9 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     add_form = OrganizationAddForm
     add_fieldsets = [(None, {"fields": ["name", "slug", "plan", "reason"]})]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disable instead: its audit log, usage and ledger stay
 
     def get_readonly_fields(self, request, obj=None):
         # Status changes go through the audited pause / resume / disable / enable actions.
@@ -323,89 +275,6 @@ class OrganizationMemberAdmin(admin.ModelAdmin):
         now = timezone.now()
         for member in queryset.select_related("org", "user"):
             privileges.org_member_remove(member=member, actor=request.user, now=now)
-
-
-class ModelAccessPolicyInline(admin.TabularInline):
-    model = ModelAccessPolicy
-    extra = 0
-
-
-class PlanForm(AuditReasonForm):
-    class Meta:
-        model = Plan
-        fields = "__all__"
-
-
-@admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
-    list_display = [
-        "code",
-        "name",
-        "requests_per_minute",
-        "tokens_per_minute",
-        "window_requests",
-        "weekly_requests",
-        "weekly_tokens",
-        "max_active_keys",
-        "all_models",
-        "is_default",
-    ]
-    list_filter = ["all_models", "is_default"]
-    search_fields = ["code", "name"]
-    inlines = [ModelAccessPolicyInline]
-    form = PlanForm
-
-    # Limits and entitlements are privileges: the save (plan and model list) writes one audit
-    # row with the changed fields, and applies them on the next request (accounts.privileges).
-    def save_model(self, request, obj, form, change):
-        request.plan_before = (
-            privileges.plan_snapshot(Plan.objects.get(pk=obj.pk)) if change else None
-        )
-        super().save_model(request, obj, form, change)
-
-    def get_deleted_objects(self, objs, request):
-        # A plan's model list goes with it (recorded in the plan's audit row), although
-        # model access policies cannot be deleted on their own.
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        perms_needed.discard(ModelAccessPolicy._meta.verbose_name)
-        return deleted, counts, perms_needed, protected
-
-    def delete_model(self, request, obj):
-        privileges.plan_delete(plan=obj, actor=request.user, now=timezone.now())
-
-    @transaction.atomic
-    def delete_queryset(self, request, queryset):  # "Delete selected plans"
-        now = timezone.now()
-        for plan in queryset:
-            privileges.plan_delete(plan=plan, actor=request.user, now=now)
-
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        privileges.plan_record_change(
-            plan=form.instance,
-            before=getattr(request, "plan_before", None),
-            actor=request.user,
-            now=timezone.now(),
-            reason=form.cleaned_data.get("reason", ""),
-        )
-
-
-@admin.register(ModelAccessPolicy)
-class ModelAccessPolicyAdmin(admin.ModelAdmin):
-    """Read-only: a plan's models are edited on the plan's page, where the change is audited."""
-
-    list_display = ["plan", "model_name"]
-    list_filter = ["plan"]
-    search_fields = ["model_name", "plan__code"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PlanSubscription)

@@ -84,8 +84,32 @@ class CatalogAdmin(admin.ModelAdmin):
         bump_on_commit()
 
 
+class AliasFields(forms.ModelForm):
+    """Canonical names and aliases share one namespace (a name resolves to one model): an
+    alias spelled like a model's name would never be reached, so it is refused."""
+
+    def clean_alias(self) -> str:
+        alias = self.cleaned_data["alias"]
+        if Model.objects.filter(name=alias).exists():
+            raise forms.ValidationError(f"A model is named {alias}: pick another alias.")
+        return alias
+
+
+class AliasForm(AliasFields, CatalogForm):
+    pass
+
+
+class CatalogModelForm(CatalogForm):
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if ModelAlias.objects.filter(alias=name).exists():
+            raise forms.ValidationError(f"{name} is already an alias: pick another name.")
+        return name
+
+
 class AliasInline(admin.TabularInline):
     model = ModelAlias
+    form = AliasFields
     extra = 0
 
 
@@ -105,6 +129,7 @@ class ModelAdmin(CatalogAdmin):
         "input_price_per_mtok",
         "output_price_per_mtok",
     ]
+    form = CatalogModelForm
     list_filter = ["status"]
     search_fields = ["name", "display_name", "aliases__alias"]
     inlines = [AliasInline, RouteInline]
@@ -131,6 +156,7 @@ class ModelAdmin(CatalogAdmin):
 
 @admin.register(ModelAlias)
 class ModelAliasAdmin(CatalogAdmin):
+    form = AliasForm
     list_display = ["alias", "model"]
     search_fields = ["alias", "model__name"]
     list_select_related = ["model"]

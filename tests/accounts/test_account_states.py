@@ -180,3 +180,11 @@ def test_no_warning_when_every_org_keeps_an_active_owner(staff_client, alice, bo
 
     assert User.objects.get(pk=bob.pk).status == "disabled"
     assert [level for level, _ in messages_of(response)] == ["success"]
+
+
+def test_orgs_are_disabled_not_deleted_in_the_admin(staff_client, alice_org):
+    delete = reverse("admin:accounts_organization_delete", args=[alice_org.pk])
+    assert staff_client.post(delete, {"post": "yes"}).status_code == 403
+    changelist = reverse("admin:accounts_organization_changelist")
+    assert "delete_selected" not in staff_client.get(changelist).content.decode()
+    assert Organization.objects.filter(pk=alice_org.pk).exists()

@@ -253,3 +253,33 @@ def test_a_routers_new_key_is_noted_never_logged(staff_client):
     sealed = Router.objects.get(pk=router.pk).api_key_sealed
     logged = str(list(AuditEvent.objects.values_list("before", "after")))
     assert "secret-key" not in logged and sealed not in logged
+
+
+def test_an_alias_cannot_shadow_a_model_nor_a_model_an_alias(staff_client, model):
+    other = pool_services.model_create(name="other-model", display_name="Other")
+    ModelAlias.objects.create(alias="taken-alias", model=other)
+
+    alone = staff_client.post(
+        reverse("admin:pools_modelalias_add"), {"alias": "other-model", "model": model.pk}
+    )
+    assert alone.status_code == 200
+    assert "A model is named other-model: pick another alias." in alone.content.decode()
+    inline = staff_client.post(
+        reverse("admin:pools_model_change", args=[model.pk]),
+        model_form(
+            model,
+            **{
+                "aliases-TOTAL_FORMS": "1",
+                "aliases-0-model": model.pk,
+                "aliases-0-alias": "other-model",
+            },
+        ),
+    )
+    assert "A model is named other-model" in inline.content.decode()
+    renamed = staff_client.post(
+        reverse("admin:pools_model_change", args=[model.pk]), model_form(model, name="taken-alias")
+    )
+    assert "taken-alias is already an alias: pick another name." in renamed.content.decode()
+    assert list(ModelAlias.objects.values_list("alias", flat=True)) == ["taken-alias"]
+    assert Model.objects.get(pk=model.pk).name == "audit-model"
+    assert not AuditEvent.objects.exists()
