@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import openai
 import pytest
 import requests
 
@@ -42,6 +43,12 @@ def test_an_org_disabled_in_the_admin_is_refused_by_every_process(
     for stack in (first, second):
         response = stack.chat()
         assert_stable_error(response, status=403, code="account_disabled", type_="permission_error")
+    sdk = openai.OpenAI(
+        base_url=f"{second.server.url}/v1", api_key=first.tenant.secret, max_retries=0
+    )
+    with pytest.raises(openai.PermissionDeniedError) as refused:  # what the official SDK raises
+        sdk.chat.completions.create(model=live.MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert (refused.value.status_code, refused.value.code) == (403, "account_disabled")
     # The dashboard still reads: the org (as disabled), its keys, its usage.
     orgs = dashboard(second.server, token, "/orgs")
     assert orgs.status_code == 200, orgs.text
