@@ -1,8 +1,8 @@
 """CSV exports for finance: usage (a row per bucket, model and key) and request logs.
 
-Both are generators for a StreamingHttpResponse: rows are read a chunk at a time and
-written as they come, so an export of a year of usage or of every retained request log
-never sits in memory. Money is integer micro-USD (`cost_micro_usd`; `cost_usd` repeats it
+Both are generators for a StreamingHttpResponse: rows are read a chunk at a time (a day
+of usage, a thousand request logs) and written as they come, so an export of a year of
+usage or of every retained request log never sits in memory. Money is integer micro-USD (`cost_micro_usd`; `cost_usd` repeats it
 as an exact decimal string). Cells a spreadsheet would run as a formula (text starting
 with = + - @, a tab or a carriage return: a key named `=HYPERLINK(...)`) get a leading
 apostrophe; numbers are written as numbers.
@@ -18,6 +18,7 @@ from django.db.models import Q, QuerySet, Sum
 
 from accounts.models import Organization
 from apikeys.models import ApiKey
+from metering.buckets import DAY, floor_day, steps
 from metering.models import NO_KEY, RequestLog
 from metering.pricing import usd
 from metering.selectors import bucket_of, usage_rollups
@@ -93,11 +94,13 @@ def usage_rows(
     """Usage in [start, end) per (bucket, model, key), from the rollups `/usage` reads.
 
     `group_by` (day or hour) is the bucket; sums of the rows equal `/usage`'s totals for
-    the same parameters.
+    the same parameters. Read one UTC day at a time: each query is small, and no cursor
+    stays open while the client reads (a server-side cursor would not survive a
+    transaction-mode pooler such as Supabase's port 6543).
     """
     granularity, rollups = usage_rollups(org=org, start=start, end=end, group_by=group_by)
     bucket = "hour" if group_by == "hour" else "day"
-    rows = (
+    grouped = (
         rollups.annotate(group=bucket_of(granularity=granularity, group_by=group_by))
         .values("group", "model_name", "api_key_id")
         .annotate(
@@ -109,21 +112,23 @@ def usage_rows(
         .order_by("group", "model_name", "api_key_id")
     )
     names = dict(ApiKey.objects.filter(org=org).values_list("id", "name"))
-    for row in rows.iterator(chunk_size=CHUNK):
-        key_id = row["api_key_id"]
-        yield [
-            _when(row["group"]),
-            bucket,
-            row["model_name"],
-            "" if key_id == NO_KEY else str(key_id),
-            names.get(key_id, ""),
-            row["requests"],
-            row["prompt_tokens"],
-            row["completion_tokens"],
-            row["prompt_tokens"] + row["completion_tokens"],
-            row["cost"],
-            usd(row["cost"]),
-        ]
+    for day in steps(floor_day(start), end, DAY):
+        lo, hi = max(day, start), min(day + DAY, end)
+        for row in grouped.filter(bucket_start__gte=lo, bucket_start__lt=hi):
+            key_id = row["api_key_id"]
+            yield [
+                _when(row["group"]),
+                bucket,
+                row["model_name"],
+                "" if key_id == NO_KEY else str(key_id),
+                names.get(key_id, ""),
+                row["requests"],
+                row["prompt_tokens"],
+                row["completion_tokens"],
+                row["prompt_tokens"] + row["completion_tokens"],
+                row["cost"],
+                usd(row["cost"]),
+            ]
 
 
 def request_rows(logs: QuerySet[RequestLog]) -> Iterator[list]:

@@ -82,6 +82,8 @@ def test_usage_csv_totals_equal_the_json_totals(api, alice, alice_org, usage, pa
     totals = json_usage(api, alice, alice_org, **params)["totals"]
 
     assert rows, "the fixture's usage is in every range"
+    buckets = [(r["bucket_start"], r["model"], r["key_id"]) for r in rows]
+    assert len(buckets) == len(set(buckets)) and buckets == sorted(buckets)
     for name in TOTALS:
         assert sum(int(r[name]) for r in rows) == totals[name], name
     assert sum(int(r["cost_micro_usd"]) for r in rows) == totals["cost"]
