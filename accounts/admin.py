@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts import privileges, selectors, services
+from accounts import limits, privileges, selectors, services
 from accounts.adminforms import AuditReasonForm, ChangePlanForm, OrganizationAddForm
 from accounts.adminplans import ModelAccessPolicyAdmin, PlanAdmin  # noqa: F401 (registers them)
 from accounts.invalidation import org_changed_on_commit
@@ -134,8 +134,16 @@ class OrganizationAdmin(admin.ModelAdmin):
         return False  # disable instead: its audit log, usage and ledger stay
 
     def get_readonly_fields(self, request, obj=None):
-        # Status changes go through the audited pause / resume / disable / enable actions.
-        return [*self.readonly_fields, "status"] if obj is not None else self.readonly_fields
+        # Status changes go through the audited pause / resume / disable / enable actions,
+        # limit overrides and allowance resets through their audited services (accounts.limits).
+        if obj is None:
+            return self.readonly_fields
+        return [
+            *self.readonly_fields,
+            "status",
+            *limits.OVERRIDABLE.values(),
+            "allowance_reset_at",
+        ]
 
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)

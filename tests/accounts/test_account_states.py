@@ -188,3 +188,19 @@ def test_orgs_are_disabled_not_deleted_in_the_admin(staff_client, alice_org):
     changelist = reverse("admin:accounts_organization_changelist")
     assert "delete_selected" not in staff_client.get(changelist).content.decode()
     assert Organization.objects.filter(pk=alice_org.pk).exists()
+
+
+def test_the_org_page_edits_no_state_limit_or_allowance_field(staff_client, alice_org):
+    # Each has an audited control: the org actions, accounts.limits' services.
+    form = staff_client.get(
+        reverse("admin:accounts_organization_change", args=[alice_org.pk])
+    ).content.decode()
+    for field in [
+        "status",
+        "requests_per_minute_override",
+        "tokens_per_minute_override",
+        "weekly_requests_override",
+        "weekly_tokens_override",
+        "allowance_reset_at",
+    ]:
+        assert f'name="{field}' not in form, field
