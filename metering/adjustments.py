@@ -22,9 +22,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import IntegrityError, transaction
+
 from accounts.models import Organization
-from metering.ledger import ledger_post_manual
+from accounts.services import audit_record
+from metering.ledger import lock_periods, require_int
 from metering.models import LedgerEntry
+from metering.periods import billing_period_for
 from metering.pricing import usd
 
 KINDS = (LedgerEntry.Kind.CREDIT.value, LedgerEntry.Kind.ADJUSTMENT.value)
@@ -56,6 +60,66 @@ class Posted:
         if self.created:
             return f"Posted a {what} to {entry.org}: {where}."
         return f"Already posted ({where}): a {what}; nothing posted again."
+
+
+def ledger_post_manual(
+    *,
+    org: Organization,
+    kind: str,
+    amount: int,
+    idempotency_key: str,
+    memo: str,
+    actor: object,
+    now: datetime,
+    source: str = "manual",
+    audit_extra: dict | None = None,
+) -> tuple[LedgerEntry, bool]:
+    """A credit (negative) or a manual adjustment, booked in the period holding `now`; audited.
+
+    Returns (entry, created): the same idempotency key again returns the first entry.
+    The primitive: `adjustment_post` checks staff input first.
+    """
+    require_int(amount, "amount")
+    if kind not in (LedgerEntry.Kind.CREDIT, LedgerEntry.Kind.ADJUSTMENT):
+        raise ValueError(f"kind must be credit or adjustment, not {kind!r}")
+    if kind == LedgerEntry.Kind.CREDIT and amount >= 0:
+        raise ValueError("a credit is a negative amount")
+    existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            period = billing_period_for(org_id=org.pk, at=now, now=now)
+            entry = LedgerEntry.objects.create(
+                org=org,
+                billing_period=lock_periods([period.pk])[period.pk],
+                kind=kind,
+                amount=amount,
+                idempotency_key=idempotency_key,
+                source=source,
+                memo=memo,
+                created_at=now,
+            )
+            audit_record(
+                actor=actor,
+                action=f"ledger.{kind}",
+                target_type="ledger_entry",
+                target_id=entry.pk,
+                org=org,
+                reason=memo,
+                after={
+                    "kind": kind,
+                    "amount": amount,
+                    "billing_period": entry.billing_period_id,
+                    "idempotency_key": idempotency_key,
+                    "source": source,
+                    **(audit_extra or {}),
+                },
+                now=now,
+            )
+            return entry, True
+    except IntegrityError:
+        return LedgerEntry.objects.get(idempotency_key=idempotency_key), False
 
 
 def find_org(value: str) -> Organization:

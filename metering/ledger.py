@@ -5,7 +5,8 @@ ledger already holds for that org and hour. The first posting of an (org, hour) 
 its `usage` entry (`usage:<org>:<hour>`); a late event that lands after it becomes an
 `adjustment` keyed by how many entries came before (`usage-adjustment:<org>:<hour>:<n>`).
 Keys are unique, so two workers computing the same posting insert it once, and a
-re-run finds no difference and posts nothing. History is never rewritten.
+re-run finds no difference and posts nothing. History is never rewritten. Credits and
+manual adjustments are `metering.adjustments`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 
-from accounts.models import Organization
-from accounts.services import audit_record
 from metering.buckets import HOUR, floor_hour, iso
 from metering.cursors import cursor_advance, cursor_read
 from metering.models import BillingPeriod, LedgerEntry, UsageEvent, UsageRollup
@@ -167,7 +166,7 @@ def _postings(*, hour: datetime, org_ids: list[UUID]) -> list[Posting]:
 # --- booking --------------------------------------------------------------------------------------
 
 
-def _lock_periods(ids: Iterable[int]) -> dict[int, BillingPeriod]:
+def lock_periods(ids: Iterable[int]) -> dict[int, BillingPeriod]:
     return {
         p.pk: p
         for p in BillingPeriod.objects.select_for_update().filter(pk__in=set(ids)).order_by("pk")
@@ -236,14 +235,14 @@ def _book(
     with transaction.atomic():
         target = {p: periods.holding(p.org_id, p.hour) for p in postings}
         # Lock every period involved, in one ordered statement: a close cannot slip in between.
-        locked = _lock_periods(period.pk for period in target.values())
+        locked = lock_periods(period.pk for period in target.values())
         rows = []
         for posting in postings:
             period = locked[target[posting].pk]
             if period.status == BillingPeriod.Status.CLOSED:
                 # A very late event: book it now, in the period holding `now`.
                 current = periods.holding(posting.org_id, now)
-                period = locked.get(current.pk) or _lock_periods([current.pk])[current.pk]
+                period = locked.get(current.pk) or lock_periods([current.pk])[current.pk]
             delta = posting.delta
             rows.append(
                 (
@@ -355,66 +354,3 @@ def ledger_post_range(
     for org, hour in entries.values_list("org_id", "usage_hour").distinct().order_by():
         hours[hour].add(org)
     return ledger_post_hours(hours=hours, now=now, memo=memo, dry_run=dry_run, on_hour=on_hour)
-
-
-# --- credits and manual adjustments ------------------------------------------------------------------
-
-
-def ledger_post_manual(
-    *,
-    org: Organization,
-    kind: str,
-    amount: int,
-    idempotency_key: str,
-    memo: str,
-    actor: object,
-    now: datetime,
-    source: str = "manual",
-    audit_extra: dict | None = None,
-) -> tuple[LedgerEntry, bool]:
-    """A credit (negative) or a manual adjustment, booked in the period holding `now`; audited.
-
-    Returns (entry, created): the same idempotency key again returns the first entry.
-    Staff and commands post through `metering.adjustments`, which checks their input.
-    """
-    require_int(amount, "amount")
-    if kind not in (LedgerEntry.Kind.CREDIT, LedgerEntry.Kind.ADJUSTMENT):
-        raise ValueError(f"kind must be credit or adjustment, not {kind!r}")
-    if kind == LedgerEntry.Kind.CREDIT and amount >= 0:
-        raise ValueError("a credit is a negative amount")
-    existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            period = billing_period_for(org_id=org.pk, at=now, now=now)
-            entry = LedgerEntry.objects.create(
-                org=org,
-                billing_period=_lock_periods([period.pk])[period.pk],
-                kind=kind,
-                amount=amount,
-                idempotency_key=idempotency_key,
-                source=source,
-                memo=memo,
-                created_at=now,
-            )
-            audit_record(
-                actor=actor,
-                action=f"ledger.{kind}",
-                target_type="ledger_entry",
-                target_id=entry.pk,
-                org=org,
-                reason=memo,
-                after={
-                    "kind": kind,
-                    "amount": amount,
-                    "billing_period": entry.billing_period_id,
-                    "idempotency_key": idempotency_key,
-                    "source": source,
-                    **(audit_extra or {}),
-                },
-                now=now,
-            )
-            return entry, True
-    except IntegrityError:
-        return LedgerEntry.objects.get(idempotency_key=idempotency_key), False

@@ -7,7 +7,7 @@ finds them:
   Postgres cannot take it in time, the usage spool keeps it (`metering.spool`)
 - `usage_spool_replay`, `usage_spool_pending` — the spool written into Postgres, and its size
 - `usage_rollup_pending`, `usage_rollup_rebuild` — hour and day rollups (`metering.rollups`)
-- `ledger_post_closed_hours`, `ledger_post_range`, `ledger_post_manual` — the billing ledger (`metering.ledger`)
+- `ledger_post_closed_hours`, `ledger_post_range`, `ledger_post_manual` — the billing ledger (`metering.ledger`; credits in `metering.adjustments`)
 - `billing_periods_close_due`, `billing_period_close` — billing periods (`metering.closing`)
 - `keys_last_used_refresh`, `request_logs_prune` — request-log upkeep (`metering.request_logs`)
 - `quota_reconcile`, `quota_seed` — allowance counters in fast state (`metering.quotas`)
@@ -35,8 +35,9 @@ from django.db import (
 
 from infra.pgpool.base import run_pooled
 from metering import spool
+from metering.adjustments import ledger_post_manual
 from metering.closing import billing_period_close, billing_periods_close_due
-from metering.ledger import ledger_post_closed_hours, ledger_post_manual, ledger_post_range
+from metering.ledger import ledger_post_closed_hours, ledger_post_range
 from metering.models import RequestLog, UsageEvent
 from metering.pricing import price_micro_usd
 from metering.quotas import quota_reconcile, quota_seed

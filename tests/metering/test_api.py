@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from django.utils import timezone
 
-from metering.ledger import ledger_post_closed_hours, ledger_post_manual
+from metering.adjustments import ledger_post_manual
+from metering.ledger import ledger_post_closed_hours
 from metering.models import UsageEvent
 from metering.rollups import usage_rollup_pending
 from tests.factories.accounts import add_member

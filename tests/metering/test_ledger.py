@@ -8,9 +8,9 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from metering import ledger, tasks
+from metering.adjustments import ledger_post_manual
 from metering.ledger import (
     ledger_post_closed_hours,
-    ledger_post_manual,
     ledger_post_range,
     require_int,
 )

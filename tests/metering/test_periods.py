@@ -10,8 +10,9 @@ import pytest
 from accounts.models import PlanSubscription
 from accounts.services import subscription_advance_period
 from metering import tasks
+from metering.adjustments import ledger_post_manual
 from metering.closing import billing_period_close, billing_periods_close_due
-from metering.ledger import ledger_post_closed_hours, ledger_post_manual
+from metering.ledger import ledger_post_closed_hours
 from metering.models import BillingPeriod, LedgerEntry
 from metering.periods import billing_period_for, period_bounds
 from metering.rollups import usage_rollup_pending
