@@ -42,10 +42,11 @@ _KEY = re.compile(r"[A-Za-z0-9._:@/-]+")
 class AdjustmentError(ValueError):
     """Input that posts nothing; the message says what to fix (shown to staff as is)."""
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid"):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.code = code  # "key_conflict": the key was used for another posting
 
 
 @dataclass(frozen=True)
@@ -234,5 +235,6 @@ def adjustment_post(
             f"the idempotency key was already used for entry #{entry.pk} "
             f"(a {entry.kind} of {entry.amount} micro-USD); use a new key for a different posting",
             field="idempotency_key",
+            code="key_conflict",
         )
     return Posted(entry=entry, created=created)

@@ -227,7 +227,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                         audit_extra={"via": "admin"},
                     )
                 except AdjustmentError as err:
-                    if err.field == "idempotency_key":
+                    if err.code == "key_conflict":
                         # The form was posted before with other values: a fresh key, on purpose.
                         form = AdjustmentForm(
                             {**request.POST.dict(), "idempotency_key": _new_form_key()}

@@ -121,9 +121,11 @@ def test_an_adjustment_is_signed(staff_client, alice_org):
 def test_bad_input_is_shown_on_the_form_and_posts_nothing(
     staff_client, alice_org, changes, field, message
 ):
-    found = errors(staff_client.post(FORM, form_data(alice_org, **changes)))
+    response = staff_client.post(FORM, form_data(alice_org, **changes))
+    found = errors(response)
 
     assert message in found.get(field, ""), found
+    assert response.context["form"][field].value() == form_data(alice_org, **changes)[field]
     assert not LedgerEntry.objects.exists()
     assert not AuditEvent.objects.filter(target_type="ledger_entry").exists()
 
