@@ -66,7 +66,8 @@ class CatalogAdmin(admin.ModelAdmin):
         for obj, _ in formset.changed_objects:
             self._record(request, obj, before.get(id(obj)), catalogedits.snapshot(obj), reason)
         for obj in formset.deleted_objects:
-            self._record(request, obj, before[id(obj)], None, reason)
+            if id(obj) in before:  # (a row someone else deleted meanwhile has nothing to log)
+                self._record(request, obj, before[id(obj)], None, reason)
         bump_on_commit()
 
     def delete_model(self, request, obj):
