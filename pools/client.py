@@ -1,5 +1,6 @@
-"""The Cortensor router HTTP client: one pooled `requests.Session` per process, hard
-timeouts, and one error type that says whether another router may be tried.
+"""The Cortensor router HTTP client: pooled connections per process (pools/routerhttp.py,
+geventhttpclient), hard timeouts, and one error type that says whether another router may
+be tried.
 
     client = RouterClient()
     answer = client.complete(router=router, route=route, body=body, request_id=rid)
@@ -12,8 +13,9 @@ ROUTER_FIRST_BYTE_TIMEOUT (30 s until a stream's first event),
 ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT (60 s until a whole answer's status line, at most
 ROUTER_READ_TIMEOUT: a router answers a non-stream call only once it has generated it
 all; the body then reads under ROUTER_READ_TIMEOUT), ROUTER_PROBE_TIMEOUT
-(2 s), ROUTER_POOL_MAXSIZE (256 connections per router), ROUTER_POOL_HOSTS (64 routers
-kept pooled), ROUTER_TRUST_ENV (False: ignore HTTP(S)_PROXY and .netrc).
+(2 s), ROUTER_POOL_MAXSIZE (connections per router and process, idle or in use: a call beyond
+them waits), ROUTER_POOL_HOSTS (64 routers kept pooled), ROUTER_TRUST_ENV (False: ignore
+HTTP(S)_PROXY).
 
 A timeout before the first byte is a retryable RouterError (kind "timeout"): the gateway
 fails over to another router and counts it against the router's breaker.
@@ -23,20 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import http.cookiejar
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import requests
-import urllib3.exceptions
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 
+from pools import routerhttp
 from pools.catalog import RouteEntry, RouterEntry
 from pools.routererrors import (  # noqa: F401  (RouterError is part of this module's API)
     ERROR_BODY_BYTES,
@@ -48,40 +46,33 @@ from pools.routererrors import (  # noqa: F401  (RouterError is part of this mod
 )
 from pools.sse import SSEDecoder, SSEError
 
-READ_SIZE = 64 * 1024
 PROBE_REFERENCE = "health-probe"  # the probe's client_reference and X-Request-Id
-_READ_FAILURES = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
+# What a call can raise once sent: the connection broke or timed out (OSError), or the
+# answer is not HTTP or ends early (geventhttpclient's HTTPParseError is an HTTPException).
+_READ_FAILURES = (OSError, http.client.HTTPException)
 
-# --- the process-wide session ------------------------------------------------------------
+# --- the process-wide pools --------------------------------------------------------------
 
-_session_lock = threading.Lock()
-_session: requests.Session | None = None
-_session_pid: int | None = None
-
-
-def get_session() -> requests.Session:
-    """The pooled session of this process (rebuilt after a fork: sockets are not shared)."""
-    global _session, _session_pid
-    if _session is None or _session_pid != os.getpid():
-        with _session_lock:
-            if _session is None or _session_pid != os.getpid():
-                _session, _session_pid = _make_session(), os.getpid()
-    return _session
+_pools_lock = threading.Lock()
+_pools: routerhttp.RouterPools | None = None
 
 
-def _make_session() -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(
-        pool_connections=_setting("ROUTER_POOL_HOSTS", 64),
-        pool_maxsize=_setting("ROUTER_POOL_MAXSIZE", 256),
-        max_retries=0,
+def get_pools() -> routerhttp.RouterPools:
+    """The router connection pools of this process (made on first use, after settings)."""
+    global _pools
+    if _pools is None:
+        with _pools_lock:
+            if _pools is None:
+                _pools = make_pools()
+    return _pools
+
+
+def make_pools() -> routerhttp.RouterPools:
+    return routerhttp.RouterPools(
+        size=_setting("ROUTER_POOL_MAXSIZE", 256),
+        hosts=_setting("ROUTER_POOL_HOSTS", 64),
+        trust_env=_setting("ROUTER_TRUST_ENV", False),
     )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = _setting("ROUTER_TRUST_ENV", False)
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    session.headers["User-Agent"] = "cortensor-portal"
-    return session
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -92,26 +83,26 @@ def _setting(name: str, default: Any) -> Any:
 
 
 class RouterClient:
-    def __init__(self, session: requests.Session | None = None):
-        self._session = session
+    def __init__(self, pools: routerhttp.RouterPools | None = None):
+        self._pools = pools
 
     @property
-    def session(self) -> requests.Session:
-        return self._session or get_session()
+    def pools(self) -> routerhttp.RouterPools:
+        return self._pools or get_pools()
 
     def complete(
         self, *, router: RouterEntry, route: RouteEntry, body: dict, request_id: str
     ) -> dict:
         """A whole text completion from `POST /api/v1/completions`."""
-        url, payload = _completions_call(router, route, body, request_id, stream=False)
-        return self._post_json(router, url, payload, request_id, require_choices=True)
+        path, payload = _completions_call(route, body, request_id, stream=False)
+        return self._post_json(router, path, payload, request_id, require_choices=True)
 
     def stream(
         self, *, router: RouterEntry, route: RouteEntry, body: dict, request_id: str
     ) -> Iterator[dict]:
         """Completion chunks as they arrive; close the iterator to drop the connection."""
-        url, payload = _completions_call(router, route, body, request_id, stream=True)
-        return self._post_stream(router, url, payload, request_id)
+        path, payload = _completions_call(route, body, request_id, stream=True)
+        return self._post_stream(router, path, payload, request_id)
 
     def chat(
         self,
@@ -123,25 +114,27 @@ class RouterClient:
         stream: bool,
     ) -> dict | Iterator[dict]:
         """For OpenAI-style routes: the OpenAI chat body passes through as given."""
-        url = f"{router.base_url}/v1/chat/completions"
         payload = {**body, "stream": stream}
         if stream:
-            return self._post_stream(router, url, payload, request_id)
-        return self._post_json(router, url, payload, request_id, require_choices=True)
+            return self._post_stream(router, "/v1/chat/completions", payload, request_id)
+        return self._post_json(
+            router, "/v1/chat/completions", payload, request_id, require_choices=True
+        )
 
     def probe(self, router: RouterEntry) -> tuple[bool, float]:
         """`GET /api/v1/status`: (up, latency in ms), with short timeouts."""
         limit = _setting("ROUTER_PROBE_TIMEOUT", 2.0)
-        connect = min(limit, _setting("ROUTER_CONNECT_TIMEOUT", 2.0))
         started = time.perf_counter()
         try:
-            with self.session.get(
-                f"{router.base_url}/api/v1/status",
-                headers=_auth(router),
-                timeout=(connect, limit),
-            ) as response:
+            response = routerhttp.get(
+                self.pools, router.base_url, "/api/v1/status", _auth(router), timeout=limit
+            )
+            try:
+                response.read()  # so the connection goes back to the pool
                 ok = response.status_code == 200
-        except requests.RequestException:
+            finally:
+                response.release()
+        except _READ_FAILURES:
             ok = False
         return ok, (time.perf_counter() - started) * 1000
 
@@ -156,45 +149,68 @@ class RouterClient:
         serve the session).
         """
         if route.api_style == "openai":
-            url = f"{router.base_url}/v1/chat/completions"
+            path = "/v1/chat/completions"
             payload = {"messages": [{"role": "user", "content": "ping"}], "stream": False}
         else:
-            url, payload = _completions_call(
-                router, route, {"prompt": "ping"}, PROBE_REFERENCE, stream=False
+            path, payload = _completions_call(
+                route, {"prompt": "ping"}, PROBE_REFERENCE, stream=False
             )
             payload["timeout"] = max(1, math.ceil(limit))
         payload["max_tokens"] = 1
-        connect = min(limit, _setting("ROUTER_CONNECT_TIMEOUT", 2.0))
         started = time.perf_counter()
         try:
-            response = _post(
-                self.session,
-                url,
-                _encode(payload),
-                router=router,
-                request_id=PROBE_REFERENCE,
+            response = self._post(
+                router,
+                path,
+                payload,
+                PROBE_REFERENCE,
                 stream=False,
-                timeout=(connect, limit),
+                first_byte=limit,
+                connect=min(limit, _setting("ROUTER_CONNECT_TIMEOUT", 2.0)),
             )
-        except requests.RequestException as exc:
+        except _READ_FAILURES as exc:
             kind = _exception_error(exc, router, served=False).kind
             return ("slow", limit * 1000) if kind == "timeout" else ("fail", 0.0)
         elapsed = (time.perf_counter() - started) * 1000
-        with response:
-            with contextlib.suppress(requests.RequestException, *_READ_FAILURES):
-                _set_read_timeout(response.raw, limit)
-                _ = response.content  # read, so the connection goes back to the pool
+        try:
+            with contextlib.suppress(*_READ_FAILURES):
+                routerhttp.set_read_timeout(response, limit)
+                response.read()  # read, so the connection goes back to the pool
             status = response.status_code
-            if status >= 300 and _status_error(status, b"", router).retryable:
-                return "fail", elapsed
+        finally:
+            response.release()
+        if status >= 300 and _status_error(status, b"", router).retryable:
+            return "fail", elapsed
         return "ok", elapsed
 
     # --- internals -----------------------------------------------------------------
 
+    def _post(
+        self,
+        router: RouterEntry,
+        path: str,
+        payload: dict,
+        request_id: str,
+        *,
+        stream: bool,
+        first_byte: float,
+        connect: float | None = None,
+    ) -> routerhttp.Response:
+        """Returns once the status line and headers are in: the first-byte deadline."""
+        return routerhttp.post(
+            self.pools,
+            router.base_url,
+            path,
+            _encode(payload),
+            _headers(router, request_id=request_id, stream=stream),
+            connect_timeout=_setting("ROUTER_CONNECT_TIMEOUT", 2.0) if connect is None else connect,
+            first_byte_timeout=first_byte,
+        )
+
     def _post_json(
         self,
         router: RouterEntry,
-        url: str,
+        path: str,
         payload: dict,
         request_id: str,
         *,
@@ -203,62 +219,50 @@ class RouterClient:
         read_timeout = _setting("ROUTER_READ_TIMEOUT", 120.0)
         first_byte = min(_setting("ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT", 60.0), read_timeout)
         try:
-            # Returns once the status line and headers are in: the first-byte deadline.
-            response = _post(
-                self.session,
-                url,
-                _encode(payload),
-                router=router,
-                request_id=request_id,
-                stream=False,
-                timeout=(_setting("ROUTER_CONNECT_TIMEOUT", 2.0), first_byte),
+            response = self._post(
+                router, path, payload, request_id, stream=False, first_byte=first_byte
             )
-        except requests.RequestException as exc:
+        except _READ_FAILURES as exc:
             raise _exception_error(exc, router, served=False) from None
-        with response:
-            _set_read_timeout(response.raw, read_timeout)  # the body reads per read, as before
+        try:
+            routerhttp.set_read_timeout(response, read_timeout)  # the body reads per read
             try:
-                content = response.content
-            except (requests.RequestException, *_READ_FAILURES) as exc:
+                content = response.read()
+            except _READ_FAILURES as exc:
                 raise _exception_error(exc, router, served=False) from None
             if not 200 <= response.status_code < 300:
                 raise _status_error(response.status_code, content, router)
-            try:
-                data = json.loads(content)
-            except ValueError:
-                raise _protocol_error("answer is not JSON", router, served=False) from None
+        finally:
+            response.release()
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise _protocol_error("answer is not JSON", router, served=False) from None
         if require_choices and not _has_choices(data):
             raise _protocol_error("answer has no choices", router, served=False)
         return data
 
     def _post_stream(
-        self, router: RouterEntry, url: str, payload: dict, request_id: str
+        self, router: RouterEntry, path: str, payload: dict, request_id: str
     ) -> Iterator[dict]:
         """A generator: nothing is sent until the first `next()`."""
         first_byte = _setting("ROUTER_FIRST_BYTE_TIMEOUT", 30.0)
         read_timeout = _setting("ROUTER_READ_TIMEOUT", 120.0)
         deadline = time.monotonic() + first_byte
         try:
-            response = _post(
-                self.session,
-                url,
-                _encode(payload),
-                router=router,
-                request_id=request_id,
-                stream=True,
-                timeout=(_setting("ROUTER_CONNECT_TIMEOUT", 2.0), first_byte),
+            response = self._post(
+                router, path, payload, request_id, stream=True, first_byte=first_byte
             )
-        except requests.RequestException as exc:
+        except _READ_FAILURES as exc:
             raise _exception_error(exc, router, served=False) from None
 
         served = False
         try:
-            raw = response.raw
             if not 200 <= response.status_code < 300:
-                raise _status_error(response.status_code, _read_some(raw), router)
-            if response.headers.get("content-type", "").startswith("application/json"):
+                raise _status_error(response.status_code, _read_some(response), router)
+            if routerhttp.content_type(response).startswith("application/json"):
                 # The router ignored `stream`: its whole answer is the one chunk.
-                yield _whole_answer_as_chunk(raw, router)
+                yield _whole_answer_as_chunk(response, router)
                 return
             decoder = SSEDecoder()
             while True:
@@ -271,9 +275,9 @@ class RouterClient:
                             detail="no event before the first-byte timeout",
                             router_id=router.id,
                         )
-                    _set_read_timeout(raw, remaining)
+                    routerhttp.set_read_timeout(response, remaining)
                 try:
-                    data = raw.read1(READ_SIZE)
+                    data = _read_line(response)
                     events = decoder.feed(data) if data else decoder.flush()
                 except _READ_FAILURES as exc:
                     raise _exception_error(exc, router, served=served) from None
@@ -281,31 +285,31 @@ class RouterClient:
                     raise _protocol_error(str(exc), router, served=served) from None
                 for event, value in events:
                     if value == b"[DONE]":
-                        _release(raw)
+                        _release(response)
                         return
                     chunk = _parse_event(event, value, router, served=served)
                     if not served:
                         served = True
-                        _set_read_timeout(raw, read_timeout)
+                        routerhttp.set_read_timeout(response, read_timeout)
                     yield chunk
                 if not data:
                     raise _protocol_error("stream ended without [DONE]", router, served=served)
         finally:
-            response.close()
+            response.release()
 
 
 # --- helpers -----------------------------------------------------------------------------
 
 
 def _completions_call(
-    router: RouterEntry, route: RouteEntry, body: dict, request_id: str, *, stream: bool
+    route: RouteEntry, body: dict, request_id: str, *, stream: bool
 ) -> tuple[str, dict]:
     payload = {**body, "stream": stream, "client_reference": request_id}
     if route.session_in_path:
         payload.pop("session_id", None)
-        return f"{router.base_url}/api/v1/completions/{route.session_id}", payload
+        return f"/api/v1/completions/{route.session_id}", payload
     payload["session_id"] = route.session_id
-    return f"{router.base_url}/api/v1/completions", payload
+    return "/api/v1/completions", payload
 
 
 def _auth(router: RouterEntry) -> dict[str, str]:
@@ -313,70 +317,12 @@ def _auth(router: RouterEntry) -> dict[str, str]:
 
 
 def _headers(router: RouterEntry, *, request_id: str, stream: bool) -> dict[str, str]:
-    headers = {
+    return {
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if stream else "application/json",
         "X-Request-Id": request_id,
         **_auth(router),
     }
-    if stream:
-        headers["Accept-Encoding"] = "identity"  # a decompressor would hold tokens back
-    return headers
-
-
-# Prepared-request templates, per session: (url, stream, router key, request id sent?) ->
-# (prepared request, send settings). Preparing a request (merging the session's headers,
-# cookies, hooks and environment) costs more than sending it; the result only depends on
-# the key, so it is done once and copied.
-_TEMPLATE_LIMIT = 1024
-
-
-def _post(
-    session: requests.Session,
-    url: str,
-    data: bytes,
-    *,
-    router: RouterEntry,
-    request_id: str | None,
-    stream: bool,
-    timeout,
-) -> requests.Response:
-    """`session.post(url, data=..., headers=_headers(...), timeout=..., stream=...)`, the same
-    request on the wire, without re-preparing the parts that never change."""
-    if session.trust_env:
-        # Proxies, CA bundles and .netrc come from the environment, read per request.
-        return session.post(
-            url,
-            data=data,
-            headers=_headers(router, request_id=request_id, stream=stream),
-            timeout=timeout,
-            stream=stream,
-            allow_redirects=False,
-        )
-    templates = session.__dict__.get("_portal_templates")
-    if templates is None:
-        templates = session.__dict__.setdefault("_portal_templates", {})
-    key = (url, stream, router.api_key, bool(request_id))
-    entry = templates.get(key)
-    if entry is None:
-        # The request id is a placeholder here, so the header keeps its place in the order.
-        headers = _headers(router, request_id="-" if request_id else None, stream=stream)
-        template = session.prepare_request(
-            requests.Request("POST", url, headers=headers, data=b"-")
-        )
-        send_settings = session.merge_environment_settings(template.url, {}, stream, None, None)
-        if len(templates) >= _TEMPLATE_LIMIT:
-            templates.clear()
-        entry = templates[key] = (template, send_settings)
-    template, send_settings = entry
-    prepared = template.copy()
-    if request_id:
-        prepared.headers["X-Request-Id"] = request_id
-    prepared.body = data
-    prepared.headers["Content-Length"] = str(len(data))
-    # Straight to the session's pooled adapter: a router has no cookies or hooks to apply,
-    # and a redirect is not followed (it answers as a non-2xx status, not a trip elsewhere).
-    return session.get_adapter(prepared.url).send(prepared, timeout=timeout, **send_settings)
 
 
 def _encode(payload: dict) -> bytes:
@@ -401,9 +347,15 @@ def _parse_event(event: str, value: bytes, router: RouterEntry, *, served: bool)
     return chunk
 
 
-def _whole_answer_as_chunk(raw, router: RouterEntry) -> dict:
+def _read_line(response: routerhttp.Response) -> bytes:
+    """The next line of the body as it arrives (an SSE event is a few lines); at the end,
+    what is left without a line break, then b""."""
+    return response.readline(b"\n") or response.read()
+
+
+def _whole_answer_as_chunk(response: routerhttp.Response, router: RouterEntry) -> dict:
     try:
-        data = json.loads(raw.read())
+        data = json.loads(response.read())
     except _READ_FAILURES as exc:
         raise _exception_error(exc, router, served=False) from None
     except ValueError:
@@ -413,25 +365,18 @@ def _whole_answer_as_chunk(raw, router: RouterEntry) -> dict:
     return data
 
 
-def _read_some(raw) -> bytes:
+def _read_some(response: routerhttp.Response) -> bytes:
     try:
-        return raw.read(ERROR_BODY_BYTES)
+        return response.read(ERROR_BODY_BYTES)
     except _READ_FAILURES:  # the status is what matters; the body is only for the log
         return b""
 
 
-def _set_read_timeout(raw, seconds: float) -> None:
-    """Change the socket's read timeout mid-response (first byte, then per chunk)."""
-    sock = getattr(getattr(raw, "connection", None), "sock", None)
-    if sock is not None:
-        sock.settimeout(seconds)
-
-
-def _release(raw) -> None:
+def _release(response: routerhttp.Response) -> None:
     """After [DONE]: read the end of the body so the connection goes back to the pool;
-    a router that keeps talking loses its connection instead."""
+    a router that keeps talking loses its connection instead (release closes it)."""
     with contextlib.suppress(*_READ_FAILURES):
-        _set_read_timeout(raw, 1.0)
+        routerhttp.set_read_timeout(response, 1.0)
         for _ in range(4):
-            if not raw.read1(READ_SIZE):
+            if not _read_line(response):
                 return

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import socket
 
-import requests
-import urllib3.exceptions
+from geventhttpclient.response import HTTPConnectionClosed
 
 from pools.catalog import RouterEntry
+from pools.routerhttp import ConnectFailed
 
 ERROR_BODY_BYTES = 2048
 
@@ -104,16 +104,13 @@ def _exception_error(exc: BaseException, router: RouterEntry, *, served: bool) -
 
 
 def _exception_kind(exc: BaseException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
+    """A transport failure of pools/routerhttp.py: could not connect, timed out, the
+    connection broke ("connect": nothing says the router saw the request through), or an
+    answer that is not HTTP or ends early ("protocol")."""
+    if isinstance(exc, ConnectFailed | HTTPConnectionClosed):
         return "connect"
-    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError | socket.timeout):
         return "timeout"
-    if isinstance(exc, requests.ConnectionError):
-        # requests wraps a timeout while reading the body in a ConnectionError.
-        inner = exc.args[0] if exc.args else None
-        if isinstance(inner, urllib3.exceptions.ReadTimeoutError):
-            return "timeout"
+    if isinstance(exc, OSError):
         return "connect"
-    if isinstance(exc, requests.RequestException):
-        return "protocol" if isinstance(exc, requests.ChunkedEncodingError) else "connect"
     return "protocol"

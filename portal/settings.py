@@ -381,9 +381,10 @@ if ROUTER_RECOVERY_PROBE_SECONDS > 0:
     CELERY_BEAT_SCHEDULE["pools.probe_recovering_routers"] = _every(
         ROUTER_RECOVERY_PROBE_SECONDS, "pools.probe_recovering_routers"
     )
-# Kept connections per router and process: under gevent one process holds up to
-# WEB_WORKER_CONNECTIONS requests at once, and a connection beyond the pool is discarded.
-ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=1024 if _GEVENT else 256)
+# Connections per router and process, idle or in use (pools/routerhttp.py): a call beyond
+# them waits for one. Under gevent one process holds up to WEB_WORKER_CONNECTIONS (2,000)
+# requests at once, so the default is above that.
+ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=4096 if _GEVENT else 256)
 ROUTER_POOL_HOSTS = env.int("ROUTER_POOL_HOSTS", default=64)
 ROUTER_TRUST_ENV = env.bool("ROUTER_TRUST_ENV", default=False)
 CATALOG_MAX_AGE_SECONDS = env.float("CATALOG_MAX_AGE_SECONDS", default=60.0)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from pools.client import RouterClient, _make_session
+from pools.client import RouterClient, make_pools
 from pools.simulator import start_in_thread
+from tests.support.mockrouter import MockRouter
 
 
 @pytest.fixture
@@ -27,10 +28,10 @@ def simulator():
 
 @pytest.fixture
 def client():
-    """A RouterClient on `_make_session()`'s session (pool, retries, timeouts as in production)."""
-    session = _make_session()
-    yield RouterClient(session=session)
-    session.close()
+    """A RouterClient on its own pools, made as in production (sizes, timeouts, no retries)."""
+    pools = make_pools()
+    yield RouterClient(pools=pools)
+    pools.close()
 
 
 @pytest.fixture
@@ -38,3 +39,11 @@ def http():
     """A `requests` session, closed after the test."""
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture
+def mock_router():
+    """A router answering what the test sets (tests/support/mockrouter.py)."""
+    router = MockRouter()
+    yield router
+    router.stop()

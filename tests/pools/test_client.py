@@ -10,8 +10,7 @@ import time
 
 import pytest
 import requests
-import responses
-import urllib3.util.connection
+from geventhttpclient.connectionpool import ConnectionPool
 
 from pools.catalog import RouteEntry, RouterEntry
 from pools.client import RouterError
@@ -393,13 +392,13 @@ def test_closing_the_stream_drops_the_router_connection(simulator, client):
 def test_a_finished_stream_returns_its_connection_to_the_pool(simulator, client, monkeypatch):
     url = simulator(completion_tokens=3)
     connects = []
-    real_connect = urllib3.util.connection.create_connection
+    real_connect = ConnectionPool._create_socket
 
-    def counting_connect(*args, **kwargs):
-        connects.append(args[0])
-        return real_connect(*args, **kwargs)
+    def counting_connect(pool):
+        connects.append(pool)
+        return real_connect(pool)
 
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting_connect)
+    monkeypatch.setattr(ConnectionPool, "_create_socket", counting_connect)
 
     for _ in range(3):
         assert (
@@ -436,33 +435,33 @@ def test_probe_reports_a_down_router(client):
 
 # --- router quirks (mocked HTTP: the simulator always behaves) ---------------------------
 
-MOCK = "http://router.test"
-
 
 def sse_body(*lines: str) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
-@responses.activate
-def test_sse_comments_event_names_and_crlf_are_tolerated(client):
-    responses.post(
-        f"{MOCK}/api/v1/completions",
+def test_sse_comments_event_names_and_crlf_are_tolerated(mock_router, client):
+    mock_router.post(
+        "/api/v1/completions",
         body=b': keep-alive\r\n\r\nevent: message\r\ndata: {"choices":[{"text":"a"}]}\r\n\r\n'
         b'id: 2\ndata:{"choices":[{"text":"b"}]}\n\ndata: [DONE]\n\n',
         content_type="text/event-stream",
     )
 
     chunks = list(
-        client.stream(router=router_at(MOCK), route=route_for(), body=body(), request_id="r")
+        client.stream(
+            router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
+        )
     )
 
     assert [chunk["choices"][0]["text"] for chunk in chunks] == ["a", "b"]
 
 
-@responses.activate
-def test_a_stream_that_ends_without_done_is_a_protocol_error_after_the_first_byte(client):
-    responses.post(
-        f"{MOCK}/api/v1/completions",
+def test_a_stream_that_ends_without_done_is_a_protocol_error_after_the_first_byte(
+    mock_router, client
+):
+    mock_router.post(
+        "/api/v1/completions",
         body=sse_body('data: {"choices":[{"text":"a"}]}', ""),
         content_type="text/event-stream",
     )
@@ -470,7 +469,7 @@ def test_a_stream_that_ends_without_done_is_a_protocol_error_after_the_first_byt
 
     with pytest.raises(RouterError) as caught:
         for chunk in client.stream(
-            router=router_at(MOCK), route=route_for(), body=body(), request_id="r"
+            router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
         ):
             received.append(chunk)
 
@@ -482,12 +481,15 @@ def test_a_stream_that_ends_without_done_is_a_protocol_error_after_the_first_byt
     )
 
 
-@responses.activate
-def test_an_empty_stream_is_retryable(client):
-    responses.post(f"{MOCK}/api/v1/completions", body=b"", content_type="text/event-stream")
+def test_an_empty_stream_is_retryable(mock_router, client):
+    mock_router.post("/api/v1/completions", body=b"", content_type="text/event-stream")
 
     with pytest.raises(RouterError) as caught:
-        list(client.stream(router=router_at(MOCK), route=route_for(), body=body(), request_id="r"))
+        list(
+            client.stream(
+                router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
+            )
+        )
 
     assert (caught.value.kind, caught.value.retryable, caught.value.after_first_byte) == (
         "protocol",
@@ -496,10 +498,9 @@ def test_an_empty_stream_is_retryable(client):
     )
 
 
-@responses.activate
-def test_an_error_event_mid_stream_is_a_failure_after_the_first_byte(client):
-    responses.post(
-        f"{MOCK}/api/v1/completions",
+def test_an_error_event_mid_stream_is_a_failure_after_the_first_byte(mock_router, client):
+    mock_router.post(
+        "/api/v1/completions",
         body=sse_body(
             'data: {"choices":[{"text":"a"}]}', "", 'data: {"error":"boom"}', "", "data: [DONE]"
         ),
@@ -507,35 +508,43 @@ def test_an_error_event_mid_stream_is_a_failure_after_the_first_byte(client):
     )
 
     with pytest.raises(RouterError) as caught:
-        list(client.stream(router=router_at(MOCK), route=route_for(), body=body(), request_id="r"))
+        list(
+            client.stream(
+                router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
+            )
+        )
 
     assert (caught.value.kind, caught.value.after_first_byte) == ("protocol", True)
 
 
-@responses.activate
-def test_invalid_json_in_the_first_event_is_retryable(client):
-    responses.post(
-        f"{MOCK}/api/v1/completions",
+def test_invalid_json_in_the_first_event_is_retryable(mock_router, client):
+    mock_router.post(
+        "/api/v1/completions",
         body=sse_body("data: {nope", "", "data: [DONE]"),
         content_type="text/event-stream",
     )
 
     with pytest.raises(RouterError) as caught:
-        list(client.stream(router=router_at(MOCK), route=route_for(), body=body(), request_id="r"))
+        list(
+            client.stream(
+                router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
+            )
+        )
 
     assert (caught.value.kind, caught.value.retryable) == ("protocol", True)
 
 
-@responses.activate
-def test_a_router_that_ignores_stream_answers_with_one_chunk(client):
+def test_a_router_that_ignores_stream_answers_with_one_chunk(mock_router, client):
     answer = {
         "choices": [{"text": "whole", "finish_reason": "stop"}],
         "usage": {"completion_tokens": 1},
     }
-    responses.post(f"{MOCK}/api/v1/completions", json=answer)
+    mock_router.post("/api/v1/completions", json=answer)
 
     chunks = list(
-        client.stream(router=router_at(MOCK), route=route_for(), body=body(), request_id="r")
+        client.stream(
+            router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
+        )
     )
 
     assert chunks == [answer]
@@ -549,25 +558,26 @@ def test_a_router_that_ignores_stream_answers_with_one_chunk(client):
         {"json": ["not", "an", "object"]},
     ],
 )
-@responses.activate
-def test_an_unreadable_answer_is_a_retryable_protocol_error(client, reply):
-    responses.post(f"{MOCK}/api/v1/completions", **reply)
+def test_an_unreadable_answer_is_a_retryable_protocol_error(mock_router, client, reply):
+    mock_router.post("/api/v1/completions", **reply)
 
     with pytest.raises(RouterError) as caught:
-        client.complete(router=router_at(MOCK), route=route_for(), body=body(), request_id="r")
+        client.complete(
+            router=router_at(mock_router.url), route=route_for(), body=body(), request_id="r"
+        )
 
     assert (caught.value.kind, caught.value.retryable) == ("protocol", True)
 
 
-@responses.activate
-def test_error_detail_keeps_the_body_for_logs_without_the_key(client):
-    responses.post(
-        f"{MOCK}/api/v1/completions", status=502, body=f"bad gateway; key={KEY}".encode()
-    )
+def test_error_detail_keeps_the_body_for_logs_without_the_key(mock_router, client):
+    mock_router.post("/api/v1/completions", status=502, body=f"bad gateway; key={KEY}".encode())
 
     with pytest.raises(RouterError) as caught:
         client.complete(
-            router=router_at(MOCK, api_key=KEY), route=route_for(), body=body(), request_id="r"
+            router=router_at(mock_router.url, api_key=KEY),
+            route=route_for(),
+            body=body(),
+            request_id="r",
         )
 
     assert "bad gateway" in caught.value.detail
@@ -575,17 +585,16 @@ def test_error_detail_keeps_the_body_for_logs_without_the_key(client):
     assert str(caught.value) == "The router answered with an error (HTTP 502)."
 
 
-@responses.activate
-def test_openai_style_chat_passes_the_body_through(client):
+def test_openai_style_chat_passes_the_body_through(mock_router, client):
     answer = {
         "object": "chat.completion",
         "choices": [{"message": {"role": "assistant", "content": "hi"}}],
     }
-    responses.post(f"{MOCK}/v1/chat/completions", json=answer)
+    mock_router.post("/v1/chat/completions", json=answer)
     chat_body = {"model": "gemma-4-26b", "messages": [{"role": "user", "content": "hello"}]}
 
     result = client.chat(
-        router=router_at(MOCK, api_key=KEY),
+        router=router_at(mock_router.url, api_key=KEY),
         route=route_for(api_style="openai"),
         body=chat_body,
         request_id="r",
@@ -593,7 +602,7 @@ def test_openai_style_chat_passes_the_body_through(client):
     )
 
     assert result == answer
-    sent = responses.calls[0].request
+    sent = mock_router.calls[0].request
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
     assert sent.headers["Content-Type"] == "application/json"
     assert sent.headers["X-Request-Id"] == "r"
@@ -603,10 +612,9 @@ def test_openai_style_chat_passes_the_body_through(client):
     )
 
 
-@responses.activate
-def test_openai_style_chat_streams(client):
-    responses.post(
-        f"{MOCK}/v1/chat/completions",
+def test_openai_style_chat_streams(mock_router, client):
+    mock_router.post(
+        "/v1/chat/completions",
         body=sse_body(
             'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"hi"}}]}',
             "",
@@ -620,7 +628,7 @@ def test_openai_style_chat_streams(client):
 
     chunks = list(
         client.chat(
-            router=router_at(MOCK),
+            router=router_at(mock_router.url),
             route=route_for(api_style="openai"),
             body={"model": "m", "messages": []},
             request_id="r",
@@ -632,13 +640,12 @@ def test_openai_style_chat_streams(client):
     assert chunks[-1]["usage"] == {"total_tokens": 3}
 
 
-@responses.activate
-def test_openai_style_chat_errors_are_classified_the_same_way(client):
-    responses.post(f"{MOCK}/v1/chat/completions", status=400, json={"error": {"message": "bad"}})
+def test_openai_style_chat_errors_are_classified_the_same_way(mock_router, client):
+    mock_router.post("/v1/chat/completions", status=400, json={"error": {"message": "bad"}})
 
     with pytest.raises(RouterError) as caught:
         client.chat(
-            router=router_at(MOCK),
+            router=router_at(mock_router.url),
             route=route_for(api_style="openai"),
             body={},
             request_id="r",
@@ -675,22 +682,19 @@ def test_sse_decoder_flushes_an_unterminated_last_line():
     assert decoder.flush() == [("message", b"[DONE]")]
 
 
-@responses.activate
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_redirect_is_not_followed_and_another_router_may_answer(client, stream):
-    responses.post(
-        f"{MOCK}/api/v1/completions",
+def test_a_redirect_is_not_followed_and_another_router_may_answer(mock_router, client, stream):
+    mock_router.post(
+        "/api/v1/completions",
         status=302,
-        headers={"Location": "http://elsewhere.test/steal"},
+        headers={"Location": f"{mock_router.url}/steal"},
     )
-    responses.post(
-        "http://elsewhere.test/steal", json={"choices": [{"text": "should never be asked"}]}
-    )
+    mock_router.post("/steal", json={"choices": [{"text": "should never be asked"}]})
 
     with pytest.raises(RouterError) as caught:
         call = client.stream if stream else client.complete
         result = call(
-            router=router_at(MOCK, api_key="rk_secret"),
+            router=router_at(mock_router.url, api_key="rk_secret"),
             route=route_for(),
             body=body(),
             request_id="r",
@@ -699,4 +703,4 @@ def test_a_redirect_is_not_followed_and_another_router_may_answer(client, stream
             list(result)
 
     assert caught.value.status == 302 and caught.value.retryable
-    assert [c.request.url for c in responses.calls] == [f"{MOCK}/api/v1/completions"]
+    assert [c.request.url for c in mock_router.calls] == ["/api/v1/completions"]
