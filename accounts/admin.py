@@ -9,7 +9,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import limits, privileges, selectors, services
-from accounts.adminforms import AuditReasonForm, ChangePlanForm, OrganizationAddForm
+from accounts.adminforms import (
+    AuditReasonForm,
+    ChangePlanForm,
+    OrganizationAddForm,
+    SubscriptionForm,
+)
 from accounts.adminplans import ModelAccessPolicyAdmin, PlanAdmin  # noqa: F401 (registers them)
 from accounts.invalidation import org_changed_on_commit
 from accounts.models import (
@@ -287,6 +292,9 @@ class OrganizationMemberAdmin(admin.ModelAdmin):
 
 @admin.register(PlanSubscription)
 class PlanSubscriptionAdmin(admin.ModelAdmin):
+    """Only the allowance period is edited here, audited (accounts.privileges)."""
+
+    form = SubscriptionForm
     list_display = ["org", "plan", "status", "current_period_start", "current_period_end"]
     list_filter = ["status", "plan"]
     search_fields = ["org__name", "org__slug", "org__id"]
@@ -294,7 +302,7 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # An org's plan changes through the audited "Change plan" action on organizations.
-        return ["org", "plan", "status"] if obj is not None else []
+        return ["org", "plan", "status", "created_at"] if obj is not None else []
 
     def has_add_permission(self, request):
         return False  # the "Change plan" action on organizations, audited
@@ -303,8 +311,12 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        org_changed_on_commit(obj.org_id)
+        privileges.subscription_save(
+            subscription=obj,
+            actor=request.user,
+            now=timezone.now(),
+            reason=form.cleaned_data.get("reason", ""),
+        )
 
 
 @admin.register(AuditEvent)

@@ -63,3 +63,12 @@ class PlanForm(AuditReasonForm):
     class Meta:
         model = Plan
         fields = "__all__"
+
+
+class SubscriptionForm(AuditReasonForm):
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("current_period_start"), cleaned.get("current_period_end")
+        if start and end and end <= start:
+            self.add_error("current_period_end", "The period must end after it starts.")
+        return cleaned

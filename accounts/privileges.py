@@ -23,7 +23,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from accounts.models import Organization, OrganizationMember, Plan, User
+from accounts.models import Organization, OrganizationMember, Plan, PlanSubscription, User
 from accounts.services import audit_record
 from accounts.signals import user_status_changed
 
@@ -209,3 +209,37 @@ def plan_delete(*, plan: Plan, actor: object, now: datetime, reason: str = "") -
         before=before,
         now=now,
     )
+
+
+SUBSCRIPTION_FIELDS = ("current_period_start", "current_period_end")
+
+
+def _period(subscription: PlanSubscription) -> dict:
+    return {name: getattr(subscription, name).isoformat() for name in SUBSCRIPTION_FIELDS}
+
+
+@transaction.atomic
+def subscription_save(
+    *, subscription: PlanSubscription, actor: object, now: datetime, reason: str = ""
+) -> PlanSubscription:
+    """Save an allowance period as staff edited it: audited with before and after, applied
+    from the next gateway request (the org's generation)."""
+    from accounts.invalidation import org_changed_on_commit
+
+    before = _period(PlanSubscription.objects.select_for_update().get(pk=subscription.pk))
+    subscription.save()
+    after = _period(subscription)
+    if before != after:
+        org_changed_on_commit(subscription.org_id)
+        audit_record(
+            actor=actor,
+            action="subscription.update",
+            target_type="subscription",
+            target_id=subscription.pk,
+            org=subscription.org,
+            reason=reason,
+            before=before,
+            after=after,
+            now=now,
+        )
+    return subscription
