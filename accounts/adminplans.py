@@ -2,6 +2,7 @@
 privileges, so each save or delete writes one audit row and applies from the next gateway
 request (accounts.privileges). Registered by importing it from accounts/admin.py."""
 
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.utils import timezone
@@ -9,10 +10,23 @@ from django.utils import timezone
 from accounts import privileges
 from accounts.adminforms import PlanForm
 from accounts.models import ModelAccessPolicy, Plan
+from infra.adminactions import provided
+
+
+class ModelAccessPolicyForm(forms.ModelForm):
+    def clean_model_name(self) -> str:
+        """A canonical model name: the gateway checks the name an alias resolves to, so a
+        policy naming an alias would never grant anything. (A model not added yet is fine.)"""
+        name = self.cleaned_data["model_name"]
+        target = provided("model_alias_target")(name)
+        if target is not None:
+            raise forms.ValidationError(f"{name} is an alias of {target}: name {target}.")
+        return name
 
 
 class ModelAccessPolicyInline(admin.TabularInline):
     model = ModelAccessPolicy
+    form = ModelAccessPolicyForm
     extra = 0
 
 

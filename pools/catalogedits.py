@@ -89,3 +89,9 @@ def record(
         after=after,
         now=now,
     )
+
+
+def alias_target(name: str) -> str | None:
+    """The canonical model `name` is an alias of, or None. Entitlements (model access
+    policies) name canonical models: the gateway checks the name an alias resolves to."""
+    return ModelAlias.objects.filter(alias=name).values_list("model__name", flat=True).first()

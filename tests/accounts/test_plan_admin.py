@@ -1,6 +1,7 @@
-"""A plan deleted in the admin (from its page or with "Delete selected") is audited with what
-it was, its model list included, and its generation bumped; a plan organizations are on
-cannot be deleted, and nothing is written. (Plan edits: test_privileges.py.)"""
+"""The plan admin beyond plain edits (those are test_privileges.py): a plan deleted (from its
+page or with "Delete selected") is audited with what it was, its model list included, and
+its generation bumped; a plan organizations are on cannot be deleted, and nothing is
+written; a model access policy naming an alias is refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.urls import reverse
 
 from accounts.invalidation import read_generations
 from accounts.models import AuditEvent, ModelAccessPolicy, Plan
+from pools import services as pool_services
 from tests.factories.accounts import plan as make_plan
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +65,47 @@ def test_a_plan_in_use_is_not_deleted(staff_client, alice_org):
     assert response.status_code == 200 and "Cannot delete plan" in response.content.decode()
     assert Plan.objects.filter(pk=free.pk).exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_a_model_access_policy_naming_an_alias_is_refused(staff_client):
+    pool_services.model_create(name="real-model", display_name="Real", aliases=["nickname"])
+    plan = make_plan("aliased")
+    form = {
+        name: str(getattr(plan, name))
+        for name in [
+            "code",
+            "name",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "concurrent_requests",
+            "window_requests",
+            "window_seconds",
+            "weekly_requests",
+            "weekly_tokens",
+            "max_active_keys",
+        ]
+    }
+    form.update(
+        {
+            "model_policies-TOTAL_FORMS": "2",
+            "model_policies-INITIAL_FORMS": "0",
+            "model_policies-0-plan": str(plan.pk),
+            "model_policies-0-model_name": "nickname",
+            "model_policies-1-plan": str(plan.pk),
+            "model_policies-1-model_name": "not-added-yet",
+        }
+    )
+    url = reverse("admin:accounts_plan_change", args=[plan.pk])
+
+    response = staff_client.post(url, form)
+
+    assert response.status_code == 200
+    assert "nickname is an alias of real-model: name real-model." in response.content.decode()
+    assert not ModelAccessPolicy.objects.exists() and not AuditEvent.objects.exists()
+
+    form["model_policies-0-model_name"] = "real-model"  # a model added later is fine too
+    assert staff_client.post(url, form).status_code == 302
+    assert sorted(plan.model_policies.values_list("model_name", flat=True)) == [
+        "not-added-yet",
+        "real-model",
+    ]
