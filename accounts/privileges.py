@@ -1,6 +1,7 @@
 """Privilege changes staff make in the admin, each audited with before and after and a
 reason when staff gave one: a customer user's status, memberships and their roles, a
-plan's limits and entitlements. Each takes effect on the next gateway request.
+plan's limits and entitlements (and its deletion), a subscription's allowance period. Each
+takes effect on the next gateway request.
 
 The rule for a disabled user: their dashboard tokens are refused (accounts.authentication)
 and so are the API keys they created (`ApiKey.created_by`), whatever org holds them, as

@@ -6,7 +6,8 @@ One row per object added, changed or deleted, with the fields that changed befor
 after; an edit that changes nothing writes nothing. pools may not import accounts
 (DESIGN's import rules), so the row is written by the `audit_record` accounts provides
 (infra.adminactions). A router's sealed key never enters the log: a new key shows as
-`"api_key": "replaced"`.
+`"api_key": "replaced"`. `alias_target` is the lookup accounts' plan admin uses to refuse
+a model access policy naming an alias.
 """
 
 from __future__ import annotations
