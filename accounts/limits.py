@@ -7,7 +7,7 @@ allowance counters (metering.quotas) and the dashboard read them from here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -145,7 +145,3 @@ def org_reset_allowance(
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def limits_snapshot(limits: PlanLimits) -> dict:
-    return asdict(limits)

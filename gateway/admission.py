@@ -99,10 +99,16 @@ def admit(
     catalog = current_catalog(_seen_version)
     client = wire_address(client_ip)
     priced = _budgeted.get(identity.cache_key, False)
+    pricing: tuple[ModelEntry | None, int] = (None, -1)
     for _ in range(_MAX_ROUNDS):
         entry = catalog.resolve(model) if model not in (LISTING, KEY_CHECK) else None
         cands = limits.candidates(entry.routes) if entry is not None else []
         est_tokens = estimate(entry)
+        est_cost = -1
+        if priced and cost is not None:
+            if pricing[0] is not entry:  # priced once per resolved model, not per round
+                pricing = (entry, cost(entry))
+            est_cost = pricing[1]
         adm = limits.admit(
             key_hash=identity.cache_key,
             now_ms=now_ms,
@@ -112,7 +118,7 @@ def admit(
             cands=cands,
             refuse=refuse(entry) if refuse is not None else "",
             client=client,
-            est_cost=cost(entry) if priced and cost is not None else -1,
+            est_cost=est_cost,
         )
         if adm.status == "miss":
             refresh_auth_context(identity=identity, now=now)
@@ -130,7 +136,13 @@ def admit(
             # The catalog changed since this process loaded it: release what was taken and
             # decide again against the new one.
             if adm.status == "ok":
-                release(adm=adm, request_id=request_id, est_tokens=est_tokens, now_ms=now_ms)
+                release(
+                    adm=adm,
+                    request_id=request_id,
+                    est_tokens=est_tokens,
+                    est_cost=max(est_cost, 0),
+                    now_ms=now_ms,
+                )
             _seen_version = adm.catalog_version
             catalog = current_catalog(adm.catalog_version)
             continue
@@ -147,8 +159,11 @@ def _remember_budgeted(cache_key: str, ctx: AuthContext | None) -> None:
         _budgeted[cache_key] = budgeted
 
 
-def release(*, adm: limits.Admission, request_id: str, est_tokens: int, now_ms: int) -> None:
-    """Undo an admission decided against a stale catalog: as if it never happened."""
+def release(
+    *, adm: limits.Admission, request_id: str, est_tokens: int, est_cost: int, now_ms: int
+) -> None:
+    """Undo an admission decided against a stale catalog: as if it never happened (its
+    tokens and, for a key with a budget, its reserved cost given back)."""
     limits.settle(
         request_id=request_id,
         ctx=adm.ctx,
@@ -160,4 +175,5 @@ def release(*, adm: limits.Admission, request_id: str, est_tokens: int, now_ms: 
         served=False,
         now_ms=now_ms,
         unadmit=True,
+        reserved_cost=est_cost,
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from django.db.models import Min
 
+from accounts.limits import org_limits
 from accounts.models import Organization, PlanSubscription
 from accounts.selectors import active_subscription
 from metering.models import UsageEvent
@@ -20,7 +22,7 @@ def _meter(limit: int, used: int) -> dict:
 
 
 def _allowance(*, org: Organization, sub: PlanSubscription, now: datetime) -> dict:
-    plan = sub.plan
+    plan = org_limits(plan=sub.plan, org=org)  # the plan's, with the org's overrides
     start, end = current_period(subscription=sub, now=now)
     period = org_usage_between(org=org, start=start, end=end)
     window_start = now - timedelta(seconds=plan.window_seconds)
@@ -35,6 +37,8 @@ def _allowance(*, org: Organization, sub: PlanSubscription, now: datetime) -> di
         m["limit"] and m["used"] >= NEAR_LIMIT_SHARE * m["limit"] for m in (requests, tokens)
     ) or (plan.window_requests and window.requests >= NEAR_LIMIT_SHARE * plan.window_requests)
     return {
+        # The limits in force: the plan's, with this organization's overrides.
+        "limits": asdict(plan),
         "period": {"start": start, "end": end},
         "allowance": {"requests": requests, "tokens": tokens},
         "window": {

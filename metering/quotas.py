@@ -17,6 +17,7 @@ from uuid import UUID
 
 from django.db.models import Count, Sum
 
+from accounts.limits import allowance_period
 from accounts.models import PlanSubscription
 from accounts.selectors import active_subscriptions
 from accounts.services import period_containing
@@ -54,11 +55,12 @@ def quota_seed(
 
 
 def current_period(*, subscription: PlanSubscription, now: datetime) -> tuple[datetime, datetime]:
-    """The allowance period the gateway counts `now` in (the auth context's rule)."""
+    """The allowance period the gateway counts `now` in (the auth context's rule): the
+    subscription's period, from the org's one-off allowance reset if one falls in it."""
     start, end = subscription.current_period_start, subscription.current_period_end
     if not start <= now < end:
         start, end = period_containing(now=now)
-    return start, end
+    return allowance_period(org=subscription.org, start=start, end=end)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,10 @@ def quota_reconcile(
     if org_ids is not None:
         subs = subs.filter(org_id__in=org_ids)
     by_period: dict[tuple[datetime, datetime], list[UUID]] = defaultdict(list)
-    for sub in subs.only("org_id", "current_period_start", "current_period_end").order_by("org_id"):
+    subs = subs.select_related("org").only(
+        "org_id", "current_period_start", "current_period_end", "org__allowance_reset_at"
+    )
+    for sub in subs.order_by("org_id"):
         by_period[current_period(subscription=sub, now=now)].append(sub.org_id)
     summary = ReconcileSummary()
     now_ms = _ms(now)

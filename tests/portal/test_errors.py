@@ -79,7 +79,7 @@ def test_a_body_over_the_size_limit_is_413(api, alice, alice_org, settings):
 
 def test_a_body_within_the_size_limit_is_accepted(api, alice, alice_org, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
-    body = json.dumps({"name": "small", "padding": "x" * 500})
+    body = json.dumps({"name": "small", "allowed_models": ["m" * 99] * 5})  # 500+ bytes
 
     response = api.as_user(alice).post(
         f"/api/v1/orgs/{alice_org.pk}/keys", data=body, content_type="application/json"
