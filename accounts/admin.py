@@ -12,6 +12,7 @@ from accounts import limits, privileges, selectors, services
 from accounts.adminforms import (
     AuditReasonForm,
     ChangePlanForm,
+    LimitOverrideForm,
     OrganizationAddForm,
     SubscriptionForm,
 )
@@ -130,7 +131,15 @@ class OrganizationAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
     autocomplete_fields = ["personal_for"]
     inlines = [MembershipInline, SubscriptionInline]
-    actions = ["pause_orgs", "resume_orgs", "disable_orgs", "enable_orgs", "change_plan"]
+    actions = [
+        "pause_orgs",
+        "resume_orgs",
+        "disable_orgs",
+        "enable_orgs",
+        "change_plan",
+        "override_limits",
+        "reset_allowance",
+    ]
 
     add_form = OrganizationAddForm
     add_fieldsets = [(None, {"fields": ["name", "slug", "plan", "reason"]})]
@@ -261,6 +270,27 @@ class OrganizationAdmin(admin.ModelAdmin):
         form_class=ChangePlanForm,
         apply=lambda *, obj, actor, now, plan, reason: services.org_change_plan(
             org=obj, plan=plan, actor=actor, now=now, reason=reason
+        ),
+    )
+    override_limits = reason_action(
+        name="override_limits",
+        description="Override the plan's limits for selected organizations",
+        done="given their own limits",
+        form_class=LimitOverrideForm,
+        warning="Each value replaces the plan's for these organizations from the next request; "
+        "a blank value goes back to the plan's. Keys' own limits stay at most these.",
+        apply=lambda *, obj, actor, now, reason, **values: limits.org_set_limit_override(
+            org=obj, actor=actor, now=now, reason=reason, **values
+        ),
+    )
+    reset_allowance = reason_action(
+        name="reset_allowance",
+        description="Reset the allowance of selected organizations",
+        done="given a fresh allowance",
+        warning="Usage so far no longer counts against this period's allowance (from the next "
+        "request). Billing is unchanged: every request served stays billed.",
+        apply=lambda *, obj, actor, now, reason: limits.org_reset_allowance(
+            org=obj, actor=actor, now=now, reason=reason
         ),
     )
 

@@ -33,6 +33,25 @@ class ChangePlanForm(forms.Form):
     )
 
 
+class LimitOverrideForm(forms.Form):
+    """An organization's own limits in place of its plan's (blank: the plan's)."""
+
+    requests_per_minute = forms.IntegerField(min_value=1, required=False)
+    tokens_per_minute = forms.IntegerField(min_value=1, required=False)
+    weekly_requests = forms.IntegerField(
+        min_value=1, required=False, help_text="The period's request allowance."
+    )
+    weekly_tokens = forms.IntegerField(
+        min_value=1, required=False, help_text="The period's token allowance."
+    )
+    reason = forms.CharField(
+        max_length=1000,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        help_text="Why: recorded in the audit log with your name. Applies on the next request.",
+    )
+
+
 class OrganizationAddForm(forms.ModelForm):
     """Name, optional slug, starting plan and reason: `services.org_create` sets everything else."""
 

@@ -12,9 +12,7 @@ import openai
 import pytest
 import requests
 from django.db.models import Sum
-from django.utils import timezone
 
-from accounts.limits import org_reset_allowance, org_set_limit_override
 from accounts.models import AuditEvent
 from accounts.signing import mint_dev_token
 from metering.models import UsageEvent
@@ -187,7 +185,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_counts(simulators, gateway
 
 
 def test_staff_overrides_and_allowance_reset_take_effect_on_the_next_request(
-    simulators, gateway, staff_user
+    simulators, gateway, staff_client
 ):
     stack = live.start(
         simulators,
@@ -198,25 +196,34 @@ def test_staff_overrides_and_allowance_reset_take_effect_on_the_next_request(
     assert [stack.code() for _ in range(2)] == [(200, "")] * 2
     assert second.code() == (429, "rate_limit_exceeded")
 
-    org_set_limit_override(
-        org=stack.tenant.org,
-        actor=staff_user,
+    org = stack.tenant.org
+    staff_client.action(
+        "accounts.organization",
+        "override_limits",
+        [org],
         reason="launch week",
-        now=timezone.now(),
         requests_per_minute=5,
     )
     assert [second.code() for _ in range(2)] == [(200, "")] * 2
     assert stack.code() == (429, "insufficient_quota")  # 4 of the week's 4 used
 
-    org_reset_allowance(
-        org=stack.tenant.org, actor=staff_user, reason="goodwill", now=timezone.now()
-    )
+    staff_client.action("accounts.organization", "reset_allowance", [org], reason="goodwill")
     assert second.code() == (200, "")
     assert list(
         AuditEvent.objects.filter(target_id=str(stack.tenant.org.pk), actor_type="staff")
         .order_by("id")
         .values_list("action", "reason")
     ) == [("org.limits_override", "launch week"), ("org.allowance_reset", "goodwill")]
+    override = AuditEvent.objects.get(action="org.limits_override")
+    assert (override.before["requests_per_minute_override"], override.after) == (
+        None,
+        {
+            "requests_per_minute_override": 5,
+            "tokens_per_minute_override": None,
+            "weekly_requests_override": None,
+            "weekly_tokens_override": None,
+        },
+    )
     allowance = dashboard(stack, "GET", "/plan").json()
     assert allowance["limits"]["requests_per_minute"] == 5
     assert allowance["allowance"]["requests"]["used"] == 1
