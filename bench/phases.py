@@ -256,6 +256,8 @@ def phase_enforcement(b: Bench) -> None:
         "off_cpu": off_cpu,
         "on_all": [run.rps for run, _ in runs["on"]],
         "off_all": [run.rps for run, _ in runs["off"]],
+        # Refusals answer fast: a round with errors is no measure of the checks' cost.
+        "errors": sum(run.errors for side in runs.values() for run, _ in side),
         "other_all": [
             round((x[1].get("other", 0) + y[1].get("other", 0)) / 2, 2)
             for x, y in zip(runs["on"], runs["off"], strict=True)

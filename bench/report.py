@@ -219,7 +219,7 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
         )
         p(
             f"   median on {_f(on['rps'], 0)} req/s, off {_f(off['rps'], 0)} req/s; median of the per-round ratios: "
-            f"on = {enf['ratio']:.1f}% of off"
+            f"on = {enf['ratio']:.1f}% of off; errors {enf.get('errors', 0)}"
         )
         p(f"   CPU, median run on: {_cpu(enf['on_cpu'])}")
         p(f"   CPU, median run off: {_cpu(enf['off_cpu'])}")
@@ -325,5 +325,12 @@ def evaluate(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     enf = r.get("enforcement")
     if enf and enf["off"]["rps"]:
         share = enf["ratio"]
-        out.append(("throughput enforcement on vs off", f"{share:.1f}%", ">= 80%", share >= 80))
+        out.append(
+            (
+                "throughput enforcement on vs off",
+                f"{share:.1f}%" + (f", {enf['errors']} errors" if enf.get("errors") else ""),
+                ">= 80%, no errors",
+                share >= 80 and not enf.get("errors"),
+            )
+        )
     return out + compare.peer_targets(r)

@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "portal_bench_rollup"
+DB_NAME = os.environ.get(
+    "BENCH_ROLLUP_DB", "portal_bench_rollup"
+)  # another name: runs side by side
 START = datetime(2026, 3, 2, tzinfo=UTC)
 MODELS = ["gemma-4-26b", "oss-20b", "oss-120b", "qwen-3-32b", "qwen-3-8b", "gemma-4-9b"]
 
@@ -113,7 +115,7 @@ def load_events(args, orgs, keys) -> float:
         raw = cursor.connection.cursor()
         copy_sql = (
             "COPY usage_events (request_id, org_id, api_key_id, model_name, prompt_tokens, completion_tokens,"
-            " estimated, cost, created_at) FROM STDIN"
+            " estimated, cost, created_at, usage_capped) FROM STDIN"
         )
         with raw.copy(copy_sql) as copy:
             for i in range(args.events):
@@ -140,6 +142,7 @@ def load_events(args, orgs, keys) -> float:
                         False,
                         cost,
                         at,
+                        False,
                     )
                 )
     with connection.cursor() as cursor:

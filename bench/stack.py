@@ -24,7 +24,7 @@ PY = (
 GUNICORN = str(Path(PY).parent / "gunicorn")
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "portal_bench"
+DB_NAME = os.environ.get("BENCH_DB", "portal_bench")  # another name: two runs side by side
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/2")
 PREFIX = "bench:"
 

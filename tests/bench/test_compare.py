@@ -143,3 +143,14 @@ def test_cpu_model_reads_proc_cpuinfo():
     text = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
     assert compare.cpu_model(text) == "Intel(R) Xeon(R) Processor"
     assert compare.cpu_model("") == "unknown"
+
+
+def test_a_figure_with_failed_requests_in_it_is_marked_and_meets_no_target():
+    r = results()
+    r["saturated"]["canned non-stream"]["gateway"]["errors"] = 1200  # fast 429s
+    r["slow"]["litellm"]["errors"] = 3
+    rows = {row.what: row for row in compare.side_by_side(r)}
+    assert rows["saturated req/s, canned non-stream"].portal == "800 (1,200 errors)"
+    assert rows["500 concurrent on the 2 s upstream, sustained req/s"].litellm == "62.5 (3 errors)"
+    name, measured, _, met = compare.peer_targets(r)[0]
+    assert (name, measured, met) == ("saturated throughput vs LiteLLM", "10.0x, with errors", False)
