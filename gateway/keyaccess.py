@@ -15,16 +15,20 @@ from pools.catalog import Catalog, ModelEntry
 from portal.errors import PortalError
 
 
-def key_context(secret: str, *, request_id: str, counted: bool = True) -> AuthContext:
+def key_context(
+    secret: str, *, request_id: str, client_ip: str | None, counted: bool = True
+) -> AuthContext:
     """The key's auth context; PortalError for whatever admission would refuse the key
     for (AuthContext.refusal: unknown, revoked, disabled, expired, organization not
-    active) and, when `counted`, 429 past its requests per minute."""
+    active; a `client_ip` outside its allowlist) and, when `counted`, 429 past its
+    requests per minute."""
     admitted = admission.admit(
         identity=get_provider().authenticate(secret, consume=False),
         request_id=request_id,
         model=admission.LISTING if counted else admission.KEY_CHECK,
         estimate=lambda entry: 0,
         now=timezone.now(),
+        client_ip=client_ip,
     )
     if admitted.adm.status != "listed":
         raise replies.refusal(admitted.adm, model="")

@@ -95,6 +95,7 @@ class CountTokensView(APIView):
                 secret=secret,
                 body=flow.read_body(request._request),
                 request_id=request._request.request_id,
+                client_ip=flow.client_ip(request._request),
             )
         except PortalError as err:
             return replies.error_response(err, style="anthropic")
@@ -135,7 +136,9 @@ class ModelsView(APIView):
     def get(self, request):
         try:
             ctx = keyaccess.key_context(
-                flow.api_key_from(request._request), request_id=request._request.request_id
+                flow.api_key_from(request._request),
+                request_id=request._request.request_id,
+                client_ip=flow.client_ip(request._request),
             )
         except PortalError as err:
             return replies.error_response(err)
@@ -157,7 +160,9 @@ class ModelView(APIView):
     def get(self, request, model_id: str):
         try:
             ctx = keyaccess.key_context(
-                flow.api_key_from(request._request), request_id=request._request.request_id
+                flow.api_key_from(request._request),
+                request_id=request._request.request_id,
+                client_ip=flow.client_ip(request._request),
             )
             if keyaccess.usable_model(ctx, get_catalog(), model_id) is None:
                 raise keyaccess.model_not_found(model_id)

@@ -118,3 +118,31 @@ def test_the_python_rule_agrees_with_ipaddress():
         )
         network = ipaddress.ip_network(f"{base}/{prefix}", strict=False)
         assert address_allowed(str(address), [str(network)]) is (address in network)
+
+
+def test_the_allowlist_holds_for_model_listings_and_token_counts(router_url):
+    seeding.catalog(router_urls=[router_url])
+    tenant = seeding.tenant()
+    control(tenant, allowed_ips=["198.51.100.0/24"])
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {tenant.secret}"}
+    count = {
+        "path": "/v1/messages/count_tokens",
+        "data": json.dumps(
+            {"model": seeding.MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        ),
+        "content_type": "application/json",
+    }
+
+    inside, outside = Client(REMOTE_ADDR="198.51.100.4"), Client(REMOTE_ADDR="192.0.2.4")
+
+    assert inside.get("/v1/models", **auth).status_code == 200
+    assert inside.post(**count, **auth).status_code == 200
+    assert_stable_error(
+        outside.get("/v1/models", **auth),
+        status=403,
+        code="ip_not_allowed",
+        type_="permission_error",
+    )
+    refused = outside.post(**count, **auth)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["type"] == "permission_error"  # Anthropic's shape
