@@ -193,3 +193,33 @@ def test_a_stopping_process_records_the_streams_it_still_runs(slow_stream):
     assert leases.live_calls() == []
     response.close()
     assert UsageEvent.objects.filter(request_id=call.request_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reaped_streams_budget_counter_is_settled_to_what_it_billed(slow_stream):
+    from apikeys.services import api_key_update
+    from infra import faststate
+
+    seeding.catalog(router_urls=[slow_stream])
+    tenant = seeding.tenant()
+    api_key_update(
+        key=tenant.key,
+        actor=None,
+        now=tenant.key.created_at,
+        controls={"budget": {"amount": 10**9, "period": "day"}},
+    )
+    response, content = open_stream(tenant.secret)
+    (call,) = leases.live_calls()
+    (counter,) = faststate.get_client().keys("*budget*")
+    assert int(faststate.get_client().get(counter)) == call.est_cost > 0  # reserved
+    leases.renew(now_ms=future_ms(0))
+    leases._live.clear()
+
+    assert leases.reap(now_ms=future_ms(limits.lease_ms() / 1000 + 1)) == 1
+    event = UsageEvent.objects.get(request_id=call.request_id)
+    assert 0 < event.cost < call.est_cost
+    assert int(faststate.get_client().get(counter)) == event.cost  # the reservation settled
+    for _ in content:
+        pass
+    response.close()
+    assert int(faststate.get_client().get(counter)) == event.cost  # the late owner: no change
