@@ -12,8 +12,9 @@ import pytest
 from django.test import Client
 
 from apikeys.authcontext import AuthContext
+from apikeys.services import api_key_update
 from gateway import leases, limits, upkeep
-from infra import fastkeys
+from infra import fastkeys, faststate
 from metering.models import RequestLog, UsageEvent
 from metering.quotas import quota_key
 from pools.simulator import start_in_thread
@@ -197,9 +198,6 @@ def test_a_stopping_process_records_the_streams_it_still_runs(slow_stream):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_reaped_streams_budget_counter_is_settled_to_what_it_billed(slow_stream):
-    from apikeys.services import api_key_update
-    from infra import faststate
-
     seeding.catalog(router_urls=[slow_stream])
     tenant = seeding.tenant()
     api_key_update(
