@@ -13,11 +13,15 @@ T0 = 1_800_000_000_000  # ms, on a second boundary
 HASH = "h" * 64  # the key hash the context is cached under
 
 
-def cache_context(fast_state, **plan) -> AuthContext:
-    """Cache a context for key `key1` of org `org1` under HASH, with loose plan limits
-    except `plan`'s (`rpm`, `tpm`, `cc`, ...), and an allowance counter at zero."""
+def cache_context(
+    fast_state, *, key_id: str = "key1", key_hash: str = HASH, key: dict | None = None, **plan
+) -> AuthContext:
+    """Cache a context for key `key_id` (default `key1`) of org `org1` under `key_hash`
+    (default HASH), with loose plan limits except `plan`'s (`rpm`, `tpm`, `cc`, ...), the
+    key's own wire fields in `key` (`kl`, `b`, `ipw`, ...), and an allowance counter at zero
+    (kept if it exists)."""
     ctx = {
-        "k": "key1",
+        "k": key_id,
         "o": "org1",
         "ks": "active",
         "kx": 0,
@@ -42,7 +46,10 @@ def cache_context(fast_state, **plan) -> AuthContext:
             "m": [],
             **plan,
         },
+        **(key or {}),
     }
-    fast_state.set(auth_context_key(HASH), json.dumps(ctx))
-    fast_state.hset(quota_key(org_id="org1", period_start_ms=ctx["ps"]), mapping={"r": 0, "t": 0})
+    fast_state.set(auth_context_key(key_hash), json.dumps(ctx))
+    quota = quota_key(org_id="org1", period_start_ms=ctx["ps"])
+    fast_state.hsetnx(quota, "r", 0)
+    fast_state.hsetnx(quota, "t", 0)
     return AuthContext.from_json(json.dumps(ctx))
