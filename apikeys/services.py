@@ -202,9 +202,7 @@ def api_key_update(
     key.updated_at = now
     key.save(update_fields=["name", "allowed_models", *values, "updated_at"])
     after = _snapshot(key)
-    if {k: v for k, v in before.items() if k != "name"} != {
-        k: v for k, v in after.items() if k != "name"
-    }:
+    if {**before, "name": ""} != {**after, "name": ""}:  # admission reads the rest
         authcache.invalidate_on_commit(key.pk)
     audit_record(
         actor=actor,
