@@ -7,7 +7,7 @@ allowance counters (metering.quotas) and the dashboard read them from here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from django.db import transaction
@@ -46,20 +46,9 @@ OVERRIDABLE = {
 
 def org_limits(*, plan: Plan, org: Organization) -> PlanLimits:
     """The plan's limits with the organization's overrides in place of the plan's values."""
-    values = {
-        name: getattr(plan, name)
-        for name in (
-            "requests_per_minute",
-            "tokens_per_minute",
-            "concurrent_requests",
-            "window_requests",
-            "window_seconds",
-            "weekly_requests",
-            "weekly_tokens",
-        )
-    }
-    for name, field in OVERRIDABLE.items():
-        override = getattr(org, field)
+    values = {field.name: getattr(plan, field.name) for field in fields(PlanLimits)}
+    for name, override_field in OVERRIDABLE.items():
+        override = getattr(org, override_field)
         if override is not None:
             values[name] = override
     return PlanLimits(**values)
