@@ -1,6 +1,8 @@
 """The hosted /v1 API. Keys are checked by the flow, not by DRF's authentication."""
 
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
@@ -22,23 +24,27 @@ class _NoNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class _GatewayView(APIView):
-    authentication_classes = ()
-    permission_classes = ()
-    content_negotiation_class = _NoNegotiation
+@method_decorator(csrf_exempt, name="dispatch")
+class _GatewayView(View):
+    """The /v1 generation endpoints: plain Django views, not DRF's APIView (issue 17). The
+    flow reads the key, parses the body and builds every answer itself, so DRF's request
+    wrapper, negotiation and exception handling had nothing to do but cost CPU per request.
+    Not in the OpenAPI schema (neither were the DRF views: exclude=True)."""
+
+    http_method_names = ["post", "options"]
     shape: protocols.Shape
 
-    @extend_schema(exclude=True)
     def post(self, request):
-        return flow.serve(request._request, self.shape)
+        response = flow.serve(request, self.shape)
+        if self.shape.style == "anthropic":
+            _anthropic_headers(request, response)
+        return response
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        """405 in the endpoint's own error shape (Anthropic's under /v1/messages)."""
+        """405 in the endpoint's own error shape (Anthropic's under /v1/messages), with Allow."""
         err = PortalError("method_not_allowed", f'Method "{request.method}" not allowed.')
-        return replies.error_response(err, style=self.shape.style)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
+        response = replies.error_response(err, style=self.shape.style)
+        response["Allow"] = "POST, OPTIONS"
         if self.shape.style == "anthropic":
             _anthropic_headers(request, response)
         return response

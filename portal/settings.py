@@ -82,6 +82,9 @@ MIDDLEWARE = [
     # Answers CORS preflights itself (no view, no database) and decorates the answers.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # /v1 (API keys, no browser session): calls the view from here, past the browser app's
+    # layers below (portal/middleware_v1.py).
+    "portal.middleware_v1.V1ShortcutMiddleware",
     # Serves collected static files (admin, ops dashboard, API docs) from STATIC_ROOT.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
