@@ -34,7 +34,7 @@ from django.db import (
 )
 
 from infra.pgpool.base import run_pooled
-from metering import spool
+from metering import groupcommit, spool
 from metering.adjustments import ledger_post_manual
 from metering.closing import billing_period_close, billing_periods_close_due
 from metering.ledger import ledger_post_closed_hours, ledger_post_range
@@ -180,7 +180,7 @@ def request_record(*, record: RequestRecord) -> None:
         _spool(record)
         return
     try:
-        _write(record, timeout=settings.USAGE_WRITE_TIMEOUT_SECONDS)
+        _write_grouped(record, timeout=settings.USAGE_WRITE_TIMEOUT_SECONDS)
     except Exception as error:
         if not write_unavailable(error):
             raise
@@ -233,6 +233,32 @@ def _spool(record: RequestRecord) -> None:
 
 def _served(record: RequestRecord) -> bool:
     return record.prompt_tokens + record.completion_tokens > 0 and record.org_id is not None
+
+
+def _write_grouped(record: RequestRecord, *, timeout: float | None) -> None:
+    """`_write`, in a group commit (metering/groupcommit.py) on the gevent server with
+    pooled Postgres connections; alone otherwise."""
+    connection = connections[router.db_for_write(RequestLog)]
+    committer = groupcommit.for_process(_write_batch, write_unavailable)
+    if (
+        committer is None
+        or getattr(connection, "pool", None) is None
+        or connection.in_atomic_block
+        or connection.connection is not None
+    ):
+        _write(record, timeout=timeout)
+        return
+    try:
+        committer.write(record, timeout)
+    except groupcommit.WriteAlone:
+        _write(record, timeout=timeout)
+
+
+def _write_batch(records: list[RequestRecord], timeout: float | None) -> None:
+    if len(records) == 1:  # its prepared statement, as without group commit
+        _write(records[0], timeout=timeout)
+    else:
+        request_records_write(records=records, timeout=timeout)
 
 
 def _write(record: RequestRecord, *, timeout: float | None) -> None:

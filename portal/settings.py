@@ -213,6 +213,10 @@ if METERING_RECONCILE_QUOTAS_SECONDS > 0:
 # Postgres (a pooled connection, then the statement's answer); past it, or with Postgres
 # down, the record goes to the usage spool and the answer is not held (metering/spool.py).
 USAGE_WRITE_TIMEOUT_SECONDS = env.float("USAGE_WRITE_TIMEOUT_SECONDS", default=2.5)
+# On the gevent server, the usage writes of requests that end while another is being written
+# go together in one pipeline once it is done (metering/groupcommit.py); each request still
+# waits for its own record's commit. False: one statement per request.
+USAGE_GROUP_COMMIT = env.bool("USAGE_GROUP_COMMIT", default=True)
 # After a failed usage write, records go straight to the spool this long before Postgres is
 # tried again (and spool replays wait as long after a failed one).
 USAGE_WRITE_BACKOFF_SECONDS = env.float("USAGE_WRITE_BACKOFF_SECONDS", default=1.0)
