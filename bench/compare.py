@@ -331,8 +331,8 @@ def bottleneck_lines(saturated: dict) -> list[str]:
 
 
 def report_lines(r: dict) -> list[str]:
-    """Section 8 of the printed report: the side-by-side table and the machine's noise."""
-    lines = ["", "8. Side by side, same upstreams, same run: direct, LiteLLM, the Portal"]
+    """Section 9 of the printed report: the side-by-side table and the machine's noise."""
+    lines = ["", "9. Side by side, same upstreams, same run: direct, LiteLLM, the Portal"]
     lite = r.get("litellm")
     if lite:
         lines.append(

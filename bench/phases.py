@@ -215,7 +215,7 @@ def phase_enforcement(b: Bench) -> None:
     between the two so a change in the machine's other load hits both alike, and which
     goes first alternates too (what one run leaves behind, such as autovacuum of the rows
     it wrote, lands on the other side as often as on its own)."""
-    rounds = 3 if b.plan.quick else 5
+    rounds = 3 if b.plan.quick and not b.plan.peers else 5  # the ratio targets: >= 5 rounds
     say("enforcement on vs off: starting a second gateway with GATEWAY_ENFORCEMENT=false")
     off_gateway = b.st.gateway(
         name=f"gateway-{b.plan.server}-off",

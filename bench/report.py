@@ -236,7 +236,7 @@ def report(b: Bench) -> list[tuple[str, str, str, bool | None]]:
     if rollups:
         p("")
         p(
-            f"9. Rollups: {rollups['events']:,} usage events in {rollups['seconds']:.1f} s = "
+            f"8. Rollups: {rollups['events']:,} usage events in {rollups['seconds']:.1f} s = "
             f"{rollups['events_per_s']:,.0f} events/s (1 worker; rollups == events: {rollups['ok']})"
         )
     if r.get("litellm") or r.get("saturated"):
