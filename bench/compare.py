@@ -73,6 +73,15 @@ def sustained(run: dict | None, connections: int) -> float:
     return _num(run.get("rps"))
 
 
+def cpu_ms(cpu: dict | None, proxy: str, run: dict | None) -> float:
+    """CPU milliseconds per request of the proxy and its stores (the Portal's Postgres and
+    Redis; LiteLLM here uses neither) in a saturated run."""
+    if not cpu or not run or proxy not in cpu:
+        return math.nan
+    cores = sum(_num(cpu.get(name, 0.0)) for name in (proxy, "postgres", "redis"))
+    return times(cores * 1000, run.get("rps"))
+
+
 def added(single: dict, kind: str, key: str = "p50_ms") -> float:
     """What `kind` (gateway, litellm, their _stream variants) adds to the direct call."""
     base = "direct_stream" if kind.endswith("_stream") else "direct"
@@ -97,6 +106,22 @@ def side_by_side(r: dict) -> list[Row]:
                 _fmt(p) + _errors(row["gateway"]),
                 _x(times(p, lite)),
                 _pct(times(p, d)),
+            )
+        )
+    sat = r.get("saturated", {}).get("canned non-stream")
+    if sat:
+        # CPU per request moves less with other load than requests/s does.
+        p = cpu_ms(sat.get("cpu"), "gateway", sat["gateway"])
+        lite = cpu_ms(sat.get("litellm_cpu"), "litellm", sat.get("litellm"))
+        share = times(p, lite)
+        rows.append(
+            Row(
+                "CPU ms per request (proxy + Postgres + Redis), saturated canned",
+                "",
+                _fmt(lite, 2),
+                _fmt(p, 2),
+                f"1/{_fmt(1 / share, 1)}" if share and share == share and share > 0 else "-",
+                "",
             )
         )
     single = r.get("single", {}).get("canned")

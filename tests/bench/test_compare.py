@@ -16,7 +16,13 @@ def results(**over) -> dict:
                 "direct": {"rps": 50000.0},
                 "gateway": {"rps": 800.0},
                 "litellm": {"rps": 80.0},
-                "cpu": {"gateway": 1.3, "load generator": 0.03, "other": 0.1},
+                "cpu": {
+                    "gateway": 1.3,
+                    "postgres": 0.25,
+                    "redis": 0.15,
+                    "load generator": 0.03,
+                    "other": 0.1,
+                },
                 "litellm_cpu": {"litellm": 1.9, "load generator": 0.01, "other": 0.4},
             }
         },
@@ -50,6 +56,8 @@ def test_side_by_side_puts_each_phase_and_its_ratios_in_a_row():
     assert (sat.direct, sat.litellm, sat.portal) == ("50,000", "80", "800")
     assert sat.vs_litellm == "10.0x"
     assert sat.vs_direct == "1.6 %"
+    cpu = rows["CPU ms per request (proxy + Postgres + Redis), saturated canned"]
+    assert (cpu.litellm, cpu.portal, cpu.vs_litellm) == ("23.75", "2.12", "1/11.2")
     one = rows["one client, added p50 ms (non-stream)"]
     assert (one.litellm, one.portal, one.vs_litellm) == ("30.00", "2.00", "1/15.0")
     ttfb = rows["one client, added TTFB p50 ms (stream)"]
