@@ -15,6 +15,8 @@ handler500: the stable JSON 500). Paths that do not resolve take the usual way.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.urls import Resolver404, get_resolver
@@ -25,6 +27,14 @@ from portal.middleware import BodyTimeout
 PREFIX = "/v1/"
 
 
+@lru_cache(maxsize=256)
+def _resolve(resolver, path: str):
+    """The URL resolution of a /v1 path, kept: the same few paths come again and again
+    (per URLconf: tests swap it). Unknown paths resolve to the catch-all 404 view, so
+    the cache is bounded rather than per path forever."""
+    return resolver.resolve(path)
+
+
 class V1ShortcutMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -33,7 +43,7 @@ class V1ShortcutMiddleware:
         if not request.path_info.startswith(PREFIX):
             return self.get_response(request)
         try:
-            match = get_resolver().resolve(request.path_info)
+            match = _resolve(get_resolver(), request.path_info)
         except Resolver404:
             return self.get_response(request)
         request.resolver_match = match
