@@ -23,7 +23,7 @@ import resource
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -104,18 +104,8 @@ class Bench:
 
     def peer_target(self, model: str, *, stream: bool) -> load.Target:
         """The same chat request to the LiteLLM proxy, with its master key."""
-        host, port = self.peer.url.split("//")[1].rsplit(":", 1)
-        body = {"model": model, "messages": MESSAGES, "max_tokens": MAX_TOKENS}
-        if stream:
-            body["stream"] = True
-        return load.Target(
-            host,
-            int(port),
-            "/v1/chat/completions",
-            _json(body),
-            {"Authorization": f"Bearer {peers.MASTER_KEY}"},
-            stream,
-        )
+        target = self.gateway_target(model, stream=stream, gateway=self.peer)
+        return replace(target, headers={"Authorization": f"Bearer {peers.MASTER_KEY}"})
 
     def direct_target(self, upstream: str, *, stream: bool, prompt: str = PROMPT) -> load.Target:
         """What the gateway sends the router for the same request (a rendered chat prompt)."""
