@@ -11,6 +11,7 @@ bits of the next one.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 MAX_NETWORKS = 100
 _MAPPED = 96  # an IPv4 network's prefix, as an IPv4-mapped IPv6 network
@@ -45,6 +46,7 @@ def wire_networks(networks: list[str]) -> list[list]:
     return wired
 
 
+@lru_cache(maxsize=4096)  # per request on the hot path; few clients, many requests each
 def wire_address(address: str | None) -> str:
     """The client's address as admit.lua matches it; "" when there is none to match."""
     if not address:

@@ -206,7 +206,7 @@ def finish_call(call: Call) -> None:
                 served=served_tokens > 0,
                 now_ms=call.now_ms(),
                 reserved_cost=call.est_cost,
-                actual_cost=_cost(call) if served_tokens else 0,
+                actual_cost=_cost(call) if served_tokens and call.est_cost else 0,
             )
     except Exception:
         logger.exception("settlement failed", extra={"request_id": call.request_id})
