@@ -6,7 +6,7 @@ finds them:
 - `request_record` — the gateway writes a request log and its usage event (here); when
   Postgres cannot take it in time, the usage spool keeps it (`metering.spool`)
 - `usage_spool_replay`, `usage_spool_pending` — the spool written into Postgres, and its size
-- `usage_rollup_pending`, `usage_rollup_rebuild` — hour and day rollups (`metering.rollups`)
+- `usage_rollup_pending`, `usage_rollup_rebuild` — hour and day rollups (`metering.rollups`, `metering.backfill`)
 - `ledger_post_closed_hours`, `ledger_post_range`, `ledger_post_manual` — the billing ledger (`metering.ledger`; credits in `metering.adjustments`)
 - `billing_periods_close_due`, `billing_period_close` — billing periods (`metering.closing`)
 - `keys_last_used_refresh`, `request_logs_prune` — request-log upkeep (`metering.request_logs`)
@@ -36,13 +36,14 @@ from django.db import (
 from infra.pgpool.base import run_pooled
 from metering import groupcommit, spool
 from metering.adjustments import ledger_post_manual
+from metering.backfill import usage_rollup_rebuild
 from metering.closing import billing_period_close, billing_periods_close_due
 from metering.ledger import ledger_post_closed_hours, ledger_post_range
 from metering.models import RequestLog, UsageEvent
 from metering.pricing import price_micro_usd
 from metering.quotas import quota_reconcile, quota_seed
 from metering.request_logs import keys_last_used_refresh, request_logs_prune
-from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
+from metering.rollups import usage_rollup_pending
 from metering.spool import pending as usage_spool_pending
 from metering.spool import replay as usage_spool_replay
 

@@ -9,8 +9,9 @@ import pytest
 from django.db import transaction
 
 from metering import rollups, tasks
+from metering.backfill import usage_rollup_rebuild
 from metering.models import NO_KEY, UsageEvent, UsageRollup
-from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
+from metering.rollups import usage_rollup_pending
 from tests.factories.metering import MONDAY, event_totals, record, rollup_totals
 from tests.support.concurrency import postgres_only, run_concurrently
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from metering.backfill import usage_rollup_rebuild
 from metering.buckets import DAY, floor_day, floor_hour, iso, steps
 from metering.management.cli import Progress, parse_when, resolve_org
-from metering.rollups import usage_rollup_rebuild
 
 
 class Command(BaseCommand):
