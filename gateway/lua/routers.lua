@@ -9,9 +9,13 @@
 local SLOW_TIER = 1000000
 local function choose_router(now, cooldown, first, ncand, rand)
   local tiers = {}
-  local slow_keys = {}
-  for i = 0, ncand - 1 do slow_keys[i + 1] = k_router_slow(ARGV[first + i * 3]) end
-  local slow = ncand > 0 and redis.call('MGET', unpack(slow_keys)) or {}
+  -- Slowness only orders candidates against each other: one candidate needs no look.
+  local slow = {}
+  if ncand > 1 then
+    local slow_keys = {}
+    for i = 0, ncand - 1 do slow_keys[i + 1] = k_router_slow(ARGV[first + i * 3]) end
+    slow = redis.call('MGET', unpack(slow_keys))
+  end
   for i = 0, ncand - 1 do
     local id = ARGV[first + i * 3]
     local weight = tonumber(ARGV[first + 1 + i * 3])
@@ -24,10 +28,8 @@ local function choose_router(now, cooldown, first, ncand, rand)
       probe = ok
     end
     if ok then
-      -- Live in-flight requests: entries whose lease has not run out (take_router sweeps the rest).
-      local inflight = redis.call('ZCOUNT', k_router_inflight(id), '(' .. fmt(now), '+inf')
       tiers[tier] = tiers[tier] or {}
-      table.insert(tiers[tier], {id = id, w = weight, load = inflight / math.max(weight, 1), probe = probe})
+      table.insert(tiers[tier], {id = id, w = weight, probe = probe})
     end
   end
   local best = nil
@@ -45,7 +47,14 @@ local function choose_router(now, cooldown, first, ncand, rand)
     return list[#list]
   end
   local a, b = draw(rand[1]), draw(rand[2])
-  if b.load < a.load then return b end
+  if a == b then return a end  -- one router drawn twice: its load decides nothing
+  -- Live in-flight requests per unit of weight: entries whose lease has not run out
+  -- (take_router sweeps the rest); counted only for the two routers drawn.
+  local live_from = '(' .. fmt(now)
+  local function load(c)
+    return redis.call('ZCOUNT', k_router_inflight(c.id), live_from, '+inf') / math.max(c.w, 1)
+  end
+  if load(b) < load(a) then return b end
   return a
 end
 
