@@ -186,6 +186,32 @@ def faststate_scripts(callers: int) -> dict:
         faststate.reset_client_for_tests()
 
 
+def writes_for_callers(name: str, callers: int) -> dict:
+    """`callers` greenlets send PING at once on a connected MuxClient: how many socket
+    writes carried them, and whether each got its own reply."""
+    client = clients[name]
+    client.execute("PING")  # connected
+    link = client._link
+    sock = link.sock
+    writes = []
+
+    class Counting:
+        def sendall(self, data):
+            writes.append(len(data))
+            return sock.sendall(data)
+
+    link.sock = Counting()
+    try:
+        jobs = [gevent.spawn(client.execute, "ECHO", f"caller-{i}") for i in range(callers)]
+        gevent.joinall(jobs, raise_error=True)
+    finally:
+        link.sock = sock
+    return {
+        "writes": len(writes),
+        "mismatched": [i for i, job in enumerate(jobs) if job.value != f"caller-{i}".encode()],
+    }
+
+
 CALLS = {
     call.__name__: call
     for call in (
@@ -196,6 +222,7 @@ CALLS = {
         many_callers,
         pipelined,
         concurrent_outcomes,
+        writes_for_callers,
         sleep,
         close_all,
         faststate_scripts,

@@ -57,3 +57,10 @@ def test_a_link_idle_longer_than_the_timeout_stays_open(probe, redis_url):
     probe.sleep(seconds=0.8)
     assert probe.execute(name="c", command=["CLIENT", "ID"]) == first
     assert probe.opened(name="c") == 1
+
+
+def test_commands_of_greenlets_ready_together_go_out_in_one_write(probe, redis_url):
+    """One wake-up of Redis for a turn of the event loop's callers, each answered its own."""
+    probe.open_client(name="c", transport="mux", url=redis_url)
+    assert probe.writes_for_callers(name="c", callers=50) == {"writes": 1, "mismatched": []}
+    assert probe.writes_for_callers(name="c", callers=1) == {"writes": 1, "mismatched": []}
