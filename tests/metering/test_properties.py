@@ -13,9 +13,10 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metering.backfill import usage_rollup_rebuild
 from metering.ledger import ledger_post_closed_hours, ledger_post_range
 from metering.models import LedgerEntry, UsageEvent, UsageRollup
-from metering.rollups import usage_rollup_pending, usage_rollup_rebuild
+from metering.rollups import usage_rollup_pending
 from tests.factories.metering import (
     MONDAY,
     event_totals,
