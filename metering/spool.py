@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -48,18 +47,19 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic
 
 from django.conf import settings
 
+from metering.spoolrecords import decode, encode
+
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"  # a file replayers take; a file being created is `.<name>.tmp`
 REJECTED = ".rejected"
-VERSION = 1
 _BATCH = 100  # records per replay statement pipeline
 _ABANDONED_SECONDS = 60
 
@@ -85,36 +85,6 @@ class _Unavailable(Exception):
 
 def directory() -> Path:
     return Path(settings.USAGE_SPOOL_DIR)
-
-
-# --- records as lines ------------------------------------------------------------------------
-
-
-def encode(record) -> bytes:
-    """One line (ASCII JSON, newline-terminated) holding every field of a RequestRecord."""
-    data = {"v": VERSION}
-    for field in fields(record):
-        data[field.name] = getattr(record, field.name)
-    return (json.dumps(data, default=_json_value, separators=(",", ":")) + "\n").encode()
-
-
-def _json_value(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)  # UUIDs
-
-
-def decode(line: bytes):
-    """The RequestRecord of one line; ValueError/TypeError when the line is not one."""
-    from metering.services import RequestRecord
-
-    data = json.loads(line)
-    if not isinstance(data, dict) or data.pop("v", None) != VERSION:
-        raise ValueError("not a version-1 spool record")
-    known = {field.name for field in fields(RequestRecord)}
-    values = {name: value for name, value in data.items() if name in known}
-    values["created_at"] = datetime.fromisoformat(values["created_at"])
-    return RequestRecord(**values)
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -8,44 +8,21 @@ process refuses to start and says which one is missing.
 
 import contextlib
 import re
-import sys
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-# Runtime files (SQLite, collected static files, beat's schedule) go here by default; in a
-# read-only tree (OSError) every path below can be set elsewhere.
-with contextlib.suppress(OSError):
-    VAR_DIR.mkdir(exist_ok=True)
-
-env = environ.Env()
-_env_file = env.str("PORTAL_ENV_FILE", default=str(BASE_DIR / ".env"))
-if Path(_env_file).is_file():
-    environ.Env.read_env(_env_file, overwrite=False)
-
-DEBUG = env.bool("DEBUG", default=False)
-TESTING = env.bool("PORTAL_TESTING", default="pytest" in sys.modules)
-# The gevent worker (portal/gunicorn.py) patches the standard library before Django loads.
-_GEVENT = "gevent.monkey" in sys.modules and sys.modules["gevent.monkey"].is_module_patched(
-    "socket"
+from portal.environment import (
+    _GEVENT,
+    BASE_DIR,
+    DEBUG,
+    TESTING,
+    VAR_DIR,
+    _every,
+    _missing,
+    _secret,
+    env,
 )
-
-_missing: list[str] = []
-
-
-def _secret(name: str, dev_default: str) -> str:
-    """A secret: required in production, a fixed dev value when DEBUG is on."""
-    value = env.str(name, default="")
-    if value:
-        return value
-    if DEBUG or TESTING:
-        return dev_default
-    _missing.append(name)
-    return ""
-
 
 SECRET_KEY = _secret("SECRET_KEY", "dev-insecure-secret-key-do-not-use-in-production")
 API_KEY_PEPPER = _secret("API_KEY_PEPPER", "dev-insecure-api-key-pepper")
@@ -189,11 +166,6 @@ METERING_REQUEST_LOG_RETENTION_DAYS = env.int("METERING_REQUEST_LOG_RETENTION_DA
 METERING_RECONCILE_QUOTAS_SECONDS = env.int("METERING_RECONCILE_QUOTAS_SECONDS", default=3600)
 
 
-def _every(seconds: int, task: str) -> dict:
-    """A beat entry that expires before its next run: a stopped worker builds no backlog."""
-    return {"task": task, "schedule": float(seconds), "options": {"expires": seconds * 0.9}}
-
-
 # How often pending usage events are rolled up into hour and day buckets.
 METERING_ROLLUP_SECONDS = env.int("METERING_ROLLUP_SECONDS", default=60)
 
@@ -327,74 +299,11 @@ if KEY_PROVIDER == "unkey":
             UNKEY_SYNC_SECONDS, "apikeys.sync_unkey_keys"
         )
 
-# --- Gateway -------------------------------------------------------------------------
-# An admitted request's concurrency and router slots are leases its process renews every
-# third of this; a process that dies frees them within it, and the reaper bills what its
-# streams had sent (gateway/leases.py).
-GATEWAY_LEASE_SECONDS = env.float("GATEWAY_LEASE_SECONDS", default=15.0)
-# Renew leases, reap dead processes' requests and replay the usage spool from a background
-# loop in each web process (off in the test suite's in-process tests).
-GATEWAY_UPKEEP = env.bool("GATEWAY_UPKEEP", default=True)
-# Failed authentications (unknown or malformed keys) one client address may make per
-# minute; past it, its requests get 429 before any key lookup (gateway/junk.py; 0: no limit).
-GATEWAY_AUTH_FAILURES_PER_MINUTE = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE", default=60)
-# Proxies in front of the Portal that append the client's address to X-Forwarded-For (a
-# load balancer: 1). 0: the socket's address is the client's (request logs, the limit above).
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
-# With Redis unreachable: `refuse` (503 fast_state_unavailable, every limit stays exact) or
-# `serve_recent_keys` (keys this process admitted within FAST_STATE_DEGRADED_KEY_SECONDS are
-# served with per-process limits and no allowance reservation; gateway/degraded.py).
-FAST_STATE_DEGRADED = env.str("FAST_STATE_DEGRADED", default="refuse")
-if FAST_STATE_DEGRADED not in ("refuse", "serve_recent_keys"):
-    raise ImproperlyConfigured("FAST_STATE_DEGRADED must be refuse or serve_recent_keys")
-FAST_STATE_DEGRADED_KEY_SECONDS = env.float("FAST_STATE_DEGRADED_KEY_SECONDS", default=300.0)
-# Requests dead web processes left (their leases ran out) are settled and billed by every
-# web process's loop, and by this task when no web process is left to do it.
-CELERY_BEAT_SCHEDULE["gateway.reap_requests"] = _every(
-    max(1, round(GATEWAY_LEASE_SECONDS)), "gateway.reap_requests"
-)
-GATEWAY_MAX_TRIES = env.int("GATEWAY_MAX_TRIES", default=3)
-# An answer that breaks the request's tool choice, a strict tool schema or its JSON output
-# format is sent back to the model this many times with what was wrong, then refused.
-GATEWAY_OUTPUT_RETRIES = env.int("GATEWAY_OUTPUT_RETRIES", default=1)
-GATEWAY_ENFORCEMENT = env.bool("GATEWAY_ENFORCEMENT", default=True)
-# GATEWAY_ENFORCEMENT=false turns off key checks, limits and billing: with DEBUG off the
-# process refuses to start with it unless this is set too, which only the benchmark does
-# (bench/stack.py, for bench/run.py's enforcement-off baseline). Never in production.
-GATEWAY_ENFORCEMENT_OFF_ALLOWED = env.bool("GATEWAY_ENFORCEMENT_OFF_ALLOWED", default=False)
-if not GATEWAY_ENFORCEMENT and not (DEBUG or GATEWAY_ENFORCEMENT_OFF_ALLOWED):
-    raise ImproperlyConfigured(
-        "GATEWAY_ENFORCEMENT=false serves /v1 without key checks, limits or billing: "
-        "refused with DEBUG off (GATEWAY_ENFORCEMENT_OFF_ALLOWED=true is for the benchmark only)."
-    )
-AUTH_CONTEXT_TTL_SECONDS = env.int("AUTH_CONTEXT_TTL_SECONDS", default=300)
-BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
-BREAKER_COOLDOWN_MS = env.int("BREAKER_COOLDOWN_MS", default=30_000)
-BREAKER_PROBE_TTL_MS = env.int("BREAKER_PROBE_TTL_MS", default=10_000)
-ROUTER_CONNECT_TIMEOUT = env.float("ROUTER_CONNECT_TIMEOUT", default=2.0)
-ROUTER_READ_TIMEOUT = env.float("ROUTER_READ_TIMEOUT", default=120.0)
-ROUTER_FIRST_BYTE_TIMEOUT = env.float("ROUTER_FIRST_BYTE_TIMEOUT", default=30.0)
-# A whole (non-stream) answer's first byte comes when the router has generated it all, so
-# its deadline is longer than a stream's; past it the request fails over (pools/client.py).
-ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT = env.float("ROUTER_NONSTREAM_FIRST_BYTE_TIMEOUT", default=60.0)
-ROUTER_PROBE_TIMEOUT = env.float("ROUTER_PROBE_TIMEOUT", default=2.0)
-# Probes also time a one-token completion: a router slower than this is marked slow and
-# picked only when no other router is eligible (pools/health.py); 0 turns it off.
-ROUTER_SLOW_SECONDS = env.float("ROUTER_SLOW_SECONDS", default=10.0)
-# Routers whose breaker is open or that are marked slow are probed this often, so one
-# that is back takes requests at once, not after BREAKER_COOLDOWN_MS; 0 turns it off.
-ROUTER_RECOVERY_PROBE_SECONDS = env.int("ROUTER_RECOVERY_PROBE_SECONDS", default=5)
-if ROUTER_RECOVERY_PROBE_SECONDS > 0:
-    CELERY_BEAT_SCHEDULE["pools.probe_recovering_routers"] = _every(
-        ROUTER_RECOVERY_PROBE_SECONDS, "pools.probe_recovering_routers"
-    )
-# Connections per router and process, idle or in use (pools/routerhttp.py): a call beyond
-# them waits for one. Under gevent one process holds up to WEB_WORKER_CONNECTIONS (2,000)
-# requests at once, so the default is above that.
-ROUTER_POOL_MAXSIZE = env.int("ROUTER_POOL_MAXSIZE", default=4096 if _GEVENT else 256)
-ROUTER_POOL_HOSTS = env.int("ROUTER_POOL_HOSTS", default=64)
-ROUTER_TRUST_ENV = env.bool("ROUTER_TRUST_ENV", default=False)
-CATALOG_MAX_AGE_SECONDS = env.float("CATALOG_MAX_AGE_SECONDS", default=60.0)
+# --- Gateway and request bodies: portal/gateway_settings.py ---------------------------
+from portal.gateway_settings import *  # noqa: E402, F403  (the GATEWAY_*, ROUTER_*, BODY_* settings)
+from portal.gateway_settings import GATEWAY_BEAT_SCHEDULE  # noqa: E402
+
+CELERY_BEAT_SCHEDULE.update(GATEWAY_BEAT_SCHEDULE)
 
 if _missing:
     raise ImproperlyConfigured(
@@ -403,12 +312,6 @@ if _missing:
         + ". Set them in the environment or .env (see .env.example); "
         "DEBUG=true uses development defaults."
     )
-
-# --- Request bodies -----------------------------------------------------------------
-# A body must arrive within this many seconds plus its length at the minimum rate, or the
-# request ends with 408 request_timeout and its connection is closed (gevent workers).
-BODY_READ_TIMEOUT_SECONDS = env.float("BODY_READ_TIMEOUT_SECONDS", default=10.0)
-BODY_MIN_BYTES_PER_SECOND = env.float("BODY_MIN_BYTES_PER_SECOND", default=65536.0)
 
 # --- DRF and the API schema ------------------------------------------------------
 REST_FRAMEWORK = {
@@ -469,95 +372,5 @@ STORAGES = {
     },
 }
 
-# --- CORS --------------------------------------------------------------------------
-# Browsers may call the dashboard API (the web app on its own origin) and /v1 (SDKs
-# running in a browser) from these origins; "*" allows any origin (keys and tokens are
-# bearer headers, never cookies, so no credentials are allowed in either case).
-_cors_origins = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_ALLOW_ALL_ORIGINS = "*" in _cors_origins
-CORS_ALLOWED_ORIGINS = [origin for origin in _cors_origins if origin != "*"]
-CORS_URLS_REGEX = r"^/(api/v1|v1|portal)/"
-CORS_ALLOW_CREDENTIALS = False
-CORS_PREFLIGHT_MAX_AGE = env.int("CORS_PREFLIGHT_MAX_AGE", default=86400)
-CORS_ALLOW_HEADERS = (
-    "accept",
-    "authorization",
-    "content-type",
-    "user-agent",
-    "x-api-key",
-    "x-request-id",
-    "openai-organization",
-    "openai-project",
-    "anthropic-version",
-    "anthropic-beta",
-    "anthropic-dangerous-direct-browser-access",
-    # The official SDKs add x-stainless-* headers whose set changes between releases;
-    # "*" covers them (it never covers `authorization`, hence the explicit list).
-    "*",
-)
-CORS_EXPOSE_HEADERS = (
-    "x-request-id",
-    "request-id",
-    "retry-after",
-    "x-should-retry",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-tokens",
-    "anthropic-ratelimit-requests-limit",
-    "anthropic-ratelimit-requests-remaining",
-    "anthropic-ratelimit-requests-reset",
-    "anthropic-ratelimit-tokens-limit",
-    "anthropic-ratelimit-tokens-remaining",
-    "anthropic-ratelimit-tokens-reset",
-)
-
-# --- HTTPS -------------------------------------------------------------------------
-# Behind a proxy that terminates TLS: BEHIND_TLS_PROXY=true trusts its
-# X-Forwarded-Proto, SECURE_SSL_REDIRECT=true sends plain-HTTP visitors to https (the
-# probes stay reachable over plain HTTP for load balancers), SECURE_HSTS_SECONDS tells
-# browsers to use https only.
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
-)
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-# System check ids to silence, e.g. security.W021 when the domain is not to be preloaded.
-SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
-
-# JSON lines with the request id (portal/logs.py) unless DEBUG; LOG_FORMAT=plain|json overrides.
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
-if LOG_FORMAT not in {"json", "plain"}:
-    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "portal.logs.RequestIdFilter"}},
-    "formatters": {
-        "json": {"()": "portal.logs.JsonFormatter"},
-        "plain": {"()": "portal.logs.PlainFormatter"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": LOG_FORMAT,
-            "filters": ["request_id"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        # Through the root handler only (Django's own DEBUG console handler would print twice).
-        "django": {"handlers": [], "level": "INFO", "propagate": True},
-        "django.db.backends": {"level": "WARNING"},
-        "httpx": {
-            "level": "WARNING"
-        },  # the Unkey SDK's client: one INFO line per key check otherwise
-    },
-}
+# --- CORS, HTTPS and logs: portal/edge_settings.py ------------------------------------
+from portal.edge_settings import *  # noqa: E402, F403

@@ -148,13 +148,20 @@ def test_the_compose_command_starts_what_docker_compose_yml_requires():
     assert "router-sim:9101" in block.text and "9101" in " ".join(services["router-sim"]["command"])
 
 
+# The modules that read settings from the environment (portal/settings.py imports the others).
+SETTINGS_SOURCES = [
+    ROOT / "portal" / name
+    for name in ("settings.py", "environment.py", "gateway_settings.py", "edge_settings.py")
+]
+
+
 def test_compose_passes_every_setting_the_readme_documents_for_production():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     environment = set(compose["x-portal-env"])
     (documented,) = readme.tagged("dotenv", "prod")
     missing = set(readme.dotenv(documented)) - environment
     assert not missing, f"docker-compose.yml does not pass {sorted(missing)} to the Portal"
-    settings_source = (ROOT / "portal" / "settings.py").read_text()
+    settings_source = "".join(path.read_text() for path in SETTINGS_SOURCES)
     unread = {name for name in environment if f'"{name}"' not in settings_source}
     assert not unread, (
         f"docker-compose.yml sets {sorted(unread)}, which portal/settings.py never reads"
@@ -173,8 +180,8 @@ def test_no_snippet_uses_a_name_it_does_not_import():
 
 def test_env_example_lists_every_setting_the_processes_read():
     read = set()
-    for source in ("portal/settings.py", "portal/gunicorn.py"):
-        text = (ROOT / source).read_text()
+    for path in (*SETTINGS_SOURCES, ROOT / "portal" / "gunicorn.py"):
+        text = path.read_text()
         read |= set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', text))
         read |= set(re.findall(r'_secret\(\s*"([A-Z][A-Z0-9_]+)"', text))
         read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', text))
