@@ -41,6 +41,17 @@ def period_containing(*, now: datetime) -> tuple[datetime, datetime]:
     return start, start + PERIOD_LENGTH
 
 
+def subscription_period(
+    *, subscription: PlanSubscription, now: datetime
+) -> tuple[datetime, datetime]:
+    """The period `now` counts in for a subscription: its stored period while `now` is in
+    it, else the weekly period holding `now` (a period the scheduler has not rolled yet)."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if not start <= now < end:
+        start, end = period_containing(now=now)
+    return start, end
+
+
 def default_plan() -> Plan:
     plan = Plan.objects.filter(is_default=True).order_by("id").first()
     if plan is None:

@@ -19,7 +19,7 @@ from accounts.invalidation import read_generations
 from accounts.limits import PlanLimits, allowance_period, org_limits
 from accounts.models import Organization, PlanSubscription, User
 from accounts.selectors import active_subscriptions
-from accounts.services import period_containing
+from accounts.services import subscription_period
 from apikeys import authcache, networks
 from apikeys.budgets import KeyBudget, key_budget
 from apikeys.models import ApiKey
@@ -239,9 +239,7 @@ def _context(*, key: ApiKey, now: datetime) -> AuthContext | None:
     if sub is None:
         return None
     plan = sub.plan
-    start, end = sub.current_period_start, sub.current_period_end
-    if not start <= now < end:
-        start, end = period_containing(now=now)
+    start, end = subscription_period(subscription=sub, now=now)
     org_lim = org_limits(plan=plan, org=key.org)
     allowance_start, allowance_end = allowance_period(org=key.org, start=start, end=end)
     return AuthContext(

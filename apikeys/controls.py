@@ -9,6 +9,7 @@ from datetime import datetime
 from accounts.limits import org_limits
 from accounts.models import Organization
 from accounts.selectors import active_subscription
+from accounts.services import subscription_period
 from apikeys.budgets import MAX_AMOUNT, period_bounds
 from apikeys.models import ApiKey, BudgetPeriod
 from apikeys.networks import MAX_NETWORKS, parse_networks
@@ -85,12 +86,11 @@ def spend_of(key: ApiKey, *, now: datetime) -> dict | None:
     read: apikeys may not import it)."""
     if key.budget_amount is None:
         return None
-    sub = active_subscription(org=key.org)
+    billing_start, billing_end = subscription_period(
+        subscription=active_subscription(org=key.org), now=now
+    )
     start, end = period_bounds(
-        period=key.budget_period,
-        now=now,
-        billing_start=sub.current_period_start,
-        billing_end=sub.current_period_end,
+        period=key.budget_period, now=now, billing_start=billing_start, billing_end=billing_end
     )
     spent = provided("key_spend_between")(org_id=key.org_id, key_id=key.pk, start=start, end=end)
     return {

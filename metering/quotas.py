@@ -20,7 +20,7 @@ from django.db.models import Count, Sum
 from accounts.limits import allowance_period
 from accounts.models import PlanSubscription
 from accounts.selectors import active_subscriptions
-from accounts.services import period_containing
+from accounts.services import subscription_period
 from infra import fastkeys, faststate
 from metering.models import UsageEvent
 
@@ -57,9 +57,7 @@ def quota_seed(
 def current_period(*, subscription: PlanSubscription, now: datetime) -> tuple[datetime, datetime]:
     """The allowance period the gateway counts `now` in (the auth context's rule): the
     subscription's period, from the org's one-off allowance reset if one falls in it."""
-    start, end = subscription.current_period_start, subscription.current_period_end
-    if not start <= now < end:
-        start, end = period_containing(now=now)
+    start, end = subscription_period(subscription=subscription, now=now)
     return allowance_period(org=subscription.org, start=start, end=end)
 
 
