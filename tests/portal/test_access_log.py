@@ -94,6 +94,59 @@ def test_a_custom_format_keeps_its_header_and_environ_atoms_redacted(capsys):
     )
 
 
+def test_the_direct_write_gives_the_line_logging_gives(tmp_path, monkeypatch):
+    """With gunicorn's plain access log (a file or stdout) the line is written straight to
+    the handler's stream; with anything else on the logger (here a filter) it goes through
+    `logging`. Both give the same line: quotes escaped, secrets masked, "-" for a header the
+    request lacks."""
+    import datetime
+    import logging
+
+    from gunicorn.config import Config
+
+    from portal.accesslog import RedactingLogger
+
+    path = tmp_path / "access.log"
+    cfg = Config()
+    cfg.set("accesslog", str(path))
+    cfg.set("access_log_format", '"%(r)s" %(s)s "%(a)s" %({X-Forwarded-For}i)s %(b)s')
+    logger = RedactingLogger(cfg)
+    # gunicorn's own handler alone, as in a worker (pytest may have added its capture's)
+    ours = [handler for handler in logger.access_log.handlers if getattr(handler, "_gunicorn", 0)]
+    monkeypatch.setattr(logger.access_log, "handlers", ours)
+    secret = "ctr_live_" + secrets.token_hex(8)
+
+    class Response:
+        status = "200 OK"
+        sent = 7
+        headers = ()
+
+    environ = {
+        "REMOTE_ADDR": "10.0.0.1",
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": f"/v1/chat/completions?key={secret}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_USER_AGENT": 'an "agent"',
+    }
+    records: list[logging.LogRecord] = []
+    make_record = logger.access_log.makeRecord
+
+    def counted(*args, **kwargs):
+        records.append(make_record(*args, **kwargs))
+        return records[-1]
+
+    logger.access_log.makeRecord = counted
+    logger.access(Response(), (), environ, datetime.timedelta(microseconds=10))
+    assert records == []  # written directly
+    logger.access_log.addFilter(lambda record: True)
+    logger.access(Response(), (), environ, datetime.timedelta(microseconds=10))
+    assert len(records) == 1  # through logging
+    direct, logged = path.read_text().splitlines()
+    assert (
+        direct == logged == '"POST /v1/chat/completions?key=*** HTTP/1.1" 200 "an \\"agent\\"" - 7'
+    )
+
+
 @given(st.text(alphabet="abcdeiklnoprstuvwyABKPT_=:/?&;@ \"'0123456789", max_size=60))
 def test_the_quick_check_of_redact_never_skips_a_secret(text):
     """`redact` returns text without any of its patterns' literals at once: that shortcut
