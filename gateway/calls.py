@@ -57,6 +57,9 @@ class Call:
     max_tokens: int = 0  # the max_tokens the router was sent (0: none yet)
     router_prompt: str | list[dict] | None = None  # the prompt it was sent: text or chat messages
     usage_capped: bool = False  # the router claimed more tokens than billing allows
+    # An answer asked again (gateway/toolflow.py): its prompt, which carries the discarded
+    # answer and the correction, is billed at most what the client's own prompt was.
+    prompt_cap: int | None = None
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -77,7 +80,9 @@ def make_answer(
     "stop", and the client pays for the text it got: the router's count, if it reported
     one, covers text after the cut, so the estimate of what was sent counts, capped by it.
 
-    A router's usage is a claim: it is billed at most what was asked and sent (`bounded`)."""
+    A router's usage is a claim: it is billed at most what was asked and sent (`bounded`).
+    An answer that was asked again is billed at most the client's own prompt
+    (`call.prompt_cap`); the rest of its prompt is recorded as unbilled."""
     if stop is not None:
         finish = "stop"
         if usage is not None:
@@ -88,6 +93,9 @@ def make_answer(
     if usage is None:
         call.estimated = True
         usage = (call.prompt_tokens, sent_tokens(call, estimate_tokens(text)))
+    if call.prompt_cap is not None and usage[0] > call.prompt_cap:
+        call.unbilled_tokens += usage[0] - call.prompt_cap
+        usage = (call.prompt_cap, usage[1])
     return Answer(
         text=text,
         finish=openai_format.normalize_finish(finish) if finish else None,

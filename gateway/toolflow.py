@@ -49,13 +49,20 @@ def read_checked(
     with 502 `invalid_model_output`. The client pays only for the answer it gets: the tokens
     of a discarded answer are recorded on the request log as unbilled.
 
+    The answer used is billed at most the prompt of the client's own request: what the
+    retry adds to the prompt (the discarded answer, the correction) is recorded as unbilled
+    too, so the request never costs more than admission reserved for it (a key's budget).
+
     Returns (reading, the router body of the answer used, its raw text, the stop sequence hit)."""
     hit = None
     reading = outputs.read(text, req, template=template_of(call), id_prefix=shape.call_id_prefix)
     for _ in range(settings.GATEWAY_OUTPUT_RETRIES):
         if reading.problem is None:
             break
-        call.unbilled_tokens += _attempt_tokens(call, router_body, text)
+        prompt, completion = _attempt_tokens(call, router_body, text)
+        call.unbilled_tokens += prompt + completion
+        if call.prompt_cap is None:
+            call.prompt_cap = prompt  # the client's own prompt, as this first attempt billed it
         retry = replace(
             req,
             stream=False,
@@ -71,16 +78,17 @@ def read_checked(
             text, req, template=template_of(call), id_prefix=shape.call_id_prefix
         )
     if reading.problem is not None:
-        call.unbilled_tokens += _attempt_tokens(call, router_body, text)
+        call.unbilled_tokens += sum(_attempt_tokens(call, router_body, text))
         raise PortalError(
             "invalid_model_output", f"The model's answer could not be used: {reading.problem}."
         )
     return reading, router_body, text, hit
 
 
-def _attempt_tokens(call: Call, router_body: dict, text: str) -> int:
+def _attempt_tokens(call: Call, router_body: dict, text: str) -> tuple[int, int]:
+    """(prompt, completion) tokens of an answer, as it would be billed."""
     usage = openai_format.extract_usage(router_body)
-    return sum(bounded(call, usage, text)) if usage else call.prompt_tokens + estimate_tokens(text)
+    return bounded(call, usage, text) if usage else (call.prompt_tokens, estimate_tokens(text))
 
 
 def tool_stream_body(

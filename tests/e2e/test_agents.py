@@ -143,6 +143,30 @@ def test_a_model_that_answers_text_when_a_call_is_required_is_asked_again_once(a
 
 
 @pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_asked_again_is_billed_the_clients_own_prompt(agent, stream):
+    """The retry's prompt carries the discarded answer and the correction: the client pays
+    the prompt it sent (what the same request costs without a retry), and the rest is
+    recorded as unbilled, so a request never costs more than admission reserved for it."""
+    client, sim, _, _ = agent
+    kwargs = {"model": "qwen", "messages": ASK, "tools": [WEATHER], "tool_choice": "required"}
+    plain = client.chat.completions.create(**kwargs)
+    sim.configure(tool_mode="text", fault_count=1)
+    if stream:
+        _, calls, _ = collect_stream(client.chat.completions.create(stream=True, **kwargs))
+        assert [c["name"] for c in calls] == ["get_weather"]
+        log = eventually(lambda: RequestLog.objects.filter(streamed=True).first())
+    else:
+        retried = client.chat.completions.create(**kwargs)
+        assert retried.usage.prompt_tokens == plain.usage.prompt_tokens
+        log = RequestLog.objects.get(request_id=retried._request_id)
+    assert log.prompt_tokens == plain.usage.prompt_tokens
+    event = UsageEvent.objects.get(request_id=log.request_id)
+    assert event.prompt_tokens == plain.usage.prompt_tokens
+    # the discarded answer (its prompt and completion) and what the retry added to the prompt
+    assert log.unbilled_tokens > plain.usage.prompt_tokens + 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_model_that_keeps_breaking_the_schema_gets_a_clear_error_and_no_bill(agent, stream):
     client, sim, _, _ = agent
     sim.configure(tool_mode="invalid_args", fault_count=2)
