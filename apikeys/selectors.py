@@ -25,3 +25,19 @@ def get_org_key_or_404(*, org: Organization, key_id: object) -> ApiKey:
     if key is None:
         raise PortalError("not_found", "API key not found.")
     return key
+
+
+def key_lineage(*, key_id: object) -> list:
+    """The key and every key rotated into it (`replaced_by`, transitively): one key to
+    its owner, whose spend against a budget carries over from secret to secret."""
+    ids, frontier = [key_id], [key_id]
+    while frontier:
+        frontier = [
+            pk
+            for pk in ApiKey.objects.filter(replaced_by_id__in=frontier).values_list(
+                "pk", flat=True
+            )
+            if pk not in ids
+        ]
+        ids += frontier
+    return ids

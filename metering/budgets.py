@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db.models import Sum
 
+from apikeys.selectors import key_lineage
 from infra import fastkeys, faststate
 from metering.models import UsageEvent
 
@@ -24,9 +25,13 @@ def budget_key(*, key_id: str, period_start_ms: int) -> str:
 
 
 def key_spend_between(*, org_id: object, key_id: object, start: datetime, end: datetime) -> int:
-    """The micro-USD billed to a key's usage events in [start, end)."""
+    """The micro-USD billed to a key's usage events in [start, end), with those of the keys
+    it replaced by rotation (a rotated key's spend carries over)."""
     row = UsageEvent.objects.filter(
-        org_id=org_id, api_key_id=key_id, created_at__gte=start, created_at__lt=end
+        org_id=org_id,
+        api_key_id__in=key_lineage(key_id=key_id),
+        created_at__gte=start,
+        created_at__lt=end,
     ).aggregate(cost=Sum("cost"))
     return int(row["cost"] or 0)
 

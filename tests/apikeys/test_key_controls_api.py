@@ -81,6 +81,46 @@ def test_controls_are_shown_and_rotation_keeps_them(client, alice_org):
     assert (cleared["allowed_ips"], cleared["spend"]) == (None, None)
 
 
+def test_a_rotated_keys_spend_carries_over_from_the_keys_it_replaced(client, alice_org):
+    """Rotation gives the key a new secret, not a fresh budget: the spend shown (and the
+    budget counter admission starts from) counts the usage of every key it replaced."""
+    from django.utils import timezone
+
+    from metering.models import UsageEvent
+
+    def spend(key_id):
+        return client.get(f"/api/v1/orgs/{alice_org.pk}/keys/{key_id}").json()["spend"]
+
+    first = create(client, alice_org, budget={"amount": 2_500_000}).json()
+    for key_id, cost in ((first["id"], 700_000), (None, 5)):  # a key-less event never counts
+        UsageEvent.objects.create(
+            request_id=f"req_spend_{cost}",
+            org=alice_org,
+            api_key_id=key_id,
+            model_name="x",
+            prompt_tokens=1,
+            completion_tokens=1,
+            cost=cost,
+            created_at=timezone.now(),
+        )
+    second = client.post(f"/api/v1/orgs/{alice_org.pk}/keys/{first['id']}/rotate").json()
+    third = client.post(f"/api/v1/orgs/{alice_org.pk}/keys/{second['id']}/rotate").json()
+    UsageEvent.objects.create(
+        request_id="req_spend_third",
+        org=alice_org,
+        api_key_id=third["id"],
+        model_name="x",
+        prompt_tokens=1,
+        completion_tokens=1,
+        cost=300_000,
+        created_at=timezone.now(),
+    )
+
+    assert spend(third["id"])["amount"] == 1_000_000
+    assert spend(third["id"])["remaining"] == 1_500_000
+    assert spend(first["id"])["amount"] == 700_000  # a key's own lineage only
+
+
 def test_the_schema_documents_every_control(schema):
     fields = documented_fields(schema, KEY, "get", 200)
     assert {"limits", "budget", "allowed_ips", "spend"} <= fields

@@ -80,6 +80,31 @@ def test_a_spent_budget_answers_budget_exceeded_that_the_sdks_do_not_retry(route
     assert not UsageEvent.objects.exists()
 
 
+def test_a_rotated_key_starts_its_budget_from_what_the_keys_it_replaced_spent(router_url):
+    """The counter admission seeds for the new secret counts the old secret's usage: a
+    rotation does not give a spent budget back."""
+    from apikeys.services import api_key_rotate
+
+    seeding.catalog(router_urls=[router_url])
+    tenant = seeding.tenant()
+    control(tenant, budget={"amount": 10_000, "period": "billing_period"})
+    UsageEvent.objects.create(
+        request_id="req_before_rotation",
+        org=tenant.org,
+        api_key=tenant.key,
+        model_name=seeding.MODEL,
+        prompt_tokens=1,
+        completion_tokens=1,
+        cost=10_000,
+        created_at=timezone.now(),
+    )
+    issued = api_key_rotate(key=tenant.key, actor=None, now=timezone.now())
+
+    response = chat(issued.plaintext, max_tokens=16)
+
+    assert_stable_error(response, status=429, code="budget_exceeded", type_="insufficient_quota")
+
+
 @pytest.mark.parametrize(
     ("networks", "remote", "allowed"),
     [
