@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import OrganizationMember
+from accounts.models import Organization, OrganizationMember
 from accounts.selectors import get_membership_or_404, personal_membership
 from apikeys import selectors, services
 from apikeys.serializers import (
@@ -19,9 +19,17 @@ from infra.pagination import Pagination, paginate
 from portal.errors import PortalError
 
 
-def require_key_manager(membership: OrganizationMember) -> None:
+def require_key_manager(membership: OrganizationMember, *, revoking: bool = False) -> None:
+    """Owners and admins manage keys. A disabled organization's keys can be read and revoked,
+    not created, changed or rotated (403 `account_disabled`): `/v1` refuses them anyway."""
     if not membership.can_manage_keys:
         raise PortalError("permission_denied", "Only owners and admins can manage API keys.")
+    if not revoking and membership.org.status == Organization.Status.DISABLED:
+        raise PortalError(
+            "account_disabled",
+            "This organization is disabled: its API keys can be read and revoked, "
+            "not created, changed or rotated.",
+        )
 
 
 def _issued_body(issued: services.IssuedKey) -> dict:
@@ -49,7 +57,7 @@ def list_keys(*, request, view, membership: OrganizationMember) -> Response:
 
 
 def revoke_key(*, request, membership: OrganizationMember, key_id: str) -> Response:
-    require_key_manager(membership)
+    require_key_manager(membership, revoking=True)
     key = selectors.get_org_key_or_404(org=membership.org, key_id=key_id)
     key = services.api_key_revoke(
         key=key, actor=request.user, now=timezone.now(), reason="revoked by owner"

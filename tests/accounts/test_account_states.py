@@ -124,6 +124,34 @@ def test_a_disabled_orgs_dashboard_stays_readable(staff_client, api, alice, alic
         assert response.status_code == 200, (path, response.content[:300])
 
 
+def test_a_disabled_orgs_keys_are_read_and_revoked_not_created_changed_or_rotated(
+    staff_client, api, alice, alice_org
+):
+    from apikeys.models import ApiKey
+
+    client = api.as_user(alice)
+    keys = f"/api/v1/orgs/{alice_org.pk}/keys"
+    key = client.post(keys, {"name": "prod"}, format="json").json()
+    staff_client.action(ORG, "pause_orgs", [alice_org], reason="unpaid")
+    assert client.post(keys, {"name": "while paused"}, format="json").status_code == 201
+    staff_client.action(ORG, "disable_orgs", [alice_org], reason="abuse")
+    before = list(ApiKey.objects.filter(org=alice_org).values_list("id", "name", "status"))
+
+    refused = [
+        client.post(keys, {"name": "new"}, format="json"),
+        client.patch(f"{keys}/{key['id']}", {"name": "renamed"}, format="json"),
+        client.post(f"{keys}/{key['id']}/rotate"),
+    ]
+
+    for response in refused:
+        error = assert_stable_error(response, status=403, code="account_disabled")
+        assert "revoked" in error["message"]
+    assert list(ApiKey.objects.filter(org=alice_org).values_list("id", "name", "status")) == before
+    assert client.get(f"{keys}/{key['id']}").status_code == 200
+    revoked = client.delete(f"{keys}/{key['id']}")
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+
+
 def dashboard(token: str):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
