@@ -25,7 +25,7 @@ from accounts.models import (
     PlanSubscription,
     User,
 )
-from infra.adminactions import provided, reason_action
+from infra.adminactions import ReadOnlyAdmin, provided, reason_action
 
 
 class MembershipInline(admin.TabularInline):
@@ -350,7 +350,7 @@ class PlanSubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: rows are written by services only."""
 
     list_display = [
@@ -365,12 +365,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ["action", "actor_type", "target_type"]
     search_fields = ["actor_label", "target_id", "reason", "org__name"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

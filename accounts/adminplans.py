@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts import privileges
 from accounts.adminforms import PlanForm
 from accounts.models import ModelAccessPolicy, Plan
-from infra.adminactions import provided
+from infra.adminactions import ReadOnlyAdmin, provided
 
 
 class ModelAccessPolicyForm(forms.ModelForm):
@@ -85,18 +85,9 @@ class PlanAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelAccessPolicy)
-class ModelAccessPolicyAdmin(admin.ModelAdmin):
+class ModelAccessPolicyAdmin(ReadOnlyAdmin):
     """Read-only: a plan's models are edited on the plan's page, where the change is audited."""
 
     list_display = ["plan", "model_name"]
     list_filter = ["plan"]
     search_fields = ["model_name", "plan__code"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

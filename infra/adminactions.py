@@ -29,6 +29,20 @@ from portal.errors import PortalError
 CONFIRM_TEMPLATE = "admin/confirm_with_reason.html"
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only (audit, derived or financial rows): listed and shown in
+    the admin, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(
         max_length=1000,

@@ -22,6 +22,7 @@ from metering.buckets import DAY, floor_day, steps
 from metering.models import NO_KEY, RequestLog
 from metering.pricing import usd
 from metering.selectors import bucket_of, usage_rollups
+from metering.serializers import RequestLogSerializer
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 1000
@@ -39,21 +40,8 @@ USAGE_COLUMNS = [
     "cost_micro_usd",
     "cost_usd",
 ]
-# The same fields, in the same order, as a row of GET /requests.
-REQUEST_COLUMNS = [
-    "request_id",
-    "created_at",
-    "endpoint",
-    "model",
-    "key_id",
-    "status_code",
-    "error_code",
-    "latency_ms",
-    "ttfb_ms",
-    "streamed",
-    "prompt_tokens",
-    "completion_tokens",
-]
+# The fields of a row of GET /requests, in its order.
+REQUEST_COLUMNS = list(RequestLogSerializer.Meta.fields)
 
 
 def safe_cell(value: object) -> object:
