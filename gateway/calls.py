@@ -14,6 +14,7 @@ from django.conf import settings
 from apikeys.authcontext import AuthContext
 from apikeys.providers import KeyIdentity
 from gateway import degraded, forward, junk, leases, limits, openai_format, tokens
+from gateway.budget import Budget
 from gateway.protocols import Answer
 from gateway.tokens import estimate_tokens, tokens_for_chars
 from infra import metrics
@@ -38,6 +39,7 @@ class Call:
     ctx: AuthContext | None = None  # the key's auth context, when the key was known
     identity: KeyIdentity | None = None  # who the key provider says the key is
     entry: ModelEntry | None = None
+    budget: Budget | None = None  # the request's tokens on its model, planned at admission
     est_tokens: int = 0
     est_cost: int = 0  # the worst-case cost a key's budget reserved (micro-USD; 0: none)
     prompt_tokens: int = 0

@@ -149,13 +149,18 @@ def serve(request, shape: Shape) -> HttpResponse:
         return replies.error_response(PortalError("internal_error"), style=shape.style)
 
 
-def _max_tokens(req: InferenceRequest, entry: ModelEntry) -> int:
+def _max_tokens(call: Call, req: InferenceRequest) -> int:
     """The max_tokens sent to the router: the client's, capped at the model's max output,
-    or what the model can still produce after the prompt (the budget admission reserved)."""
+    or what the model can still produce after the prompt (the budget admission reserved,
+    planned once there; planned here only without admission: the enforcement-off baseline)."""
+    entry = call.entry
     if req.max_tokens is not None:
         return min(req.max_tokens, entry.max_output_tokens)
-    prompt = _prompt_tokens(req, entry, raw_estimate=estimate_tokens(_prompt_text(req)))
-    return max(1, budget.plan(req, entry, prompt_tokens=prompt).completion)
+    planned = call.budget
+    if planned is None:
+        prompt = _prompt_tokens(req, entry, raw_estimate=call.prompt_tokens)
+        planned = budget.plan(req, entry, prompt_tokens=prompt)
+    return max(1, planned.completion)
 
 
 def _prompt_tokens(req: InferenceRequest, entry: ModelEntry, *, raw_estimate: int) -> int:
@@ -167,26 +172,25 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
     request that cannot fit its context window is refused once the key may use the model,
     before anything is reserved."""
     call.identity = identity
-    planned: list[budget.Budget | None] = [None]
 
     def estimate(entry: ModelEntry | None) -> int:
         if entry is None:
-            planned[0] = None
+            call.budget = None
             return 0
         call.prompt_tokens = _prompt_tokens(req, entry, raw_estimate=call.prompt_tokens)
-        planned[0] = budget.plan(req, entry, prompt_tokens=call.prompt_tokens)
-        return planned[0].total
+        call.budget = budget.plan(req, entry, prompt_tokens=call.prompt_tokens)
+        return call.budget.total
 
     def refuse(entry: ModelEntry | None) -> str:
-        return budget.CONTEXT_LENGTH if planned[0] is not None and not planned[0].fits else ""
+        return budget.CONTEXT_LENGTH if call.budget is not None and not call.budget.fits else ""
 
     def cost(entry: ModelEntry | None) -> int:
         """Asked only for a key with a budget: the request's worst-case cost."""
-        if entry is None or planned[0] is None:
+        if entry is None or call.budget is None:
             return 0
         bound = budget.prompt_bound(req, entry, estimate=call.prompt_tokens)
         call.est_cost = budget.worst_cost(
-            entry, prompt_bound=bound, completion=planned[0].completion
+            entry, prompt_bound=bound, completion=call.budget.completion
         )
         return call.est_cost
 
@@ -217,15 +221,15 @@ def _admit(call: Call, *, identity: KeyIdentity, req: InferenceRequest) -> None:
         )
         call.ctx, call.entry = adm.ctx, entry
         if adm.status != "ok":
-            raise replies.refusal(adm, model=req.model, budget=planned[0], kind=req.kind) from None
-        call.est_tokens = planned[0].total
+            raise replies.refusal(adm, model=req.model, budget=call.budget, kind=req.kind) from None
+        call.est_tokens = call.budget.total
         call.degraded = adm
         call.trail.target = forward.locate(entry, adm.router_id)
         return
     call.ctx, call.entry = admitted.adm.ctx, admitted.entry
     if admitted.adm.status != "ok":
-        raise replies.refusal(admitted.adm, model=req.model, budget=planned[0], kind=req.kind)
-    call.est_tokens = planned[0].total
+        raise replies.refusal(admitted.adm, model=req.model, budget=call.budget, kind=req.kind)
+    call.est_tokens = call.budget.total
     hold_reservation(call, admitted.adm)  # from here on: a reservation to settle, leases to renew
     degraded.remember(identity.cache_key, admitted.adm.ctx)
     upkeep.ensure_started()
@@ -255,7 +259,7 @@ def _headers(call: Call) -> dict[str, str]:
 
 
 def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
-    max_tokens = _max_tokens(req, call.entry)
+    max_tokens = _max_tokens(call, req)
     router_body = complete(call, req, max_tokens)
     call.ttfb_ms = call.elapsed_ms()
     text, hit = stops.cut(openai_format.extract_text(router_body), req.stop)
@@ -292,7 +296,7 @@ def _whole(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
 
 def _stream(call: Call, shape: Shape, req: InferenceRequest) -> HttpResponse:
     entry = call.entry
-    max_tokens = _max_tokens(req, entry)
+    max_tokens = _max_tokens(call, req)
     first, chunks = forward.with_failover(
         entry=entry,
         first_router_id=call.adm.router_id if call.adm else call.trail.target.router.id,

@@ -334,3 +334,20 @@ def test_health_lists_pools_and_public_names_without_router_internals(simulator)
     assert host_port not in body and router not in body
     assert seeding.ROUTER_KEY not in body
     assert response["x-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_without_max_tokens_is_planned_once(router_url, stream):
+    """Admission plans the request's tokens on its model (the prompt as each route renders
+    it); the max_tokens sent to the router is taken from that plan, not worked out again."""
+    from gateway import budget
+
+    seeding.catalog(router_urls=[router_url])
+    tenant = seeding.tenant()
+    assert chat(tenant.secret, max_tokens=4).status_code == 200  # the key's context is warm
+    with mock.patch.object(budget, "prompt_tokens", wraps=budget.prompt_tokens) as planned:
+        response = chat(tenant.secret, stream=stream)
+        if stream:
+            stream_events(response)
+        assert response.status_code == 200
+    assert planned.call_count == 1
